@@ -1,0 +1,5 @@
+"""``python -m envctl``."""
+
+from envctl.cli.main import run
+
+run()

@@ -1,0 +1,90 @@
+"""`envctl catalog` and `envctl show`: the image specs and what the matrix says."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+
+from envctl import console
+
+JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("catalog")(catalog)
+    app.command("show")(show)
+
+
+def _when(ts: float | None) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+
+
+def catalog(json_out: bool = JSON_OPT) -> None:
+    """List the image specs: torch, CUDA, Python, lock state, last build and verification."""
+    from envctl.catalog import find_project
+    from envctl.core_views import catalog_rows
+
+    rows = catalog_rows(find_project())
+    if json_out:
+        console.print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table(title=None, show_lines=False)
+    for col in ("image", "torch", "cuda", "python", "torch from", "lock", "last build", "last verify"):
+        table.add_column(col, no_wrap=col in ("image", "lock", "torch from"))
+    for r in rows:
+        build = r["last_build"]
+        verify = r["last_verify"]
+        table.add_row(
+            r["name"], r["torch"], r["cuda"], r["python"], r["torch_source"],
+            console.styled(r["lock"]),
+            console.styled(_when(build["started"]) if build else "-", None if not build else
+                           ("green" if build["ok"] else "red")),
+            console.styled(_when(verify["started"]) + (" ok" if verify["ok"] else " FAILED")
+                           if verify else "-", None if not verify else ("green" if verify["ok"] else "red")),
+        )
+    console.out.print(table)
+
+
+def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu126."),
+         json_out: bool = JSON_OPT) -> None:
+    """Show the resolved spec of an image and what the release matrix says about it."""
+    from envctl.catalog import find_project
+    from envctl.core_views import describe
+
+    info = describe(find_project(), name)
+    if json_out:
+        console.print_json(info)
+        return
+    from rich.table import Table
+
+    table = Table(show_header=False, box=None, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column()
+    spec, m = info["spec"], info["matrix"]
+    rows = [
+        ("image", spec["name"]),
+        ("description", spec["description"] or "-"),
+        ("torch", f"{spec['torch']} from {spec['torch_source']}"),
+        ("cuda", f"{spec['cuda']} ({m['status']})" + (f", cuDNN {m['cudnn']}" if m["cudnn"] else "")),
+        ("python", f"{spec['python']} from {spec['python_source']} (torch {m['torch_minor']} supports "
+                   f"{m['python_range'][0]} - {m['python_range'][1]})"),
+        ("variants", ", ".join(m["variants"])),
+        ("gpu arches", (", ".join(m["arch_list"]) + (" +PTX" if m["ptx"] else "")) or "- (CPU build)"),
+        ("min driver", m["min_driver"] or "- (CPU build)"),
+        ("companions", f"torchvision {m['torchvision']}, torchaudio {m['torchaudio']}"),
+        ("base", spec["base"]),
+        ("platforms", ", ".join(spec["platforms"])),
+        ("channels", ", ".join(spec["channels"]) or "-"),
+        ("conda", ", ".join(info["conda_specs"]) or "-"),
+        ("pip", ", ".join(info["pip_requirements"]) or "-"),
+        ("pip index", info["pip_index"]),
+        ("lock", f"{info['lock']['state']} ({info['lock']['path']})"),
+        ("spec hash", info["spec_hash"]),
+    ]
+    for key, value in rows:
+        table.add_row(key, console.styled(value, "") if key != "lock" else console.styled(
+            value, console.STATUS_STYLES.get(info["lock"]["state"])))
+    console.out.print(table)

@@ -1,0 +1,51 @@
+"""Entry point: the typer app, its command groups, and the top-level error handler."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from envctl import __version__
+from envctl.cli import catalog as catalog_cmds
+
+app = typer.Typer(
+    name="envctl",
+    help="Reproducible PyTorch+CUDA environments: catalog, lock, build, verify.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"envctl {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Print the version and exit."),
+) -> None:
+    """Reproducible PyTorch+CUDA environments for ML teams."""
+
+
+catalog_cmds.register(app)
+
+
+def run() -> None:
+    """Console-script entry: envctl errors become one line, a hint and an exit code."""
+    from envctl.errors import EnvctlError
+
+    try:
+        app()
+    except EnvctlError as exc:
+        from envctl import console
+
+        console.error(str(exc), exc.hint)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        sys.stderr.write("interrupted\n")
+        sys.exit(130)

@@ -1,0 +1,73 @@
+"""Read-only views of the project the CLI renders: catalog rows and one image's description.
+
+Plain dicts so the same data serves the rich tables and ``--json``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from envctl.catalog import Project
+from envctl.lockstate import lock_state
+from envctl.matrix import load_matrix, parse_version
+
+
+def _latest_runs() -> dict:
+    from envctl.records import Records, default_path
+
+    if not default_path().exists():
+        return {}
+    return Records().latest()
+
+
+def catalog_rows(project: Project) -> list[dict[str, Any]]:
+    latest = _latest_runs()
+    rows = []
+    specs = sorted(project.specs(), key=lambda s: (parse_version(s.torch), s.cuda != "cpu", s.cuda, s.name))
+    for spec in specs:
+        build = latest.get((spec.name, "build"))
+        verify = latest.get((spec.name, "verify"))
+        rows.append({
+            "name": spec.name, "torch": spec.torch, "cuda": spec.cuda, "python": spec.python,
+            "torch_source": spec.torch_source, "description": spec.description,
+            "lock": lock_state(spec, project.lock_path(spec.name)).state,
+            "last_build": build.to_dict() if build else None,
+            "last_verify": verify.to_dict() if verify else None,
+        })
+    return rows
+
+
+def describe(project: Project, name: str) -> dict[str, Any]:
+    spec = project.resolve(name)
+    m = load_matrix()
+    rel = m.release(spec.torch)
+    cuda = spec.cuda_version
+    arches, ptx = m.arch_list(cuda, spec.torch) if cuda else ([], False)
+    state = lock_state(spec, project.lock_path(spec.name))
+    pi = spec.pip_index
+    index_text = pi.index_url + "".join(f" + {u}" for u in pi.extra_index_urls)
+    if spec.torch_source == "pytorch-index":
+        index_text = f"{spec_torch_index(spec)} (torch) + " + index_text
+    if pi.find_links:
+        index_text += " + find-links " + ", ".join(pi.find_links)
+    return {
+        "spec": spec.to_dict(),
+        "spec_hash": spec.content_hash(),
+        "lock_inputs_hash": spec.lock_inputs_hash(),
+        "conda_specs": spec.conda_specs(),
+        "pip_requirements": spec.pip_requirements(),
+        "pip_index": index_text,
+        "lock": {"state": state.state, "path": str(state.path.relative_to(project.root))},
+        "matrix": {
+            "torch_minor": rel.minor, "status": rel.status_of(spec.cuda), "cudnn": rel.cudnn_for(spec.cuda),
+            "python_range": list(rel.python), "variants": rel.variants, "arch_list": arches, "ptx": ptx,
+            "min_driver": m.min_driver(cuda) if cuda else None, "torchvision": rel.torchvision,
+            "torchaudio": rel.torchaudio, "refreshed": m.refreshed,
+        },
+    }
+
+
+def spec_torch_index(spec) -> str:
+    from envctl.spec import defaults
+
+    return defaults()["torch_index"].format(variant=spec.cuda)

@@ -1,0 +1,1 @@
+"""Packaged data files (the release matrix, defaults); read with importlib.resources."""

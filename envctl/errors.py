@@ -1,0 +1,89 @@
+"""One error hierarchy for envctl.
+
+Every error says what failed, where (file and key, image, package, URL) and
+what to do.  The CLI prints ``str(error)`` as one line plus the hint and exits
+with ``error.exit_code``; anything that is not an ``EnvctlError`` is a bug and
+keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class EnvctlError(Exception):
+    """Base class: a user-facing failure with a hint and an exit code."""
+
+    exit_code = 1
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class SpecError(EnvctlError):
+    """An image spec is malformed: names the file and key path."""
+
+    exit_code = 2
+
+    def __init__(self, path: str, key: str | None, problem: str, *, hint: str | None = None) -> None:
+        where = f"{path}: {key}" if key else path
+        super().__init__(f"{where}: {problem}", hint=hint)
+        self.path = path
+        self.key = key
+        self.problem = problem
+
+
+class MatrixError(EnvctlError):
+    """A torch/CUDA/Python combination PyTorch never released."""
+
+    exit_code = 2
+
+
+class UnknownImageError(EnvctlError):
+    """A name that is neither in the catalog nor of the form pytorch-X.Y-VARIANT."""
+
+    exit_code = 2
+
+
+class LockError(EnvctlError):
+    """Locking failed: unsatisfiable, unreachable channel or index, bad lockfile."""
+
+
+class StaleLockError(LockError):
+    """The lockfile is missing or was made from another version of the spec."""
+
+
+class CacheError(EnvctlError):
+    """A cached or downloaded file does not match the hash the lock records."""
+
+
+class EngineError(EnvctlError):
+    """The Docker engine is unreachable or refused an operation."""
+
+
+class BuildError(EnvctlError):
+    """An image build failed; carries the failing step and the log path."""
+
+    def __init__(self, message: str, *, hint: str | None = None, log_path: str | None = None,
+                 step: str | None = None, tail: list[str] | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.log_path = log_path
+        self.step = step
+        self.tail = tail or []
+
+
+class ProbeError(EnvctlError):
+    """The smoke probe could not run or did not print its JSON document."""
+
+
+class RecordsError(EnvctlError):
+    """The records database cannot be opened or written."""
+
+
+class ArtifactError(EnvctlError):
+    """An artifact is not a TorchScript/torch.export archive, or is unknown."""
+
+    exit_code = 2

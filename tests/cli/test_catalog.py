@@ -1,0 +1,85 @@
+"""The CLI as users run it: a real subprocess, exact exit codes and one-line errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import yaml
+
+
+def envctl(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    env = {**os.environ, "NO_COLOR": "1"}
+    return subprocess.run([sys.executable, "-m", "envctl", *args], capture_output=True, text=True,
+                          cwd=cwd, env=env, timeout=60)
+
+
+def test_version():
+    from envctl import __version__
+
+    result = envctl("--version")
+    assert result.returncode == 0
+    assert result.stdout.strip() == f"envctl {__version__}"
+
+
+def test_catalog_table_and_json(project):
+    table = envctl("catalog")
+    assert table.returncode == 0, table.stderr
+    assert "pytorch-2.13-cpu" in table.stdout and "pytorch-2.8-cu126" in table.stdout
+    rows = json.loads(envctl("catalog", "--json").stdout)
+    names = [r["name"] for r in rows]
+    assert names.index("pytorch-2.3-cu118") < names.index("pytorch-2.13-cpu")  # sorted by torch version
+    row = next(r for r in rows if r["name"] == "pytorch-2.7-cu118")
+    assert (row["torch"], row["cuda"], row["python"]) == ("2.7.1", "cu118", "3.11")
+    assert row["lock"] in ("locked", "not locked", "stale")
+
+
+def test_never_released_combination_answers_fast_with_neighbours(project):
+    start = time.monotonic()
+    result = envctl("show", "pytorch-2.8-cu118")
+    elapsed = time.monotonic() - start
+    assert result.returncode == 2
+    assert result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert lines[0].startswith("error: torch 2.8 was never released for CUDA 11.8; torch 2.8 has cpu, cu126")
+    assert "pytorch-2.8-cu126" in lines[0] and "pytorch-2.7-cu118 (same CUDA, older torch)" in lines[0]
+    assert "Traceback" not in result.stderr
+    assert elapsed < 1.0, f"took {elapsed:.2f}s"
+
+
+def test_show_json_carries_matrix_facts(project):
+    info = json.loads(envctl("show", "pytorch-2.11-cu128", "--json").stdout)
+    assert info["matrix"]["status"] == "stable"
+    assert info["matrix"]["cudnn"] == "9.17.1.4"
+    assert "7.0" not in info["matrix"]["arch_list"]
+    assert info["matrix"]["min_driver"] == "525.60.13"
+    assert info["pip_requirements"] == ["torch==2.11.0", "torchvision==0.26.*"]
+
+
+def test_bad_spec_is_one_line_exit_2(project):
+    path = project / "images" / "pytorch-2.3-cu118.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["python"] = "3.13"
+    path.write_text(yaml.safe_dump(data))
+    for args in (["show", "pytorch-2.3-cu118"], ["catalog"]):
+        result = envctl(*args)
+        assert result.returncode == 2
+        first = result.stderr.splitlines()[0]
+        assert first.endswith("pytorch-2.3-cu118.yaml: python: torch 2.3 supports Python 3.8 - 3.11, not 3.13")
+        assert "Traceback" not in result.stderr
+
+
+def test_unknown_name_and_missing_project(tmp_path):
+    result = envctl("show", "pytorch-2.8-cu126", cwd=tmp_path)
+    assert result.returncode == 1
+    assert "no envctl project found" in result.stderr
+
+
+def test_real_combination_missing_from_catalog(project):
+    result = envctl("show", "pytorch-2.9-cu128")
+    assert result.returncode == 2
+    assert "real PyTorch combination (stable) but the catalog has no images/pytorch-2.9-cu128.yaml" in result.stderr

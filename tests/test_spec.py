@@ -1,0 +1,99 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from envctl.catalog import Project
+from envctl.errors import SpecError
+from envctl.spec import load_spec, parse_spec
+
+REPO = Path(__file__).resolve().parent.parent
+GOOD = {"version": 1, "name": "pytorch-2.8-cu126", "python": "3.12", "torch": "2.8.0", "cuda": "cu126"}
+
+
+def _error(data: dict) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        parse_spec(data, path="images/x.yaml")
+    return info.value
+
+
+def test_every_catalog_spec_is_valid_and_checked_against_the_matrix():
+    project = Project(REPO)
+    names = project.names()
+    for required in ("pytorch-2.3-cu118", "pytorch-2.7-cu118", "pytorch-2.8-cu126", "pytorch-2.8-cu128",
+                     "pytorch-2.11-cu128", "pytorch-2.13-cu130", "pytorch-2.13-cpu"):
+        assert required in names
+    for spec in project.specs():
+        assert spec.name == Path(spec.path).stem
+
+
+def test_defaults_fill_a_minimal_spec():
+    spec = parse_spec(dict(GOOD), path="images/x.yaml")
+    assert spec.channels == ("conda-forge",)
+    assert spec.conda_specs()[0] == "python=3.12"
+    assert spec.pip_requirements() == ["torch==2.8.0"]
+    assert spec.smoke.compile_modes == ("default", "reduce-overhead")
+
+
+def test_unknown_key_names_file_key_and_allowed_keys():
+    err = _error({**GOOD, "pyhton": "3.12"})
+    assert str(err).startswith("images/x.yaml: pyhton: unknown key; allowed keys: version, name")
+
+
+def test_unknown_nested_key_names_its_path():
+    err = _error({**GOOD, "smoke": {"dtype": ["fp32"]}})
+    assert "smoke.dtype: unknown key" in str(err)
+
+
+@pytest.mark.parametrize("key,value,needle", [
+    ("torch", "2.8", "torch: '2.8' is not a torch release"),
+    ("torch", "2.8.9", "torch 2.8.9 is not a release of 2.8"),
+    ("python", 3.12, "python: expected a string"),
+    ("cuda", "cuda12", "cuda: 'cuda12' is not a CUDA variant"),
+])
+def test_bad_values(key, value, needle):
+    assert needle in str(_error({**GOOD, key: value}))
+
+
+def test_torch_python_mismatch():
+    err = _error({**GOOD, "name": "pytorch-2.3-cu118", "torch": "2.3.1", "cuda": "cu118", "python": "3.13"})
+    assert "torch 2.3 supports Python 3.8 - 3.11, not 3.13" in str(err)
+
+
+def test_cuda_variant_not_in_matrix():
+    err = _error({**GOOD, "name": "team-image", "cuda": "cu118"})
+    assert str(err).startswith("images/x.yaml: cuda: torch 2.8 was never released for CUDA 11.8")
+
+
+def test_name_must_agree_with_torch_and_cuda():
+    assert "does not match the image name" in str(_error({**GOOD, "cuda": "cu128"}))
+
+
+def test_wrong_type_in_list_names_index():
+    assert "smoke.batch_sizes[1]: expected a positive integer" in str(
+        _error({**GOOD, "smoke": {"batch_sizes": [1, 0]}}))
+
+
+def test_pytorch_channel_ends_with_2_5():
+    assert "pytorch conda channel ends with torch 2.5" in str(_error({**GOOD, "torch_source": "pytorch-channel"}))
+
+
+def test_hashes_track_lock_inputs_only(tmp_path):
+    a = parse_spec(dict(GOOD), path="a")
+    b = parse_spec({**GOOD, "description": "other words", "smoke": {"level": "full"}}, path="b")
+    c = parse_spec({**GOOD, "pip": ["numpy"]}, path="c")
+    assert a.lock_inputs_hash() == b.lock_inputs_hash() != c.lock_inputs_hash()
+    assert a.content_hash() != b.content_hash()
+
+
+def test_load_spec_reports_yaml_errors_and_name_mismatch(tmp_path):
+    bad = tmp_path / "broken.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(SpecError, match="not valid YAML at line"):
+        load_spec(bad)
+    other = tmp_path / "other.yaml"
+    other.write_text(yaml.safe_dump(GOOD))
+    with pytest.raises(SpecError, match="does not match the file name 'other'"):
+        load_spec(other)

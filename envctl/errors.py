@@ -23,6 +23,12 @@ class EnvctlError(Exception):
         return self.message
 
 
+class UsageError(EnvctlError):
+    """The command line asks for something that cannot be done."""
+
+    exit_code = 2
+
+
 class SpecError(EnvctlError):
     """An image spec is malformed: names the file and key path."""
 

@@ -8,6 +8,7 @@ import typer
 
 from envctl import __version__
 from envctl.cli import catalog as catalog_cmds
+from envctl.cli import lock as lock_cmds
 
 app = typer.Typer(
     name="envctl",
@@ -33,6 +34,7 @@ def main(
 
 
 catalog_cmds.register(app)
+lock_cmds.register(app)
 
 
 def run() -> None:

@@ -1,0 +1,90 @@
+"""`envctl lock`: write, check and upgrade lockfiles."""
+
+from __future__ import annotations
+
+import time
+from typing import List, Optional
+
+import typer
+
+from envctl import console
+from envctl.cli.progress import activity
+
+
+def register(app: typer.Typer) -> None:
+    app.command("lock")(lock)
+
+
+def lock(
+    names: List[str] = typer.Argument(None, help="Images to lock (default with --check or --all: every image)."),
+    all_images: bool = typer.Option(False, "--all", help="Lock every image in the catalog."),
+    check: bool = typer.Option(False, "--check", help="Only check: exit 1 when a lock is stale or missing."),
+    upgrade: List[str] = typer.Option([], "--upgrade", "-u", metavar="PKG",
+                                      help="Re-resolve this package, keep every other pin."),
+    force: bool = typer.Option(False, "--force", help="Overwrite a lockfile envctl did not write."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
+) -> None:
+    """Solve an image spec into locks/NAME.conda-lock.yml: every package pinned with its sha256."""
+    from envctl.catalog import find_project
+    from envctl.errors import EnvctlError, UsageError
+
+    project = find_project()
+    if not names and not (all_images or check):
+        raise UsageError("name an image, or pass --all", hint="envctl catalog lists the images")
+    specs = [project.resolve(n) for n in names] if names else project.specs()
+    if check:
+        _check(project, specs, json_out)
+        return
+    if upgrade and len(specs) != 1:
+        raise UsageError("--upgrade works on one image at a time", hint="envctl lock NAME --upgrade PKG")
+
+    from envctl.lock import load_lock, lock_image, write_lock
+
+    summaries, failures = [], []
+    for spec in specs:
+        path = project.lock_path(spec.name)
+        previous = load_lock(path) if upgrade else None
+        start = time.monotonic()
+        try:
+            with activity(f"locking {spec.name}") as progress:
+                result = lock_image(spec, previous=previous, upgrade=tuple(upgrade), progress=progress)
+            changed = write_lock(path, result.text, force=force)
+        except EnvctlError as exc:
+            if len(specs) == 1:
+                raise
+            failures.append({"image": spec.name, "error": str(exc), "hint": exc.hint})
+            console.error(f"{spec.name}: {exc}", exc.hint)
+            continue
+        summary = result.summary() | {"path": str(path.relative_to(project.root)), "changed": changed,
+                                      "seconds": round(time.monotonic() - start, 2)}
+        summaries.append(summary)
+        if not json_out:
+            counts = summary["platforms"]
+            text = ", ".join(f"{pl}: {c['conda']} conda + {c['pip']} pip" for pl, c in counts.items())
+            verb = "wrote" if changed else "unchanged"
+            console.status(f"{verb} {summary['path']} ({text}; {summary['seconds']}s)")
+    if json_out:
+        console.print_json({"locked": summaries, "failed": failures})
+    if failures:
+        raise typer.Exit(1)
+
+
+def _check(project, specs, json_out: bool) -> None:
+    from envctl.lockstate import lock_state
+
+    states = [(s, lock_state(s, project.lock_path(s.name))) for s in specs]
+    bad = [(s, st) for s, st in states if not st.current]
+    if json_out:
+        console.print_json([{"image": s.name, "state": st.state} for s, st in states])
+    else:
+        for spec, st in states:
+            line = console.styled(f"{st.state:<11}", console.STATUS_STYLES.get(st.state))
+            line.append(f" {spec.name}")
+            if st.state == "stale":
+                line.append(f"  (images/{spec.name}.yaml changed since locks/{st.path.name} was made: "
+                            f"run envctl lock {spec.name})")
+            elif st.state == "not locked":
+                line.append(f"  (run envctl lock {spec.name})")
+            console.out.print(line)
+    if bad:
+        raise typer.Exit(1)

@@ -1,0 +1,19 @@
+"""Progress for long work: a spinner on a terminal, plain status lines otherwise."""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from typing import Callable, Iterator
+
+from envctl import console
+
+
+@contextmanager
+def activity(title: str) -> Iterator[Callable[[str], None]]:
+    """Yield a callback that reports the current step; spinner only on a TTY."""
+    if console.err.is_terminal:
+        with console.err.status(title) as status:
+            yield lambda msg: status.update(f"{title}: {msg}")
+    else:
+        console.status(title)
+        yield lambda msg: console.status(f"  {msg}")

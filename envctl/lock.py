@@ -1,0 +1,226 @@
+"""``envctl lock``: turn a spec into a deterministic, hashed conda-lock lockfile.
+
+Plan and solve are separate from writing: ``lock_image`` returns the rendered
+text, ``write_lock`` puts it in place atomically (temporary file, then rename),
+so a failed solve never touches the existing lockfile.  The file is read and
+written through conda-lock's own models, so ``conda-lock install`` and
+micromamba consume it too.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import yaml
+
+from envctl import condasolve, pipresolve
+from envctl.errors import LockError, StaleLockError
+from envctl.lockstate import HEADER_MARK, lock_state, read_header
+from envctl.spec import ImageSpec, defaults
+
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class LockedEnv:
+    """The packages of one platform of a lockfile, as the build and setup need them."""
+
+    name: str
+    platform: str
+    inputs_hash: str
+    lock_hash: str
+    conda: list[condasolve.CondaPackage]
+    pip: list[pipresolve.PipPackage]
+
+    def pip_pins(self) -> dict[str, str]:
+        return {p.name: p.version for p in self.pip}
+
+
+@dataclass
+class LockResult:
+    spec: ImageSpec
+    text: str
+    lock_hash: str
+    conda: dict[str, list[condasolve.CondaPackage]] = field(default_factory=dict)
+    pip: dict[str, list[pipresolve.PipPackage]] = field(default_factory=dict)
+
+    def summary(self) -> dict:
+        out = {"image": self.spec.name, "lock_hash": self.lock_hash, "platforms": {}}
+        for platform in self.spec.platforms:
+            conda, pip = self.conda.get(platform, []), self.pip.get(platform, [])
+            sizes = [p.size for p in conda if p.size] + [_pip_size(p) for p in pip]
+            out["platforms"][platform] = {
+                "conda": len(conda), "pip": len(pip),
+                "bytes": sum(s for s in sizes if s) if all(sizes) else None,
+                "packages": [f"{p.name}={p.version}={p.build}" for p in conda]
+                + [f"{p.name}=={p.version}" for p in pip],
+            }
+        return out
+
+
+def _pip_size(pkg: pipresolve.PipPackage) -> int | None:
+    path = condasolve.local_path(pkg.url)
+    return path.stat().st_size if path and path.exists() else None
+
+
+def target(platform: str) -> dict[str, str]:
+    t = defaults()["target"]
+    return {"glibc": t["glibc"], "linux": t["linux"], "archspec": t["archspec"][platform]}
+
+
+def torch_index(spec: ImageSpec) -> str:
+    return defaults()["torch_index"].format(variant=spec.cuda)
+
+
+def lock_image(spec: ImageSpec, *, previous: LockedEnv | None = None, upgrade: tuple[str, ...] = (),
+               progress: Progress = lambda _msg: None, check_network: bool = True) -> LockResult:
+    """Solve the spec for every platform it names; keeps ``previous`` pins except ``upgrade``."""
+    result = LockResult(spec=spec, text="", lock_hash="")
+    wanted = {pipresolve.normalize(u) for u in upgrade}
+    for platform in spec.platforms:
+        t = target(platform)
+        vps = condasolve.virtual_packages(platform=platform, cuda=spec.cuda_version, **t)
+        conda_constraints = pip_constraints = None
+        if previous is not None:
+            conda_constraints = [f"{p.name} =={p.version} {p.build}" for p in previous.conda
+                                 if p.name not in wanted]
+            pip_constraints = [f"{p.name}=={p.version}" for p in previous.pip if p.name not in wanted]
+        specs = spec.conda_specs()
+        if specs:
+            progress(f"solving {len(specs)} conda specs for {platform} ({', '.join(vps)})")
+            result.conda[platform] = condasolve.solve(
+                specs, channels=spec.channels, platform=platform, vps=vps,
+                constraints=conda_constraints, check_network=check_network)
+        reqs = spec.pip_requirements()
+        if reqs:
+            index_url, extra = spec.pip_index.index_url, list(spec.pip_index.extra_index_urls)
+            if spec.torch_source == "pytorch-index":
+                index_url, extra = torch_index(spec), [spec.pip_index.index_url, *extra]
+            progress(f"resolving {len(reqs)} pip requirements for Python {spec.python} on {platform}")
+            result.pip[platform] = pipresolve.resolve(
+                reqs, python=spec.python, platform=platform, glibc=t["glibc"], index_url=index_url,
+                extra_index_urls=extra, find_links=spec.pip_index.find_links,
+                constraints=pip_constraints, check_network=check_network)
+    if upgrade and previous is not None:
+        known = {p.name for p in previous.conda} | {p.name for p in previous.pip}
+        missing = sorted(wanted - known)
+        if missing:
+            raise LockError(f"cannot upgrade {', '.join(missing)}: not in the lock of {spec.name}",
+                            hint="name a package the lockfile holds")
+    result.text, result.lock_hash = render(spec, result)
+    return result
+
+
+def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
+    """The lockfile text (sorted, no timestamps) and the hash of its body."""
+    from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
+    from conda_lock.models.channel import Channel
+
+    packages = []
+    for platform in spec.platforms:
+        for p in result.conda.get(platform, []):
+            packages.append(LockedDependency(
+                name=p.name, version=p.version, manager="conda", platform=platform,
+                dependencies=p.dependencies, url=p.url, hash=HashModel(md5=p.md5, sha256=p.sha256),
+                build=p.build, categories={"main"}))
+        for p in result.pip.get(platform, []):
+            packages.append(LockedDependency(
+                name=p.name, version=p.version, manager="pip", platform=platform,
+                dependencies=p.dependencies, url=p.url, hash=HashModel(sha256=p.sha256),
+                categories={"main"}))
+    inputs = spec.lock_inputs_hash()
+    t = target(spec.platforms[0])
+    meta = LockMeta(
+        content_hash={pl: inputs for pl in spec.platforms},
+        channels=[Channel.from_string(condasolve.channel_url(c)) for c in spec.channels],
+        platforms=list(spec.platforms), sources=[f"images/{spec.name}.yaml"],
+        custom_metadata={
+            "envctl.image": spec.name, "envctl.python": spec.python, "envctl.cuda": spec.cuda,
+            "envctl.python_source": spec.python_source, "envctl.torch": spec.torch,
+            "envctl.virtual_packages": ",".join(condasolve.virtual_packages(
+                platform=spec.platforms[0], cuda=spec.cuda_version, **t)),
+        })
+    lockfile = Lockfile(package=packages, metadata=meta)
+    lockfile.alphasort_inplace()
+    lockfile.filter_virtual_packages_inplace()
+    body = yaml.safe_dump(lockfile.to_v1().dict_for_output(), sort_keys=False, default_flow_style=False)
+    lock_hash = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+    header = "\n".join([
+        HEADER_MARK,
+        f"# regenerate with: envctl lock {spec.name}",
+        f"# spec inputs: {inputs}",
+        f"# lock hash: {lock_hash}",
+        f"# conda-lock format; also installs with: conda-lock install -n {spec.name} {spec.name}.conda-lock.yml",
+    ])
+    return header + "\n" + body, lock_hash
+
+
+def write_lock(path: Path, text: str, *, force: bool = False) -> bool:
+    """Write atomically; False when the file already holds exactly ``text``."""
+    if path.exists():
+        if path.read_text() == text:
+            return False
+        marked, _, _ = read_header(path)
+        if not marked and not force:
+            raise LockError(f"{path} was not written by envctl (no '{HEADER_MARK}' header); not overwriting",
+                            hint="move it away, or pass --force")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return True
+
+
+def load_lock(path: Path, *, platform: str = "linux-64") -> LockedEnv:
+    """Read a lockfile through conda-lock's parser; the packages of one platform."""
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    if not path.is_file():
+        raise StaleLockError(f"{path} does not exist", hint=f"run: envctl lock {path.name.split('.')[0]}")
+    marked, inputs, lock_hash = read_header(path)
+    try:
+        lockfile = parse_conda_lock_file(path)
+    except Exception as exc:  # conda-lock raises pydantic/yaml errors of many kinds
+        raise LockError(f"{path} is not a valid conda-lock file: {str(exc).splitlines()[0]}",
+                        hint="regenerate it with envctl lock") from None
+    conda, pip = [], []
+    for d in lockfile.package:
+        if d.platform != platform:
+            continue
+        filename = Path(d.url.split("?")[0]).name
+        if d.manager == "conda":
+            conda.append(condasolve.CondaPackage(
+                name=d.name, version=d.version, build=d.build or "", subdir=d.url.rstrip("/").split("/")[-2],
+                url=d.url, sha256=d.hash.sha256 or "", md5=d.hash.md5 or "", filename=filename,
+                dependencies=dict(d.dependencies)))
+        else:
+            from urllib.parse import unquote
+
+            pip.append(pipresolve.PipPackage(
+                name=d.name, version=d.version, url=d.url, sha256=d.hash.sha256 or "",
+                filename=unquote(filename), requested=False, dependencies=dict(d.dependencies)))
+    meta = lockfile.metadata.custom_metadata or {}
+    return LockedEnv(name=meta.get("envctl.image", path.name.split(".")[0]), platform=platform,
+                     inputs_hash=inputs or "", lock_hash=lock_hash or "",
+                     conda=sorted(conda, key=lambda p: p.name), pip=sorted(pip, key=lambda p: p.name))
+
+
+def require_current_lock(spec: ImageSpec, path: Path, *, platform: str = "linux-64") -> LockedEnv:
+    """The lock for ``spec``, or StaleLockError saying to run envctl lock."""
+    state = lock_state(spec, path)
+    if state.state == "not locked":
+        raise StaleLockError(f"{spec.name} has no lockfile ({path})", hint=f"run: envctl lock {spec.name}")
+    if state.state != "locked":
+        raise StaleLockError(f"{path} is {state.state}: images/{spec.name}.yaml changed since it was locked",
+                             hint=f"run: envctl lock {spec.name}")
+    return load_lock(path, platform=platform)

@@ -1,0 +1,65 @@
+"""Is a channel or index URL reachable?  Asked once before a solve.
+
+Solvers retry for minutes and then blame the package; a quick probe first lets
+envctl name the URL and say whether it was refused, timed out or unknown.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import ssl
+import urllib.error
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlparse
+
+from envctl.errors import LockError
+
+_CA_CANDIDATES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
+
+
+def ssl_context() -> ssl.SSLContext:
+    """The CA bundle pip would use here (PIP_CERT, SSL_CERT_FILE, or the system bundle)."""
+    for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"), *_CA_CANDIDATES):
+        if candidate and Path(candidate).is_file():
+            return ssl.create_default_context(cafile=candidate)
+    return ssl.create_default_context()
+
+
+def check_reachable(url: str, *, what: str, timeout: float = 10.0) -> None:
+    """Raise LockError naming ``url`` when it cannot be reached; local paths must exist."""
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        path = Path(parsed.path if parsed.scheme == "file" else url)
+        if not path.exists():
+            raise LockError(f"{what} {url} does not exist", hint="fix the path in the spec")
+        return
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout,
+                                    context=ssl_context()) as resp:
+            resp.read(1)
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403, 404) and parsed.path.rstrip("/").endswith(("simple", "whl")):
+            return  # an index root may refuse listing yet serve packages
+        if exc.code >= 500 or exc.code in (401, 403):
+            raise LockError(f"{what} {url} answered HTTP {exc.code}",
+                            hint="check the URL and your credentials, or use a mirror") from None
+    except urllib.error.URLError as exc:
+        raise LockError(f"{what} {url} is unreachable: {_reason(exc.reason)}",
+                        hint="check the network or name a reachable mirror in the spec") from None
+    except (socket.timeout, TimeoutError):
+        raise LockError(f"{what} {url} is unreachable: timed out after {timeout:.0f}s",
+                        hint="check the network or name a reachable mirror in the spec") from None
+
+
+def _reason(reason: object) -> str:
+    if isinstance(reason, ConnectionRefusedError):
+        return "connection refused"
+    if isinstance(reason, (socket.timeout, TimeoutError)):
+        return "timed out"
+    if isinstance(reason, socket.gaierror):
+        return "host name not resolved (DNS)"
+    if isinstance(reason, ssl.SSLError):
+        return f"TLS failed ({reason.reason})"
+    return str(reason)

@@ -1,0 +1,163 @@
+"""Resolve an image's pip packages for the image's Python and platform, not the host's.
+
+pip's own resolver does the work (``pip install --dry-run --report`` with
+``--python-version``/``--platform``/``--only-binary=:all:``); its report gives
+every file's URL and sha256.  The host's pip configuration is ignored: the
+spec names its indexes and find-links, so two machines lock the same way.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from envctl.errors import LockError
+from envctl.netcheck import check_reachable
+
+_MANYLINUX_OLD = {"x86_64": ["manylinux2014", "manylinux2010", "manylinux1"], "aarch64": ["manylinux2014"]}
+ARCH = {"linux-64": "x86_64", "linux-aarch64": "aarch64"}
+
+
+@dataclass(frozen=True)
+class PipPackage:
+    name: str  # normalized (PEP 503)
+    version: str
+    url: str
+    sha256: str
+    filename: str
+    requested: bool
+    dependencies: dict[str, str] = field(default_factory=dict)
+
+
+def normalize(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def platform_tags(platform: str, glibc: str) -> list[str]:
+    """Every manylinux tag a glibc of this version can run, newest first."""
+    arch = ARCH[platform]
+    major, minor = (int(p) for p in glibc.split(".")[:2])
+    tags = [f"manylinux_{major}_{m}_{arch}" for m in range(minor, 16, -1)]
+    return tags + [f"{old}_{arch}" for old in _MANYLINUX_OLD[arch]]
+
+
+def _pip_env() -> dict[str, str]:
+    """The host's pip settings minus anything that changes *what* resolves."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX",
+                        "PIP_CONSTRAINT", "PIP_REQUIRE_VIRTUALENV", "PIP_TARGET", "PIP_PREFIX")}
+    env["PIP_CONFIG_FILE"] = os.devnull
+    env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
+    return env
+
+
+def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, index_url: str,
+            extra_index_urls: list[str] | tuple[str, ...] = (), find_links: list[str] | tuple[str, ...] = (),
+            constraints: list[str] | None = None, check_network: bool = True) -> list[PipPackage]:
+    """Resolve ``requirements`` to exact files with hashes for the target interpreter."""
+    if not requirements:
+        return []
+    if check_network:
+        check_reachable(index_url, what="package index")
+        for url in extra_index_urls:
+            check_reachable(url, what="package index")
+        for link in find_links:
+            check_reachable(link, what="find-links location")
+    pyver = python.replace(".", "")
+    with tempfile.TemporaryDirectory(prefix="envctl-pip-") as tmp:
+        report = Path(tmp) / "report.json"
+        cmd = [sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed",
+               "--target", str(Path(tmp) / "never-written"), "--report", str(report), "--quiet",
+               "--only-binary=:all:", "--python-version", python, "--implementation", "cp",
+               "--abi", f"cp{pyver}", "--abi", "abi3", "--abi", "none",
+               "--index-url", index_url]
+        for tag in platform_tags(platform, glibc):
+            cmd += ["--platform", tag]
+        for url in extra_index_urls:
+            cmd += ["--extra-index-url", url]
+        for link in find_links:
+            cmd += ["--find-links", link]
+        if constraints:
+            cfile = Path(tmp) / "constraints.txt"
+            cfile.write_text("\n".join(constraints) + "\n")
+            cmd += ["--constraint", str(cfile)]
+        cmd += list(requirements)
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_pip_env())
+        if proc.returncode != 0:
+            raise LockError(_explain_failure(proc.stderr, requirements, python, platform),
+                            hint="check the pip requirements in the spec")
+        data = json.loads(report.read_text())
+    return _packages(data)
+
+
+def _packages(report: dict) -> list[PipPackage]:
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    items = report.get("install", [])
+    names = {normalize(i["metadata"]["name"]) for i in items}
+    packages = []
+    for item in items:
+        meta, info = item["metadata"], item["download_info"]
+        hashes = info.get("archive_info", {}).get("hashes", {})
+        sha = hashes.get("sha256")
+        if not sha:
+            legacy = info.get("archive_info", {}).get("hash", "")
+            sha = legacy.split("=", 1)[1] if legacy.startswith("sha256=") else None
+        url = info["url"]
+        if sha is None:
+            sha = _sha256_of_local(url)
+        deps: dict[str, str] = {}
+        for text in meta.get("requires_dist", []) or []:
+            try:
+                req = Requirement(text)
+            except InvalidRequirement:
+                continue
+            if req.marker is not None and "extra" in str(req.marker):
+                continue
+            dep = normalize(req.name)
+            if dep in names:
+                deps[dep] = str(req.specifier) or "*"
+        packages.append(PipPackage(
+            name=normalize(meta["name"]), version=meta["version"], url=url, sha256=sha,
+            filename=unquote(Path(urlparse(url).path).name), requested=bool(item.get("requested")),
+            dependencies=dict(sorted(deps.items()))))
+    return sorted(packages, key=lambda p: p.name)
+
+
+def _sha256_of_local(url: str) -> str:
+    import hashlib
+
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        raise LockError(f"pip gave no sha256 for {url}", hint="use an index that publishes hashes")
+    digest = hashlib.sha256()
+    with open(unquote(parsed.path), "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _explain_failure(stderr: str, requirements: list[str], python: str, platform: str) -> str:
+    lines = [ln.strip() for ln in stderr.splitlines() if ln.strip()]
+    errors = [ln for ln in lines if ln.startswith("ERROR:")]
+    not_found = re.search(r"Could not find a version that satisfies the requirement (\S+)", stderr)
+    if not_found:
+        versions = re.search(r"\(from versions: ([^)]*)\)", stderr)
+        seen = versions.group(1).split(", ") if versions else []
+        avail = ", ".join(seen[-8:]) if seen and seen != ["none"] else "none"
+        return (f"no wheel of {not_found.group(1)} for Python {python} on {platform} "
+                f"(versions seen for this platform: {avail})")
+    conflict = re.search(r"ResolutionImpossible|conflicting dependencies", stderr)
+    if conflict:
+        causes = [ln for ln in lines if ln.startswith(("The conflict is caused by", "The user requested"))
+                  or " depends on " in ln]
+        return "pip requirements conflict: " + "; ".join(causes or errors[:2])
+    return "pip could not resolve " + " ".join(requirements) + ": " + (errors[-1] if errors else lines[-1]
+                                                                       if lines else "no output")

@@ -8,6 +8,7 @@ import typer
 
 from envctl import __version__
 from envctl.cli import catalog as catalog_cmds
+from envctl.cli import engine_cmds
 from envctl.cli import lock as lock_cmds
 
 app = typer.Typer(
@@ -35,6 +36,7 @@ def main(
 
 catalog_cmds.register(app)
 lock_cmds.register(app)
+engine_cmds.register(app)
 
 
 def run() -> None:

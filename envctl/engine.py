@@ -1,0 +1,236 @@
+"""The one seam to Docker: only this module touches the docker SDK.
+
+It turns SDK and API errors into ``EngineError``/``BuildError`` that say what
+to do, streams build output line by line, and runs containers with the limits
+envctl needs (GPUs through device requests, no network, read-only mounts).
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import re
+import tarfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Iterable
+
+from envctl.errors import BuildError, EngineError
+
+START_HINT = ("start the engine: sudo scripts/engine-up.sh (installs Debian's docker.io if needed), "
+              "or systemctl start docker; set DOCKER_HOST if it listens elsewhere")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    id: str
+    tags: list[str]
+    labels: dict[str, str]
+    size: int
+    created: str
+
+    @property
+    def short_id(self) -> str:
+        return self.id.split(":")[-1][:12]
+
+
+@dataclass
+class RunResult:
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    oom_killed: bool = False
+
+
+@dataclass
+class BuildOutput:
+    image_id: str
+    log: list[str] = field(default_factory=list)
+
+
+class Engine:
+    """A connected Docker engine."""
+
+    def __init__(self, client) -> None:
+        self.client = client
+
+    @classmethod
+    def connect(cls, timeout: int = 600) -> Engine:
+        import docker
+        from docker.errors import DockerException
+
+        try:
+            client = docker.from_env(timeout=timeout)
+            client.ping()
+        except DockerException as exc:
+            raise EngineError(f"Docker engine not reachable: {_short(exc)}", hint=START_HINT) from None
+        except Exception as exc:  # requests' connection errors surface raw from ping
+            raise EngineError(f"Docker engine not reachable: {_short(exc)}", hint=START_HINT) from None
+        return cls(client)
+
+    def version(self) -> str:
+        return str(self.client.version().get("Version", "?"))
+
+    # -- images ------------------------------------------------------------
+    def image(self, ref: str) -> ImageInfo | None:
+        from docker.errors import ImageNotFound
+
+        try:
+            img = self.client.images.get(ref)
+        except ImageNotFound:
+            return None
+        except Exception as exc:
+            raise EngineError(f"cannot inspect image {ref}: {_short(exc)}", hint=START_HINT) from None
+        return _info(img)
+
+    def images(self, label: str) -> list[ImageInfo]:
+        return [_info(img) for img in self.client.images.list(filters={"label": label})]
+
+    def tag(self, image_id: str, ref: str) -> None:
+        repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
+        self.client.images.get(image_id).tag(repo, tag or "latest")
+
+    def remove_image(self, ref: str) -> None:
+        from docker.errors import ImageNotFound
+
+        try:
+            self.client.images.remove(ref, force=True)
+        except ImageNotFound:
+            pass
+
+    def import_rootfs(self, tar_path: Path, ref: str, *, changes: list[str]) -> str:
+        repo, _, tag = ref.rpartition(":")
+        try:
+            out = self.client.api.import_image_from_file(str(tar_path), repository=repo, tag=tag, changes=changes)
+        except Exception as exc:
+            raise EngineError(f"docker import of {ref} failed: {_short(exc)}",
+                              hint="check free disk space (df -h /var/lib/docker)") from None
+        status = json.loads(out.strip().splitlines()[-1]) if isinstance(out, str) else {}
+        if "error" in status:
+            raise EngineError(f"docker import of {ref} failed: {status['error']}")
+        return self.image(ref).id
+
+    # -- build -------------------------------------------------------------
+    def build(self, context: Path, *, tag: str, dockerfile: str = "Dockerfile", labels: dict[str, str],
+              platform: str | None = None, network_mode: str = "none",
+              on_line: Callable[[str], None] = lambda _l: None) -> BuildOutput:
+        """Classic-builder build of a context folder, streamed; BuildError with the log on failure."""
+        output = BuildOutput(image_id="")
+        stream = self.client.api.build(
+            fileobj=_tar_context(context), custom_context=True, encoding="gzip", dockerfile=dockerfile,
+            tag=tag, labels=labels, rm=True, forcerm=True, pull=False, decode=True, platform=platform,
+            network_mode=network_mode)
+        try:
+            for chunk in stream:
+                if "stream" in chunk:
+                    for line in chunk["stream"].splitlines():
+                        output.log.append(line)
+                        on_line(line)
+                if "aux" in chunk and "ID" in chunk["aux"]:
+                    output.image_id = chunk["aux"]["ID"]
+                if "error" in chunk:
+                    message = chunk["error"].strip()
+                    output.log.append(message)
+                    on_line(message)
+                    raise BuildError(_first_line(message), tail=output.log[-20:],
+                                     step=_last_step(output.log))
+        except BuildError:
+            raise
+        except Exception as exc:
+            raise BuildError(f"build of {tag} broke off: {_short(exc)}", tail=output.log[-20:],
+                             step=_last_step(output.log)) from None
+        if not output.image_id:
+            m = re.search(r"Successfully built ([0-9a-f]+)", "\n".join(output.log))
+            output.image_id = self.image(m.group(1) if m else tag).id
+        return output
+
+    def push(self, ref: str, on_line: Callable[[str], None] = lambda _l: None) -> None:
+        repo, _, tag = ref.rpartition(":")
+        for chunk in self.client.api.push(repo, tag=tag, stream=True, decode=True):
+            if "error" in chunk:
+                raise EngineError(f"push of {ref} failed: {chunk['error']}",
+                                  hint="check the registry address and that you are logged in")
+            if "status" in chunk:
+                on_line(f"{chunk.get('id', '')} {chunk['status']}".strip())
+
+    # -- run ---------------------------------------------------------------
+    def run(self, image: str, command: list[str], *, mounts: Iterable[tuple[str, str, bool]] = (),
+            gpus: str | int | None = None, network: str = "none", timeout: float = 600,
+            environment: dict[str, str] | None = None, mem_limit: str | None = None,
+            nano_cpus: int | None = None, pids_limit: int | None = None,
+            stdin_data: bytes | None = None) -> RunResult:
+        """Run ``command`` in a fresh container; returns exit code and output, removes the container."""
+        from docker.types import DeviceRequest, Mount
+
+        device_requests = None
+        if gpus not in (None, "none", 0, "0"):
+            count = -1 if gpus == "all" else int(gpus)
+            device_requests = [DeviceRequest(count=count, capabilities=[["gpu"]])]
+        kwargs = dict(
+            image=image, command=command, detach=True, network_mode=network,
+            mounts=[Mount(target=t, source=s, type="bind", read_only=ro) for s, t, ro in mounts],
+            environment=environment or {}, device_requests=device_requests,
+            mem_limit=mem_limit, nano_cpus=nano_cpus, pids_limit=pids_limit)
+        try:
+            container = self.client.containers.run(**{k: v for k, v in kwargs.items() if v is not None})
+        except Exception as exc:
+            message = _short(exc)
+            hint = None
+            if "could not select device driver" in message:
+                hint = "GPUs need the NVIDIA container toolkit on the host; run envctl doctor, or --gpus none"
+            raise EngineError(f"cannot start a container of {image}: {message}", hint=hint) from None
+        try:
+            timed_out = False
+            try:
+                status = container.wait(timeout=timeout)
+                code = status.get("StatusCode")
+            except Exception:  # requests' ReadTimeout: the container ran past its time
+                timed_out, code = True, None
+                container.kill()
+            stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
+            stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
+            container.reload()
+            oom = bool(container.attrs.get("State", {}).get("OOMKilled"))
+            return RunResult(code, stdout, stderr, timed_out=timed_out, oom_killed=oom)
+        finally:
+            container.remove(force=True)
+
+
+def _info(img) -> ImageInfo:
+    attrs = img.attrs
+    return ImageInfo(id=img.id, tags=list(img.tags), labels=dict(attrs.get("Config", {}).get("Labels") or {}),
+                     size=int(attrs.get("Size", 0)), created=str(attrs.get("Created", "")))
+
+
+def _tar_context(context: Path) -> io.BytesIO:
+    """The build context as a tar, members in sorted order with uid/gid/mtime reset so the
+    layer cache stays stable between runs."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+        for path in sorted(context.rglob("*")):
+            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(context)))
+            info.uid = info.gid = 0
+            info.uname = info.gname = ""
+            info.mtime = 0
+            if info.isfile():
+                with path.open("rb") as fh:
+                    tar.addfile(info, fh)
+            else:
+                tar.addfile(info)
+    buf.seek(0)
+    return buf
+
+
+def _short(exc: BaseException) -> str:
+    text = str(exc).strip() or type(exc).__name__
+    return _first_line(text)[:300]
+
+
+def _first_line(text: str) -> str:
+    return next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
+
+
+def _last_step(log: list[str]) -> str | None:
+    steps = [ln for ln in log if re.match(r"^Step \d+/\d+ :", ln)]
+    return steps[-1] if steps else None

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The whole test suite on a fresh machine: a venv with envctl and torch, a real Docker
+# engine (installed and started when none answers), the local Debian base image, then pytest.
+# Nothing is skipped silently: a step that cannot be done stops the run with its reason.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+VENV="${ENVCTL_VENV:-.venv}"
+say() { printf 'test.sh: %s\n' "$*" >&2; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+  say "creating $VENV"
+  python3 -m venv "$VENV"
+fi
+say "installing envctl with its test extras and torch 2.13.0 (CPU) into $VENV"
+"$VENV/bin/python" -m pip install -q -e '.[test]' 'torch==2.13.0'
+
+say "bringing up the Docker engine"
+bash scripts/engine-up.sh
+say "making the local base image (kept when it exists)"
+"$VENV/bin/envctl" base
+"$VENV/bin/envctl" base --tag envctl/debian:bookworm-minimal --no-toolchain
+
+export ENVCTL_REQUIRE_ENGINE=1
+say "running pytest"
+exec "$VENV/bin/python" -m pytest "$@"

@@ -21,7 +21,8 @@ import yaml
 from envctl.errors import SpecError
 from envctl.matrix import IMAGE_NAME_RE, VARIANT_RE, load_matrix, minor_of, parse_version, variant_to_cuda
 
-TORCH_SOURCES = ("pytorch-index", "find-links", "conda-forge", "pytorch-channel")
+# "base": the base image already has torch (an NGC container, say); the lock leaves it out.
+TORCH_SOURCES = ("pytorch-index", "find-links", "conda-forge", "pytorch-channel", "base")
 PYTHON_SOURCES = ("conda", "base")
 PLATFORMS = ("linux-64", "linux-aarch64")
 COMPANIONS = ("torchvision", "torchaudio")

@@ -58,17 +58,17 @@ LEVEL_DEFAULTS = {
     },
     "cpu": {
         "quick": {"models": list(MODELS), "compile_modes": ["default"], "batch_sizes": [1],
-                  "dtypes": ["fp32"], "warmup": 2, "runs": 5, "max_autotune": False},
+                  "dtypes": ["fp32"], "warmup": 3, "runs": 10, "max_autotune": False},
         "standard": {"models": list(MODELS), "compile_modes": ["default"], "batch_sizes": [1, 4],
-                     "dtypes": ["fp32"], "warmup": 3, "runs": 10, "max_autotune": False},
+                     "dtypes": ["fp32"], "warmup": 5, "runs": 20, "max_autotune": False},
         "full": {"models": list(MODELS), "compile_modes": ["default", "reduce-overhead"],
-                 "batch_sizes": [1, 4], "dtypes": ["fp32", "bf16"], "warmup": 3, "runs": 20,
+                 "batch_sizes": [1, 4], "dtypes": ["fp32", "bf16"], "warmup": 5, "runs": 30,
                  "max_autotune": False},
     },
 }
 CPU_MAX_BATCH = 4
-CPU_MAX_RUNS = {"quick": 5, "standard": 10, "full": 20}
-CPU_MAX_WARMUP = {"quick": 2, "standard": 3, "full": 5}
+CPU_MAX_RUNS = {"quick": 10, "standard": 20, "full": 30}
+CPU_MAX_WARMUP = {"quick": 3, "standard": 5, "full": 5}
 QUICK_MAX_RUNS = 10
 QUICK_MAX_WARMUP = 3
 
@@ -545,7 +545,10 @@ def collect_env_torch(env):
     try:
         if t.version.cuda and hasattr(t.cuda, "nccl"):
             v = t.cuda.nccl.version()
-            nccl = ".".join(str(x) for x in v) if isinstance(v, tuple) else str(v)
+            if isinstance(v, (tuple, list)):
+                nccl = ".".join(str(x) for x in v)
+            else:  # old torch: NCCL_VERSION_CODE int, 21805 -> 2.18.5, 2708 -> 2.7.8
+                nccl = ".".join(str(x) for x in cudnn_int_to_tuple(int(v)))
     except Exception:
         nccl = None
     env["nccl"] = nccl
@@ -790,18 +793,18 @@ def _drift_checks(env, expect):
             out.append(_check("conda drift", "fail",
                               f"expected conda packages but {sys.prefix} has no conda-meta"))
         else:
-            # compare "version" alone unless the expected value also names a build
-            norm = {}
-            for name, vb in installed.items():
-                norm[name] = vb
+            # installed values are "version-build": compare the version alone unless the
+            # expected value names a build too
             exp = pk["conda"]
-            cmp_inst = {k: (v if "-" in exp.get(k, "") else v.split("-", 1)[0])
-                        for k, v in norm.items()}
-            exp_c = {k: v for k, v in exp.items()}
-            extra = {k: norm[k] for k in sorted(norm) if k not in exp_c}
-            missing = {k: exp_c[k] for k in sorted(exp_c) if k not in norm}
-            different = {k: {"expected": exp_c[k], "installed": norm[k]} for k in sorted(exp_c)
-                         if k in norm and cmp_inst[k] != exp_c[k]}
+            extra = {k: installed[k] for k in sorted(installed) if k not in exp}
+            missing = {k: exp[k] for k in sorted(exp) if k not in installed}
+            different = {}
+            for k in sorted(exp):
+                if k not in installed:
+                    continue
+                have = installed[k] if "-" in exp[k] else installed[k].split("-", 1)[0]
+                if have != exp[k]:
+                    different[k] = {"expected": exp[k], "installed": installed[k]}
             diff = {"extra": extra, "missing": missing, "different": different}
             bad = any(diff.values())
             out.append(_check("conda drift", "fail" if bad else "pass",
@@ -1288,6 +1291,8 @@ def parse_args(argv):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--quick", action="store_true", help="same as --level quick")
     g.add_argument("--full", action="store_true", help="same as --level full")
+    p.add_argument("--checks-only", action="store_true",
+                   help="environment checks only: no benchmarks, no TorchScript round-trip")
     p.add_argument("--indent", type=int, default=None, help="pretty-print the JSON")
     return p.parse_args(argv)
 
@@ -1347,7 +1352,7 @@ def select_device(cfg, env):
     return "cpu"
 
 
-def probe(cfg, level, notes):
+def probe(cfg, level, notes, checks_only=False):
     """Run everything; returns (result dict, exit code)."""
     start = time.perf_counter()
     result = {"schema": SCHEMA, "ok": False, "level": level, "duration_s": None, "device": None,
@@ -1369,6 +1374,11 @@ def probe(cfg, level, notes):
     result["device"] = device
     checks.extend(env_checks(env, cfg, device))
 
+    if checks_only:
+        result["checks_only"] = True
+        result["ok"] = not any(c["status"] == "fail" for c in checks)
+        result["duration_s"] = round(time.perf_counter() - start, 3)
+        return result, (EXIT_OK if result["ok"] else EXIT_FAIL)
     settings = resolve_settings(cfg, level, "cuda" if device.startswith("cuda") else "cpu")
     result["settings"] = settings
     jit_warnings = []
@@ -1415,7 +1425,7 @@ def main(argv=None):
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(cache_dir, "inductor")
         os.environ["TRITON_CACHE_DIR"] = os.path.join(cache_dir, "triton")
         try:
-            result, code = probe(cfg, level, notes)
+            result, code = probe(cfg, level, notes, checks_only=args.checks_only)
         except Exception as exc:
             result = {"schema": SCHEMA, "ok": False, "level": level,
                       "error": f"probe crashed: {error_line(exc)}",

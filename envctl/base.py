@@ -68,8 +68,9 @@ def make_base(engine: Engine, plan: BasePlan, *, rebuild: bool = False,
             tail = " | ".join(proc.stdout.strip().splitlines()[-3:] + proc.stderr.strip().splitlines()[-3:])
             raise EnvctlError(f"debootstrap of {plan.suite} from {plan.mirror} failed: {tail}",
                               hint="debootstrap needs root and access to the Debian mirror")
-        # Keep the image lean: apt lists and caches are not needed at run time.
-        for junk in ("var/cache/apt/archives", "var/lib/apt/lists"):
+        # Keep the image lean: apt lists and caches are not needed at run time, and the wheels
+        # ensurepip bundles are not either (envctl's environments get pip from their lock).
+        for junk in ("var/cache/apt/archives", "var/lib/apt/lists", "usr/share/python-wheels"):
             for item in (rootfs / junk).glob("*"):
                 if item.is_file():
                     item.unlink()

@@ -112,7 +112,12 @@ class ImageSpec:
         return specs + self.torch_conda_specs() + list(self.conda)
 
     def pip_requirements(self) -> list[str]:
-        return self.torch_requirements() + list(self.pip)
+        reqs = self.torch_requirements() + list(self.pip)
+        if reqs and self.python_source == "base" and not any(_req_name(r) == "pip" for r in reqs):
+            # The venv on the base's Python gets its installer from the lock too, so the
+            # environment holds exactly the locked set (pip freeze --all equals the lock).
+            reqs.append("pip")
+        return reqs
 
     def lock_inputs(self) -> dict[str, Any]:
         """The fields that decide the lock's content (not description, base or smoke)."""
@@ -133,6 +138,10 @@ class ImageSpec:
         data = asdict(self)
         data.pop("path")
         return data
+
+
+def _req_name(requirement: str) -> str:
+    return re.split(r"[<>=!~;\[ @]", requirement.strip(), maxsplit=1)[0].lower()
 
 
 def _hash(data: dict[str, Any]) -> str:

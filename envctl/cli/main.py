@@ -7,6 +7,7 @@ import sys
 import typer
 
 from envctl import __version__
+from envctl.cli import build as build_cmds
 from envctl.cli import catalog as catalog_cmds
 from envctl.cli import engine_cmds
 from envctl.cli import lock as lock_cmds
@@ -37,6 +38,7 @@ def main(
 catalog_cmds.register(app)
 lock_cmds.register(app)
 engine_cmds.register(app)
+build_cmds.register(app)
 
 
 def run() -> None:

@@ -94,7 +94,9 @@ class ConfigError(Exception):
 
 _VERSION_RE = re.compile(
     r"^\s*v?(?P<major>\d+)(?:\.(?P<minor>\d+))?(?:\.(?P<patch>\d+))?(?P<extra>(?:\.\d+)*)"
-    r"(?P<pre>[^+\s]*?)(?:\+(?P<local>[A-Za-z0-9][A-Za-z0-9._-]*))?\s*$"
+    r"(?P<pre>(?:[.\-_]?(?:a|b|c|rc|alpha|beta|pre|preview|post|dev)[.\-_]?\d*)*)"
+    r"(?:\+(?P<local>[A-Za-z0-9][A-Za-z0-9._-]*))?\s*$",
+    re.IGNORECASE,
 )
 
 
@@ -467,9 +469,10 @@ def python_headers():
 
 
 def pip_packages():
+    """({normalized name: version}, [names whose INSTALLER is conda]) from importlib.metadata."""
     from importlib import metadata
 
-    out = {}
+    out, by_conda = {}, []
     for dist in metadata.distributions():
         try:
             name = dist.metadata["Name"]
@@ -478,9 +481,15 @@ def pip_packages():
         if not name:
             continue
         key = normalize_name(name)
-        if key not in out:  # first on sys.path wins, as for imports
-            out[key] = dist.version
-    return dict(sorted(out.items()))
+        if key in out:  # first on sys.path wins, as for imports
+            continue
+        out[key] = dist.version
+        try:
+            if (dist.read_text("INSTALLER") or "").strip().lower() == "conda":
+                by_conda.append(key)
+        except Exception:
+            pass
+    return dict(sorted(out.items())), sorted(by_conda)
 
 
 def conda_packages(prefix=None):
@@ -506,6 +515,7 @@ def conda_packages(prefix=None):
 
 
 def collect_env_basic():
+    pip, by_conda = pip_packages()
     return {
         "python": {
             "version": platform.python_version(),
@@ -523,8 +533,24 @@ def collect_env_basic():
         },
         "compiler": find_compilers(),
         "python_headers": python_headers(),
-        "packages": {"pip": pip_packages(), "conda": conda_packages()},
+        "packages": {"pip": pip, "pip_from_conda": by_conda, "conda": conda_packages()},
     }
+
+
+def triton_version(pip):
+    """Triton's version when it is importable (found, not imported: importing it is slow)."""
+    import importlib.util
+
+    try:
+        if importlib.util.find_spec("triton") is None:
+            return None
+    except (ImportError, ValueError):
+        return None
+    for name in ("triton", "pytorch-triton", "pytorch-triton-rocm", "pytorch-triton-xpu",
+                 "triton-xpu"):
+        if name in pip:
+            return pip[name]
+    return "unknown"
 
 
 def collect_env_torch(env):
@@ -552,13 +578,7 @@ def collect_env_torch(env):
     except Exception:
         nccl = None
     env["nccl"] = nccl
-    env["triton"] = None
-    try:
-        import triton  # noqa: F401  (optional, only for its version)
-
-        env["triton"] = getattr(triton, "__version__", None)
-    except Exception:
-        pass
+    env["triton"] = triton_version(env["packages"]["pip"])
     env["torchvision"] = env["packages"]["pip"].get("torchvision")
     try:
         env["cuda_available"] = bool(t.cuda.is_available())
@@ -782,7 +802,10 @@ def _drift_checks(env, expect):
     else:
         expected = pk["pip"]
         exp_names = {normalize_name(k) for k in expected}
-        ignore = [n for n in PIP_TOOLING if normalize_name(n) not in exp_names]
+        # pip tooling and packages that conda installed (the conda set covers those) are not
+        # extra unless the expected set names them
+        ignore = [n for n in list(PIP_TOOLING) + env["packages"].get("pip_from_conda", [])
+                  if normalize_name(n) not in exp_names]
         diff = diff_packages(expected, env["packages"]["pip"], ignore=ignore)
         bad = any(diff.values())
         out.append(_check("pip drift", "fail" if bad else "pass",

@@ -1,0 +1,232 @@
+"""``envctl build``: plan purely, then build with the engine.
+
+``plan_build`` renders the Dockerfile and the labels from the spec and the
+lock with no engine involved; ``assemble_context`` fills a build context from
+the verified package cache; ``build_image`` runs the engine, or returns at
+once when an image with the same spec and lock hashes exists.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from importlib import resources
+from pathlib import Path
+from typing import Callable
+
+from envctl import __version__
+from envctl.cache import PackageCache
+from envctl.catalog import Project
+from envctl.engine import Engine, ImageInfo
+from envctl.errors import BuildError, EngineError
+from envctl.lock import LockedEnv
+from envctl.spec import ImageSpec
+
+LABEL_SPEC = "io.envctl.spec"
+LABEL_SPEC_HASH = "io.envctl.spec-hash"
+LABEL_LOCK_HASH = "io.envctl.lock-hash"
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    spec: ImageSpec
+    lock: LockedEnv
+    tag: str
+    dockerfile: str
+    labels: dict[str, str]
+    pip_files: list[tuple[str, str, str]]  # (url, sha256, filename)
+    conda_files: list[tuple[str, str, str, str]]  # (url, sha256, md5, filename)
+    tool_files: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def default_tag(spec: ImageSpec, lock: LockedEnv) -> str:
+    return f"envctl/{spec.name}:{lock.lock_hash.split(':')[-1][:12]}"
+
+
+def _template(project: Project | None) -> str:
+    if project is not None and (project.templates_dir / "Dockerfile.j2").is_file():
+        return (project.templates_dir / "Dockerfile.j2").read_text()
+    return resources.files("envctl").joinpath("_templates/Dockerfile.j2").read_text()
+
+
+def render_dockerfile(spec: ImageSpec, lock: LockedEnv, *, labels: dict[str, str], base: str,
+                      template: str) -> str:
+    import jinja2
+
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
+                             keep_trailing_newline=True)
+    pip_wheel = next((p.filename for p in lock.pip if p.name == "pip"), None)
+    return env.from_string(template).render(
+        spec=spec, base=base, prefix=spec.env_prefix, conda=bool(lock.conda), pip=bool(lock.pip),
+        python_source=spec.python_source, pip_wheel=pip_wheel, labels=labels, envctl_version=__version__)
+
+
+def plan_build(spec: ImageSpec, lock: LockedEnv, *, project: Project | None = None, tag: str | None = None,
+               base_id: str = "", source: str = "") -> BuildPlan:
+    """Everything the build will do, decided without an engine."""
+    labels = {
+        "org.opencontainers.image.title": spec.name,
+        "org.opencontainers.image.description": spec.description,
+        "org.opencontainers.image.version": f"{spec.torch}-{spec.cuda}",
+        "org.opencontainers.image.source": source,
+        "org.opencontainers.image.base.name": spec.base,
+        "org.opencontainers.image.base.digest": base_id,
+        LABEL_SPEC: spec.name,
+        LABEL_SPEC_HASH: spec.content_hash(),
+        LABEL_LOCK_HASH: lock.lock_hash,
+        "io.envctl.torch": spec.torch,
+        "io.envctl.cuda": spec.cuda,
+        "io.envctl.python": spec.python,
+        "io.envctl.version": __version__,
+    }
+    dockerfile = render_dockerfile(spec, lock, labels=labels, base=spec.base, template=_template(project))
+    return BuildPlan(
+        spec=spec, lock=lock, tag=tag or default_tag(spec, lock), dockerfile=dockerfile, labels=labels,
+        pip_files=[(p.url, p.sha256, p.filename) for p in lock.pip],
+        conda_files=[(p.url, p.sha256, p.md5, p.filename) for p in lock.conda])
+
+
+def requirements_txt(lock: LockedEnv) -> str:
+    """pip's hash-checking requirements: exactly the locked set."""
+    return "".join(f"{p.name}=={p.version} --hash=sha256:{p.sha256}\n" for p in lock.pip)
+
+
+def assemble_context(plan: BuildPlan, cache: PackageCache, context: Path, *,
+                     progress: Callable[[str], None] = lambda _m: None) -> int:
+    """Fill ``context`` from the verified cache (hard links where possible); returns bytes."""
+    total = 0
+    mirrors = tuple(plan.spec.pip_index.find_links)
+    (context / "Dockerfile").write_text(plan.dockerfile)
+    if plan.pip_files:
+        wheels = context / "wheels"
+        wheels.mkdir()
+        for i, (url, sha, filename) in enumerate(plan.pip_files, 1):
+            progress(f"verifying {filename} ({i}/{len(plan.pip_files)})")
+            total += _link(cache.get(url=url, sha256=sha, filename=filename, mirrors=mirrors), wheels / filename)
+        (wheels / "requirements.txt").write_text(requirements_txt(plan.lock))
+    if plan.conda_files:
+        conda = context / "conda"
+        conda.mkdir()
+        for i, (url, sha, _md5, filename) in enumerate(plan.conda_files, 1):
+            progress(f"verifying {filename} ({i}/{len(plan.conda_files)})")
+            total += _link(cache.get(url=url, sha256=sha, filename=filename), conda / filename)
+        (conda / "packages.json").write_text(json.dumps(
+            [{"filename": f, "sha256": s, "md5": m, "url": u} for u, s, m, f in plan.conda_files], indent=1))
+        tools = context / "tools"
+        tools.mkdir()
+        wheel = _rattler_wheel(cache)
+        total += _link(wheel, tools / wheel.name)
+        (tools / "requirements.txt").write_text(f"py-rattler --hash=sha256:{wheel.parent.name}\n")
+        shutil.copyfile(Path(__file__).parent / "builder" / "install_conda.py", tools / "install_conda.py")
+    return total
+
+
+def _link(src: Path, dest: Path) -> int:
+    try:
+        dest.hardlink_to(src)
+    except OSError:
+        shutil.copyfile(src, dest)
+    return src.stat().st_size
+
+
+def _rattler_wheel(cache: PackageCache) -> Path:
+    """The py-rattler wheel the builder stage installs conda packages with (the host's version)."""
+    import subprocess
+    import sys
+    import tempfile
+    from importlib.metadata import version
+
+    from envctl.cache import sha256_of
+
+    wanted = version("py-rattler")
+    found = sorted((cache.root / "tools").glob(f"py_rattler-{wanted}-*.whl"))
+    if not found:
+        with tempfile.TemporaryDirectory() as tmp:
+            proc = subprocess.run(
+                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+                 "--python-version", "3.10", "--platform", "manylinux2014_x86_64", "--implementation", "cp",
+                 "-d", tmp, f"py-rattler=={wanted}"], capture_output=True, text=True)
+            if proc.returncode != 0:
+                raise BuildError(f"cannot fetch py-rattler {wanted} for the builder stage: "
+                                 f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
+            (cache.root / "tools").mkdir(parents=True, exist_ok=True)
+            src = next(Path(tmp).glob("*.whl"))
+            shutil.copyfile(src, cache.root / "tools" / src.name)
+        found = sorted((cache.root / "tools").glob(f"py_rattler-{wanted}-*.whl"))
+    wheel = found[0]
+    sha = sha256_of(wheel)
+    return cache.get(url=wheel.as_uri(), sha256=sha, filename=wheel.name)
+
+
+@dataclass
+class BuildResult:
+    image: ImageInfo
+    tag: str
+    built: bool
+    seconds: float
+    log_path: Path | None = None
+    context_bytes: int = 0
+
+    def to_dict(self) -> dict:
+        return {"image_id": self.image.id, "tag": self.tag, "built": self.built, "seconds": round(self.seconds, 2),
+                "size": self.image.size, "labels": self.image.labels,
+                "log": str(self.log_path) if self.log_path else None}
+
+
+def find_built(engine: Engine, plan: BuildPlan) -> ImageInfo | None:
+    """An existing image built from the same spec and lock."""
+    for img in engine.images(f"{LABEL_SPEC}={plan.spec.name}"):
+        if (img.labels.get(LABEL_SPEC_HASH) == plan.labels[LABEL_SPEC_HASH]
+                and img.labels.get(LABEL_LOCK_HASH) == plan.labels[LABEL_LOCK_HASH]):
+            return img
+    return None
+
+
+def build_image(engine: Engine, plan: BuildPlan, *, cache: PackageCache, log_dir: Path, rebuild: bool = False,
+                platform: str | None = None, progress: Callable[[str], None] = lambda _m: None,
+                on_line: Callable[[str], None] = lambda _l: None) -> BuildResult:
+    start = time.monotonic()
+    if not rebuild:
+        existing = find_built(engine, plan)
+        if existing:
+            if plan.tag not in existing.tags:
+                engine.tag(existing.id, plan.tag)
+            return BuildResult(existing, plan.tag, False, time.monotonic() - start)
+    base = engine.image(plan.spec.base)
+    if base is None:
+        raise EngineError(f"base image {plan.spec.base} not found in the engine",
+                          hint="make it with: envctl base" if plan.spec.base.startswith("envctl/")
+                          else f"docker pull {plan.spec.base} (or envctl base for the local Debian base)")
+    if plan.labels["org.opencontainers.image.base.digest"] not in ("", base.id):
+        raise EngineError(f"base image {plan.spec.base} is {base.id}, not the planned "
+                          f"{plan.labels['org.opencontainers.image.base.digest']}", hint="plan the build again")
+    # The one label that differs between identical builds; passed at build time, not in the Dockerfile.
+    labels = {"org.opencontainers.image.created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
+    import tempfile
+
+    log_dir.mkdir(parents=True, exist_ok=True)
+    log_path = log_dir / f"{plan.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
+    with tempfile.TemporaryDirectory(prefix="envctl-ctx-", dir=cache.root) as tmp:
+        context = Path(tmp)
+        size = assemble_context(plan, cache, context, progress=progress)
+        progress(f"building {plan.tag} ({size / 1e6:.0f} MB of packages)")
+        with log_path.open("w") as log:
+            def line(text: str) -> None:
+                log.write(text + "\n")
+                on_line(text)
+
+            try:
+                output = engine.build(context, tag=plan.tag, labels=labels, platform=platform, on_line=line)
+            except BuildError as exc:
+                exc.log_path = str(log_path)
+                if "no space left on device" in str(exc).lower() or any(
+                        "no space left" in t.lower() for t in exc.tail):
+                    exc.hint = "the disk is full: free space (docker system prune) and build again"
+                else:
+                    exc.hint = f"full log: {log_path}"
+                raise
+    image = engine.image(output.image_id)
+    return BuildResult(image, plan.tag, True, time.monotonic() - start, log_path, size)

@@ -1,0 +1,103 @@
+"""The content-addressed package cache: every file a lock names, checked by sha256.
+
+Files live under ``<cache>/sha256/<hex>/<filename>``.  A file is fetched once
+(from a local path, a find-links folder, or its URL), verified, then renamed into
+place; every use verifies it again, so a tampered or truncated file stops the
+build with its name.  The folder doubles as a mirror: copy it to another
+machine and builds there need no network.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.request
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+from envctl.errors import CacheError
+from envctl.netcheck import ssl_context
+
+
+def default_root() -> Path:
+    env = os.environ.get("ENVCTL_CACHE")
+    if env:
+        return Path(env).expanduser()
+    from platformdirs import user_cache_dir
+
+    return Path(user_cache_dir("envctl"))
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+class PackageCache:
+    def __init__(self, root: Path | None = None) -> None:
+        self.root = Path(root) if root else default_root()
+
+    def path_for(self, sha256: str, filename: str) -> Path:
+        return self.root / "sha256" / sha256 / filename
+
+    def get(self, *, url: str, sha256: str, filename: str, mirrors: tuple[str, ...] = ()) -> Path:
+        """The verified cached file, fetching it first when absent."""
+        if not sha256:
+            raise CacheError(f"the lock gives no sha256 for {filename}", hint="re-lock with envctl lock")
+        target = self.path_for(sha256, filename)
+        if target.exists():
+            actual = sha256_of(target)
+            if actual != sha256:
+                raise CacheError(
+                    f"cached file {filename} does not match the lock: sha256 {actual[:16]}... expected "
+                    f"{sha256[:16]}... ({target})",
+                    hint=f"the cache was altered; delete {target.parent} and build again")
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(prefix=".fetch-", dir=target.parent)
+        os.close(fd)
+        tmp = Path(tmp_name)
+        try:
+            self._fetch(url, filename, mirrors, tmp)
+            actual = sha256_of(tmp)
+            if actual != sha256:
+                raise CacheError(f"{filename} from {url} has sha256 {actual[:16]}..., the lock says "
+                                 f"{sha256[:16]}...", hint="the source changed the file; re-lock or use a mirror")
+            os.replace(tmp, target)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return target
+
+    def _fetch(self, url: str, filename: str, mirrors: tuple[str, ...], dest: Path) -> None:
+        # A local mirror or find-links folder serves the same file (matched by hash afterwards).
+        for mirror in mirrors:
+            local = _local(mirror)
+            if local is not None and (local / filename).is_file():
+                shutil.copyfile(local / filename, dest)
+                return
+        local_file = _local(url)
+        if local_file is not None:
+            if not local_file.is_file():
+                raise CacheError(f"{filename}: {local_file} does not exist", hint="restore it or re-lock")
+            shutil.copyfile(local_file, dest)
+            return
+        try:
+            with urllib.request.urlopen(url, timeout=60, context=ssl_context()) as resp, dest.open("wb") as fh:
+                shutil.copyfileobj(resp, fh, 1 << 20)
+        except OSError as exc:
+            raise CacheError(f"cannot download {filename} from {url}: {exc}",
+                             hint="check the network, or import the package cache from a machine that has it") from None
+
+
+def _local(url: str) -> Path | None:
+    parsed = urlparse(url)
+    if parsed.scheme == "file":
+        return Path(unquote(parsed.path))
+    if parsed.scheme == "":
+        return Path(url)
+    return None

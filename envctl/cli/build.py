@@ -1,0 +1,151 @@
+"""`envctl build` and `envctl images`."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from envctl import console
+
+
+def register(app: typer.Typer) -> None:
+    app.command("build")(build)
+    app.command("images")(images)
+
+
+def build(
+    name: str = typer.Argument(..., help="Image to build, e.g. pytorch-2.13-cpu."),
+    tag: Optional[str] = typer.Option(None, "--tag", help="Tag for the image (default envctl/NAME:LOCKHASH)."),
+    rebuild: bool = typer.Option(False, "--rebuild", help="Build even if an identical image exists."),
+    push: Optional[str] = typer.Option(None, "--push", metavar="REGISTRY", help="Push to REGISTRY after building."),
+    platform: str = typer.Option("linux/amd64", "--platform", help="Target platform (linux/amd64)."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="Print the rendered Dockerfile and stop."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON report."),
+) -> None:
+    """Build a pinned image from the lockfile, hermetically (no index reached in the build)."""
+    from envctl.build import plan_build
+    from envctl.catalog import find_project
+    from envctl.errors import UsageError
+    from envctl.lock import require_current_lock
+
+    project = find_project()
+    spec = project.resolve(name)
+    conda_platform = {"linux/amd64": "linux-64", "linux/arm64": "linux-aarch64"}.get(platform)
+    if conda_platform is None or conda_platform not in spec.platforms:
+        raise UsageError(f"{spec.name} is locked for {', '.join(spec.platforms)}, not {platform}",
+                         hint="add the platform to the spec's platforms and re-lock")
+    lock = require_current_lock(spec, project.lock_path(spec.name), platform=conda_platform)
+    if dry_run:
+        plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root))
+        console.out.print(plan.dockerfile, end="")
+        return
+
+    from envctl.cache import PackageCache
+    from envctl.engine import Engine
+    from envctl.errors import BuildError
+    from envctl.records import Records
+
+    engine = Engine.connect()
+    base = engine.image(spec.base)
+    plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root),
+                      base_id=base.id if base else "")
+    cache = PackageCache()
+    try:
+        result = _run_build(engine, plan, cache, rebuild=rebuild, platform=platform, quiet=json_out)
+    except BuildError as exc:
+        Records().add_run(kind="build", image=spec.name, ok=False, spec_hash=spec.content_hash(),
+                          lock_hash=lock.lock_hash, summary=str(exc))
+        console.error(f"build of {spec.name} failed at {exc.step or 'an unknown step'}: {exc}")
+        for line in exc.tail[-12:]:
+            console.err.print("  | " + line)
+        console.status(f"full log: {exc.log_path}")
+        raise typer.Exit(1)
+    if result.built:
+        Records().add_run(kind="build", image=spec.name, ok=True, image_id=result.image.id,
+                          spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, duration_s=result.seconds,
+                          summary=f"{result.tag} {result.image.size} bytes", document=result.to_dict())
+    if push:
+        ref = f"{push.rstrip('/')}/{result.tag.split('/', 1)[-1]}"
+        engine.tag(result.image.id, ref)
+        engine.push(ref, on_line=console.status if not json_out else (lambda _l: None))
+    if json_out:
+        console.print_json(result.to_dict())
+        return
+    verb = "built" if result.built else "up to date:"
+    console.status(f"{verb} {result.tag} ({result.image.short_id}, {result.image.size / 1e6:.0f} MB, "
+                   f"{result.seconds:.1f}s)" + (f"; log: {result.log_path}" if result.log_path else ""))
+
+
+def _run_build(engine, plan, cache, *, rebuild: bool, platform: str, quiet: bool):
+    from envctl.build import build_image
+    from envctl.cache import default_root
+
+    log_dir = default_root() / "logs"
+    if quiet or not console.err.is_terminal:
+        echo = (lambda _m: None) if quiet else (lambda m: console.status("  " + m))
+        return build_image(engine, plan, cache=cache, log_dir=log_dir, rebuild=rebuild, platform=platform,
+                           progress=echo, on_line=lambda l: echo(l) if l.startswith("Step ") else None)
+    from rich.live import Live
+    from rich.text import Text
+
+    state = {"step": "preparing", "line": ""}
+
+    def view() -> Text:
+        text = Text(f"building {plan.spec.name}: {state['step']}", style="bold")
+        if state["line"]:
+            text.append("\n  " + state["line"][:150], style="dim")
+        return text
+
+    with Live(view(), console=console.err, refresh_per_second=8, transient=True) as live:
+        def progress(msg: str) -> None:
+            state["step"] = msg
+            live.update(view())
+
+        def on_line(line: str) -> None:
+            if line.startswith("Step "):
+                state["step"], state["line"] = line, ""
+            elif line.strip():
+                state["line"] = line.strip()
+            live.update(view())
+
+        return build_image(engine, plan, cache=cache, log_dir=log_dir, rebuild=rebuild, platform=platform,
+                           progress=progress, on_line=on_line)
+
+
+def images(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List images built by envctl: labels, size, and whether their lock is still current."""
+    from envctl.build import LABEL_LOCK_HASH, LABEL_SPEC
+    from envctl.catalog import find_project
+    from envctl.engine import Engine
+    from envctl.errors import EnvctlError
+    from envctl.lockstate import lock_state
+
+    project = find_project()
+    rows = []
+    for img in Engine.connect().images(LABEL_SPEC):
+        name = img.labels.get(LABEL_SPEC, "?")
+        try:
+            spec = project.resolve(name)
+            state = lock_state(spec, project.lock_path(name))
+            current = state.current and state.lock_hash == img.labels.get(LABEL_LOCK_HASH)
+            lock = "current" if current else ("stale" if state.state != "not locked" else "not locked")
+        except EnvctlError:
+            lock = "no spec"
+        rows.append({"image": name, "id": img.short_id, "tags": img.tags, "size": img.size,
+                     "created": img.labels.get("org.opencontainers.image.created", img.created),
+                     "torch": img.labels.get("io.envctl.torch"), "cuda": img.labels.get("io.envctl.cuda"),
+                     "python": img.labels.get("io.envctl.python"), "lock": lock, "labels": img.labels})
+    rows.sort(key=lambda r: (r["image"], r["created"]))
+    if json_out:
+        console.print_json(rows)
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("image", "id", "tags", "torch", "cuda", "python", "size", "created", "lock"):
+        table.add_column(col, no_wrap=col in ("image", "id", "lock"))
+    for r in rows:
+        table.add_row(r["image"], r["id"], ", ".join(r["tags"]) or "-", r["torch"] or "-", r["cuda"] or "-",
+                      r["python"] or "-", f"{r['size'] / 1e6:.0f} MB", r["created"], console.styled(r["lock"]))
+    console.out.print(table)

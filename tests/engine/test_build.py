@@ -1,0 +1,113 @@
+"""envctl build against the real engine: the CPU image from the committed lock, the conda path."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+import yaml
+
+from envctl.catalog import Project
+from envctl.lock import load_lock
+
+from .conftest import REPO, run_envctl
+
+try:
+    from tests.fixtures.conda_channel import build_channel
+except ImportError:  # pragma: no cover
+    from fixtures.conda_channel import build_channel
+
+
+def _run(client, image: str, *cmd: str) -> str:
+    return client.containers.run(image, list(cmd), remove=True, network_mode="none").decode()
+
+
+def test_cpu_image_has_exactly_the_locked_packages(cpu_image, docker_client):
+    lock = load_lock(Project(REPO).lock_path("pytorch-2.13-cpu"))
+    assert cpu_image["built"] is True
+    labels = cpu_image["labels"]
+    assert labels["io.envctl.lock-hash"] == lock.lock_hash
+    assert labels["io.envctl.torch"] == "2.13.0" and labels["org.opencontainers.image.base.digest"].startswith("sha256:")
+    assert _run(docker_client, cpu_image["image_id"], "python", "-c",
+                "import torch; print(torch.__version__)").strip() == "2.13.0+cpu"
+    freeze = _run(docker_client, cpu_image["image_id"], "python", "-m", "pip", "freeze", "--all")
+    installed = {line.split("==")[0].lower().replace("_", "-"): line.split("==")[1]
+                 for line in freeze.split()}
+    assert installed == lock.pip_pins()
+
+
+def test_image_holds_no_wheels_or_package_archives(cpu_image, docker_client):
+    found = _run(docker_client, cpu_image["image_id"], "sh", "-c",
+                 "find / -xdev \\( -name '*.whl' -o -name '*.conda' -o -name '*.tar.bz2' \\) -print "
+                 "2>/dev/null; true")
+    assert found.strip() == ""
+
+
+def test_second_build_is_a_noop_under_two_seconds(cpu_image, engine_env):
+    start = time.monotonic()
+    result = run_envctl("build", "pytorch-2.13-cpu", "--json", env=engine_env)
+    elapsed = time.monotonic() - start
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert report["built"] is False and report["image_id"] == cpu_image["image_id"]
+    assert elapsed < 2.0, f"no-op build took {elapsed:.2f}s"
+
+
+def test_tampered_cache_file_stops_the_build_naming_it(cpu_image, engine_env, package_cache):
+    lock = load_lock(Project(REPO).lock_path("pytorch-2.13-cpu"))
+    victim = next(p for p in lock.pip if p.name == "filelock")
+    cached = package_cache / "sha256" / victim.sha256 / victim.filename
+    original = cached.read_bytes()
+    try:
+        cached.write_bytes(original[:-10] + b"tampered!!")
+        result = run_envctl("build", "pytorch-2.13-cpu", "--rebuild", env=engine_env)
+        assert result.returncode == 1
+        assert f"cached file {victim.filename} does not match the lock" in result.stderr
+        assert "Traceback" not in result.stderr
+    finally:
+        cached.write_bytes(original)
+
+
+def test_conda_path_installs_exactly_the_locked_conda_packages(tmp_path, engine_env, docker_client):
+    channel = build_channel(tmp_path / "fixture")
+    root = tmp_path / "project"
+    (root / "images").mkdir(parents=True)
+    shutil.copytree(REPO / "templates", root / "templates")
+    spec = {"version": 1, "name": "fixture-conda", "python": "3.11", "torch": "2.13.0", "cuda": "cpu",
+            "torch_source": "base", "python_source": "base", "channels": [str(channel)],
+            "conda": ["footools", "pyshim"]}
+    (root / "images" / "fixture-conda.yaml").write_text(yaml.safe_dump(spec))
+    env = {**engine_env, "ENVCTL_PROJECT": str(root)}
+    locked = run_envctl("lock", "fixture-conda", env=env)
+    assert locked.returncode == 0, locked.stderr
+    built = run_envctl("build", "fixture-conda", "--json", env=env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    image = json.loads(built.stdout)["image_id"]
+    try:
+        listing = _run(docker_client, image, "sh", "-c", "ls /opt/conda/envs/fixture-conda/conda-meta/")
+        metas = sorted(n for n in listing.split() if n.endswith(".json"))
+        expected = sorted(p.filename.replace(".conda", ".json") for p in load_lock(root / "locks" /
+                                                                                   "fixture-conda.conda-lock.yml").conda)
+        assert metas == expected
+        assert _run(docker_client, image, "cat", "/opt/conda/envs/fixture-conda/share/footools/VERSION").startswith("2.0.0")
+        # The prefix placeholder was replaced by the image's prefix.
+        assert "/opt/conda/envs/fixture-conda" in _run(docker_client, image, "cat",
+                                                       "/opt/conda/envs/fixture-conda/bin/footools")
+    finally:
+        docker_client.images.remove(image, force=True)
+
+
+def test_missing_base_names_it_and_the_command(tmp_path, engine_env):
+    root = tmp_path / "project"
+    shutil.copytree(REPO / "images", root / "images")
+    shutil.copytree(REPO / "locks", root / "locks")
+    path = root / "images" / "pytorch-2.13-cpu.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["base"] = "envctl/debian:does-not-exist"
+    path.write_text(yaml.safe_dump(data))
+    result = run_envctl("build", "pytorch-2.13-cpu", "--rebuild", env={**engine_env, "ENVCTL_PROJECT": str(root)})
+    assert result.returncode == 1
+    assert "base image envctl/debian:does-not-exist not found" in result.stderr
+    assert "envctl base" in result.stderr

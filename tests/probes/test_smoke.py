@@ -1,0 +1,371 @@
+"""Tests for the in-image smoke probe (envctl/probes/smoke.py).
+
+The probe is run as a plain script in a subprocess with this interpreter's torch, the way it
+runs inside an image. The quick probe runs once per module (module-scoped fixture).
+"""
+from __future__ import annotations
+
+import ast
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+PROBES = ROOT / "envctl" / "probes"
+SMOKE = PROBES / "smoke.py"
+ROUNDTRIP = PROBES / "roundtrip.py"
+
+HAVE_TORCH = importlib.util.find_spec("torch") is not None
+needs_torch = [
+    pytest.mark.torch,
+    pytest.mark.slow,
+    pytest.mark.skipif(not HAVE_TORCH, reason="torch is not importable in the test interpreter"),
+]
+
+
+def _load_smoke():
+    spec = importlib.util.spec_from_file_location("envctl_probe_smoke_under_test", SMOKE)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+smoke = _load_smoke()
+
+
+def run_probe(*args, config=None, env=None, timeout=600):
+    """Run the probe; returns (exit code, parsed stdout, stderr). stdout must be one JSON object."""
+    argv = [sys.executable, str(SMOKE), *args]
+    stdin = None
+    if config is not None:
+        argv += ["--config", "-"]
+        stdin = json.dumps(config)
+    proc = subprocess.run(argv, input=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                          text=True, timeout=timeout, env=env, cwd=str(ROOT))
+    try:
+        data = json.loads(proc.stdout)  # the whole of stdout: exactly one JSON document
+    except ValueError as exc:
+        raise AssertionError(f"stdout is not one JSON object ({exc}):\n{proc.stdout[:2000]}\n"
+                             f"stderr tail:\n{proc.stderr[-3000:]}")
+    return proc.returncode, data, proc.stderr
+
+
+def checks_by_name(data):
+    return {c["name"]: c for c in data["checks"]}
+
+
+def rows(data, **match):
+    return [r for r in data["benchmarks"] if all(r.get(k) == v for k, v in match.items())]
+
+
+# --------------------------------------------------------------------------- full quick run
+
+
+@pytest.fixture(scope="module")
+def quick_run():
+    if not HAVE_TORCH:
+        pytest.skip("torch is not importable in the test interpreter")
+    return run_probe("--quick")
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch is not importable in the test interpreter")
+class TestQuickRun:
+    def test_json_shape(self, quick_run):
+        code, data, _ = quick_run
+        assert data["schema"] == "envctl.probe/1"
+        assert data["level"] == "quick"
+        for key in ("ok", "duration_s", "device", "settings", "env", "checks", "benchmarks",
+                    "torchscript"):
+            assert key in data, key
+        for c in data["checks"]:
+            assert set(c) >= {"name", "status", "message"}
+            assert c["status"] in ("pass", "fail", "warn", "skip")
+            assert "\n" not in c["message"]
+
+    def test_passes(self, quick_run):
+        code, data, stderr = quick_run
+        failed = [c for c in data["checks"] if c["status"] == "fail"]
+        assert code == 0 and data["ok"] is True, (failed, stderr[-3000:])
+
+    def test_env(self, quick_run):
+        import torch
+
+        env = quick_run[1]["env"]
+        assert env["torch"]["version"] == torch.__version__
+        assert env["torch"]["parsed"]["major"] == int(torch.__version__.split(".")[0])
+        assert env["python"]["executable"]
+        assert env["compiler"]["cxx"]
+        assert env["python_headers"]["present"] is True
+        assert env["packages"]["pip"]["torch"] == torch.__version__
+        assert isinstance(env["gpus"], list) and isinstance(env["arch_list"], list)
+
+    def test_rows(self, quick_run):
+        data = quick_run[1]
+        modes = {r["mode"] for r in data["benchmarks"]}
+        assert {"eager", "compile-default", "script", "trace"} <= modes
+        for mode in ("eager", "compile-default", "script", "trace"):
+            for r in rows(data, mode=mode):
+                assert r["status"] == "ok", r
+                assert r["agree"] is True, r
+                assert r["median_ms"] > 0 and r["p10_ms"] <= r["median_ms"] <= r["p90_ms"]
+                assert r["throughput_per_s"] > 0
+                assert r["compile_s"] is not None
+        for r in rows(data, mode="compile-default"):
+            assert r["graph_breaks"] == 0 and r["recompiles"] == 0
+        if data["device"] == "cpu":
+            assert {r["model"] for r in data["benchmarks"]} == {"resnet-small", "transformer-small"}
+            assert {r["batch"] for r in data["benchmarks"]} == {1}
+            assert all(r["peak_mem_bytes"] is None for r in data["benchmarks"])
+
+    def test_torchscript_roundtrip(self, quick_run):
+        ts = quick_run[1]["torchscript"]
+        assert ts["ok"] is True and ts["fresh_process"] is True, ts
+        assert ts["script"]["positive"]["agree"] and ts["script"]["negative"]["agree"]
+        assert ts["trace"]["froze_branch"] is True
+        assert ts["trace"]["negative"]["agree"] is False
+        assert isinstance(ts["warnings"], list)
+
+    def test_under_time_budget(self, quick_run):
+        # the quick probe must stay well under 90 s on a 2-core CPU, cold compile included
+        assert quick_run[1]["duration_s"] < 90
+
+
+# --------------------------------------------------------------------------- failing images
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch is not importable in the test interpreter")
+def test_pip_drift_names_packages():
+    import torch
+
+    config = {"expect": {"torch": torch.__version__.split("+")[0],
+                         "packages": {"pip": {"torch": "0.0.1",
+                                              "envctl-made-up-pkg": "1.2.3",
+                                              "Pytest": "0.0.2"}}}}
+    code, data, _ = run_probe("--checks-only", config=config)
+    assert code == 1 and data["ok"] is False
+    checks = checks_by_name(data)
+    assert checks["torch version"]["status"] == "pass"
+    drift = checks["pip drift"]
+    assert drift["status"] == "fail"
+    msg = drift["message"]
+    assert "envctl-made-up-pkg==1.2.3" in msg  # missing
+    assert f"torch {torch.__version__} (expected 0.0.1)" in msg  # different
+    assert "pytest" in msg and "(expected 0.0.2)" in msg  # PEP 503 normalized name
+    assert "extra" in msg and "pip==" not in msg  # pip itself is not counted as extra
+    assert drift["details"]["missing"] == {"envctl-made-up-pkg": "1.2.3"}
+    assert set(drift["details"]["different"]) == {"torch", "pytest"}
+
+
+@pytest.mark.torch
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch is not importable in the test interpreter")
+def test_pip_drift_passes_on_installed_set():
+    code, data, _ = run_probe("--checks-only")
+    installed = dict(data["env"]["packages"]["pip"])
+    installed.pop("pip", None)  # tooling may be absent from the expected set
+    code, data, _ = run_probe("--checks-only", config={"expect": {"packages": {"pip": installed}}})
+    assert checks_by_name(data)["pip drift"]["status"] == "pass", checks_by_name(data)["pip drift"]
+    assert code == 0
+
+
+@pytest.mark.torch
+@pytest.mark.slow
+@pytest.mark.skipif(not HAVE_TORCH, reason="torch is not importable in the test interpreter")
+def test_no_compiler(tmp_path):
+    # Inductor uses $CXX (else g++) from torch._inductor.config.cpp.cxx; point CXX/CC at
+    # nothing and strip PATH so no compiler can be found at all.
+    empty = tmp_path / "bin"
+    empty.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TORCHINDUCTOR_", "TRITON_"))}
+    env.update(PATH=str(empty), CXX="/nonexistent/g++", CC="/nonexistent/cc",
+               HOME=str(tmp_path))
+    code, data, stderr = run_probe("--quick", env=env)
+    assert code == 1 and data["ok"] is False
+    checks = checks_by_name(data)
+    cxx = checks["c++ compiler"]
+    assert cxx["status"] == "fail"
+    assert "CXX=/nonexistent/g++" in cxx["message"]
+    assert "torch.compile cannot work" in cxx["message"]
+    assert data["env"]["compiler"]["cxx"] is None
+    assert checks["torch.compile"]["status"] == "fail"
+    compile_rows = [r for r in data["benchmarks"] if r["mode"].startswith("compile-")]
+    assert compile_rows
+    for r in compile_rows:
+        assert r["status"] == "error"
+        assert "InvalidCxxCompiler" in r["error"] and "\n" not in r["error"]
+    for mode in ("eager", "script", "trace"):
+        for r in rows(data, mode=mode):
+            assert r["status"] == "ok" and r["agree"] is True, r
+    assert checks["eager"]["status"] == "pass"
+    assert checks["torchscript round-trip"]["status"] == "pass"
+
+
+# --------------------------------------------------------------------------- CLI and config
+
+
+@pytest.mark.parametrize(
+    "config, needle",
+    [
+        ([1, 2], "JSON object"),
+        ({"level": "turbo"}, "level"),
+        ({"gpus": "some"}, "gpus"),
+        ({"expect": {"gpu_required": "yes"}}, "gpu_required"),
+        ({"benchmark": {"compile_modes": ["fastest"]}}, "compile_modes"),
+        ({"benchmark": {"batch_sizes": [0]}}, "batch_sizes"),
+        ({"expect": {"packages": {"pip": {"torch": 2}}}}, "expect.packages.pip"),
+    ],
+)
+def test_bad_config_exits_2(config, needle):
+    code, data, _ = run_probe(config=config)
+    assert code == 2
+    assert data["schema"] == "envctl.probe/1" and data["ok"] is False
+    assert needle in data["error"]
+
+
+def test_bad_json_and_args_exit_2(tmp_path):
+    bad = tmp_path / "cfg.json"
+    bad.write_text("{not json")
+    code, data, _ = run_probe("--config", str(bad))
+    assert code == 2 and "not valid JSON" in data["error"]
+    code, data, _ = run_probe("--config", str(tmp_path / "missing.json"))
+    assert code == 2 and "cannot read config" in data["error"]
+    code, data, _ = run_probe("--bogus")
+    assert code == 2 and "bad arguments" in data["error"]
+
+
+def test_resolve_settings_cpu_quick_caps():
+    cfg = {"benchmark": {"compile_modes": ["default", "reduce-overhead"], "batch_sizes": [1, 32],
+                         "dtypes": ["fp32", "bf16"], "warmup": 10, "runs": 50,
+                         "max_autotune": True}}
+    s = smoke.resolve_settings(cfg, "quick", "cpu")
+    assert s["batch_sizes"] == [1] and s["dtypes"] == ["fp32"]
+    assert s["modes"] == ["eager", "compile-default", "script", "trace"]
+    assert s["runs"] <= 10 and s["warmup"] <= 3 and s["adjusted"]
+    s = smoke.resolve_settings(cfg, "standard", "cpu")
+    assert s["batch_sizes"] == [1, 4]
+    assert "compile-reduce-overhead" in s["modes"] and "compile-max-autotune" in s["modes"]
+    s = smoke.resolve_settings(cfg, "standard", "cuda")
+    assert s["batch_sizes"] == [1, 32] and s["runs"] == 50
+
+
+# --------------------------------------------------------------------------- pure helpers
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("2.13.0+cpu", {"major": 2, "minor": 13, "patch": 0, "pre": None, "local": "cpu"}),
+        ("2.10.0a0+b4e4ee81d3",
+         {"major": 2, "minor": 10, "patch": 0, "pre": "a0", "local": "b4e4ee81d3"}),
+        ("2.7.1+cu118", {"major": 2, "minor": 7, "patch": 1, "pre": None, "local": "cu118"}),
+        ("2.6.0.dev20241112+cu124",
+         {"major": 2, "minor": 6, "patch": 0, "pre": "dev20241112", "local": "cu124"}),
+        ("2.5.0rc1", {"major": 2, "minor": 5, "patch": 0, "pre": "rc1", "local": None}),
+        ("12.6", {"major": 12, "minor": 6, "patch": None, "pre": None, "local": None}),
+        ("2.13.0", {"major": 2, "minor": 13, "patch": 0, "pre": None, "local": None}),
+    ],
+)
+def test_parse_version(text, expected):
+    assert smoke.parse_version(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "abc", "2.x", None])
+def test_parse_version_rejects(text):
+    assert smoke.parse_version(text) is None
+
+
+@pytest.mark.parametrize(
+    "expected, actual, status",
+    [
+        ("2.13.0", "2.13.0+cpu", "pass"),
+        ("2.13", "2.13.1+cu126", "pass"),
+        ("2.13.0+cpu", "2.13.0+cpu", "pass"),
+        ("2.13.0+cu126", "2.13.0+cpu", "fail"),
+        ("2.13.0", "2.12.1+cpu", "fail"),
+        ("2.10.0", "2.10.0a0+b4e4ee81d3", "warn"),
+        ("2.10.0a0", "2.10.0a0+b4e4ee81d3", "pass"),
+        ("2.7.1", "2.7.0+cu118", "fail"),
+    ],
+)
+def test_compare_torch_version(expected, actual, status):
+    assert smoke.compare_torch_version(expected, actual)[0] == status
+
+
+def test_diff_packages():
+    d = smoke.diff_packages(
+        {"Foo_Bar": "1.0", "numpy": "2.0.0", "torch": "2.13.0", "gone": "1"},
+        {"foo-bar": "1.0.0", "numpy": "1.26.4", "torch": "2.13.0+cpu", "pip": "24", "new": "3"},
+        ignore=["pip"],
+    )
+    assert d["extra"] == {"new": "3"}
+    assert d["missing"] == {"gone": "1"}
+    assert d["different"] == {"numpy": {"expected": "2.0.0", "installed": "1.26.4"}}
+    assert smoke.pip_versions_equal("2.13.0+cpu", "2.13.0+cpu")
+    assert not smoke.pip_versions_equal("2.13.0+cu126", "2.13.0+cpu")
+
+
+@pytest.mark.parametrize(
+    "cap, archs, covered",
+    [
+        ((9, 0), ["sm_50", "sm_80", "sm_90"], True),
+        ((8, 6), ["sm_80"], True),           # same major, newer minor runs sm_80 cubins
+        ((8, 0), ["sm_86"], False),          # older minor does not
+        ((12, 0), ["sm_50", "sm_90"], False),
+        ((12, 0), ["sm_90", "compute_90"], True),  # PTX JIT
+        ((10, 0), ["sm_90a"], False),
+        ((9, 0), ["sm_90a"], True),
+        ((12, 0), ["sm_100", "sm_120"], True),
+        ((7, 5), [], False),
+    ],
+)
+def test_capability_covered(cap, archs, covered):
+    assert smoke.capability_covered(cap, archs) is covered
+
+
+def test_cudnn_int_to_tuple():
+    assert smoke.cudnn_int_to_tuple(90100) == (9, 1, 0)
+    assert smoke.cudnn_int_to_tuple(91002) == (9, 10, 2)
+    assert smoke.cudnn_int_to_tuple(8902) == (8, 9, 2)
+
+
+def test_error_line():
+    exc = RuntimeError("backend='inductor' raised:\nInvalidCxxCompiler: no compiler\n\nmore")
+    assert smoke.error_line(exc) == \
+        "RuntimeError: backend='inductor' raised: InvalidCxxCompiler: no compiler"
+
+
+# --------------------------------------------------------------------------- import hygiene
+
+
+def _top_level_imports(path):
+    tree = ast.parse(path.read_text(), filename=str(path))
+    names = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            names.update(a.name.split(".")[0] for a in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            if node.level == 0 and node.module:
+                names.add(node.module.split(".")[0])
+            elif node.level:
+                names.add("<relative>")
+    return names
+
+
+@pytest.mark.parametrize("path", [SMOKE, ROUNDTRIP], ids=lambda p: p.name)
+def test_imports_only_stdlib_and_torch(path):
+    allowed = set(sys.stdlib_module_names) | {"__future__", "torch", "torchvision"}
+    bad = _top_level_imports(path) - allowed
+    assert not bad, f"{path.name} imports non-stdlib modules: {sorted(bad)}"
+
+
+@pytest.mark.parametrize("path", [SMOKE, ROUNDTRIP], ids=lambda p: p.name)
+def test_python39_syntax(path):
+    # no match statements, no parenthesized context managers, etc.
+    ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))

@@ -1,0 +1,50 @@
+"""Planning a build needs no engine: the rendered Dockerfile and labels."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from envctl.build import LABEL_LOCK_HASH, plan_build, requirements_txt
+from envctl.catalog import Project
+from envctl.errors import StaleLockError
+from envctl.lock import load_lock, require_current_lock
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def test_plan_renders_a_hermetic_two_stage_dockerfile():
+    project = Project(REPO)
+    spec = project.resolve("pytorch-2.13-cpu")
+    lock = load_lock(project.lock_path(spec.name))
+    plan = plan_build(spec, lock, project=project)
+    text = plan.dockerfile
+    assert text.count("FROM envctl/debian:bookworm") == 2
+    assert "--no-index" in text and "--require-hashes" in text
+    assert "COPY --from=builder /opt/conda/envs/pytorch-2.13-cpu /opt/conda/envs/pytorch-2.13-cpu" in text
+    final_stage = text.split("AS builder", 1)[1].split("\nFROM ", 1)[1]
+    assert "wheels" not in final_stage  # no package file reaches the final image
+    assert plan.labels[LABEL_LOCK_HASH] == lock.lock_hash
+    assert len(plan.pip_files) == len(lock.pip)
+    reqs = requirements_txt(lock).splitlines()
+    assert any(r.startswith("torch==2.13.0+cpu --hash=sha256:") for r in reqs)
+
+
+def test_stale_or_missing_lock_says_to_run_lock(project):
+    import yaml
+
+    proj = Project(project)
+    with pytest.raises(StaleLockError, match="run: envctl lock pytorch-2.8-cu126"):
+        spec = proj.resolve("pytorch-2.8-cu126")
+        try:
+            require_current_lock(spec, proj.lock_path(spec.name))
+        except StaleLockError as exc:
+            raise StaleLockError(f"{exc} {exc.hint}") from None
+    path = proj.spec_path("pytorch-2.13-cpu")
+    data = yaml.safe_load(path.read_text())
+    data["pip"] = ["numpy==2.3.4"]
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(StaleLockError) as info:
+        require_current_lock(proj.resolve("pytorch-2.13-cpu"), proj.lock_path("pytorch-2.13-cpu"))
+    assert info.value.hint == "run: envctl lock pytorch-2.13-cpu"

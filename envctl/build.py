@@ -46,14 +46,20 @@ def default_tag(spec: ImageSpec, lock: LockedEnv) -> str:
     return f"envctl/{spec.name}:{lock.lock_hash.split(':')[-1][:12]}"
 
 
-def _template(project: Project | None) -> str:
-    if project is not None and (project.templates_dir / "Dockerfile.j2").is_file():
-        return (project.templates_dir / "Dockerfile.j2").read_text()
-    return resources.files("envctl").joinpath("_templates/Dockerfile.j2").read_text()
+def _template(project: Project | None, name: str = "Dockerfile.j2") -> str:
+    """The project's own template first; else the one shipped with envctl (in a wheel it is
+    packaged as envctl/_templates; in a source checkout it is the repository's templates/)."""
+    candidates = [project.templates_dir / name] if project is not None else []
+    candidates += [Path(str(resources.files("envctl").joinpath("_templates", name))),
+                   Path(__file__).resolve().parent.parent / "templates" / name]
+    for path in candidates:
+        if path.is_file():
+            return path.read_text()
+    raise FileNotFoundError(f"template {name} not found in {', '.join(map(str, candidates))}")
 
 
 def render_dockerfile(spec: ImageSpec, lock: LockedEnv, *, labels: dict[str, str], base: str,
-                      template: str) -> str:
+                      template: str, rattler: tuple[str, str] = ("", "")) -> str:
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
@@ -61,12 +67,19 @@ def render_dockerfile(spec: ImageSpec, lock: LockedEnv, *, labels: dict[str, str
     pip_wheel = next((p.filename for p in lock.pip if p.name == "pip"), None)
     return env.from_string(template).render(
         spec=spec, base=base, prefix=spec.env_prefix, conda=bool(lock.conda), pip=bool(lock.pip),
-        python_source=spec.python_source, pip_wheel=pip_wheel, labels=labels, envctl_version=__version__)
+        python_source=spec.python_source, pip_wheel=pip_wheel, labels=labels, envctl_version=__version__,
+        rattler_wheel=rattler[0], rattler_sha256=rattler[1])
 
 
 def plan_build(spec: ImageSpec, lock: LockedEnv, *, project: Project | None = None, tag: str | None = None,
-               base_id: str = "", source: str = "") -> BuildPlan:
-    """Everything the build will do, decided without an engine."""
+               base_id: str = "", source: str = "", rattler: tuple[str, str] = ("", "")) -> BuildPlan:
+    """Everything the build will do, decided without an engine.
+
+    ``rattler`` is the (wheel filename, sha256) of the py-rattler the builder stage installs
+    conda packages with; see ``rattler_tool``.  Needed only when the lock has conda packages.
+    """
+    if lock.conda and not rattler[0]:
+        raise ValueError("a lock with conda packages needs the rattler tool wheel (rattler_tool())")
     labels = {
         "org.opencontainers.image.title": spec.name,
         "org.opencontainers.image.description": spec.description,
@@ -82,7 +95,8 @@ def plan_build(spec: ImageSpec, lock: LockedEnv, *, project: Project | None = No
         "io.envctl.python": spec.python,
         "io.envctl.version": __version__,
     }
-    dockerfile = render_dockerfile(spec, lock, labels=labels, base=spec.base, template=_template(project))
+    dockerfile = render_dockerfile(spec, lock, labels=labels, base=spec.base, template=_template(project),
+                                   rattler=rattler)
     return BuildPlan(
         spec=spec, lock=lock, tag=tag or default_tag(spec, lock), dockerfile=dockerfile, labels=labels,
         pip_files=[(p.url, p.sha256, p.filename) for p in lock.pip],
@@ -119,8 +133,8 @@ def assemble_context(plan: BuildPlan, cache: PackageCache, context: Path, *,
         tools.mkdir()
         wheel = _rattler_wheel(cache)
         total += _link(wheel, tools / wheel.name)
-        (tools / "requirements.txt").write_text(f"py-rattler --hash=sha256:{wheel.parent.name}\n")
-        shutil.copyfile(Path(__file__).parent / "builder" / "install_conda.py", tools / "install_conda.py")
+        for script in ("install_conda.py", "unpack_wheel.py"):
+            shutil.copyfile(Path(__file__).parent / "builder" / script, tools / script)
     return total
 
 
@@ -130,6 +144,12 @@ def _link(src: Path, dest: Path) -> int:
     except OSError:
         shutil.copyfile(src, dest)
     return src.stat().st_size
+
+
+def rattler_tool(cache: PackageCache) -> tuple[str, str]:
+    """(wheel filename, sha256) of the py-rattler the builder stage uses: the host's version."""
+    wheel = _rattler_wheel(cache)
+    return wheel.name, wheel.parent.name
 
 
 def _rattler_wheel(cache: PackageCache) -> Path:

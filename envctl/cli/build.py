@@ -36,12 +36,16 @@ def build(
         raise UsageError(f"{spec.name} is locked for {', '.join(spec.platforms)}, not {platform}",
                          hint="add the platform to the spec's platforms and re-lock")
     lock = require_current_lock(spec, project.lock_path(spec.name), platform=conda_platform)
+    from envctl.build import rattler_tool
+    from envctl.cache import PackageCache
+
+    cache = PackageCache()
+    rattler = rattler_tool(cache) if lock.conda else ("", "")
     if dry_run:
-        plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root))
+        plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root), rattler=rattler)
         console.out.print(plan.dockerfile, end="")
         return
 
-    from envctl.cache import PackageCache
     from envctl.engine import Engine
     from envctl.errors import BuildError
     from envctl.records import Records
@@ -49,8 +53,7 @@ def build(
     engine = Engine.connect()
     base = engine.image(spec.base)
     plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root),
-                      base_id=base.id if base else "")
-    cache = PackageCache()
+                      base_id=base.id if base else "", rattler=rattler)
     try:
         result = _run_build(engine, plan, cache, rebuild=rebuild, platform=platform, quiet=json_out)
     except BuildError as exc:

@@ -631,7 +631,8 @@ def env_checks(env, cfg, device):
                    else f"torch built for CUDA {have_cuda}, expected a CPU build")
         else:
             wv, hv = parse_version(want), parse_version(have_cuda)
-            ok = bool(hv and wv and (hv["major"], hv["minor"] or 0) == (wv["major"], wv["minor"] or 0))
+            ok = bool(hv and wv and hv["major"] == wv["major"]
+                      and (wv["minor"] is None or hv["minor"] == wv["minor"]))
             msg = (f"torch built for CUDA {have_cuda} as expected" if ok else
                    f"torch built for CUDA {have_cuda or 'none (CPU build)'}, expected CUDA {want}")
         checks.append(_check("cuda version", "pass" if ok else "fail", msg))

@@ -369,3 +369,36 @@ def test_imports_only_stdlib_and_torch(path):
 def test_python39_syntax(path):
     # no match statements, no parenthesized context managers, etc.
     ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
+
+
+def test_env_checks_simulated_gpu_image():
+    """GPU-side checks on a made-up env (no GPU is needed to exercise them)."""
+    env = {
+        "torch": {"version": "2.13.0+cu126", "cuda": "12.6"},
+        "cuda_available": True,
+        "arch_list": ["sm_50", "sm_80", "sm_90"],
+        "gpus": [{"index": 0, "name": "A", "capability": "9.0", "memory_bytes": 1},
+                 {"index": 1, "name": "B", "capability": "12.0", "memory_bytes": 1}],
+        "driver_version": "575.0",
+        "cudnn": 90501, "cudnn_version": "9.5.1", "nccl": "2.21.5",
+        "compiler": smoke.find_compilers(),
+        "python_headers": {"include_dir": "/nowhere", "present": False},
+        "packages": {"pip": {"nvidia-cudnn-cu12": "9.1.0.70", "nvidia-nccl-cu12": "2.21.5"},
+                     "pip_from_conda": [], "conda": None},
+    }
+    cfg = {"gpus": 4, "expect": {"torch": "2.13.0", "cuda": "12.8", "gpu_required": True}}
+    checks = {c["name"]: c for c in smoke.env_checks(env, cfg, "cuda:0")}
+    assert checks["torch version"]["status"] == "pass"
+    assert checks["cuda version"]["status"] == "fail"
+    assert "12.8" in checks["cuda version"]["message"]
+    assert checks["gpu available"]["status"] == "pass"
+    assert checks["gpu count"]["status"] == "fail"
+    arch = checks["gpu arch coverage"]
+    assert arch["status"] == "fail"
+    assert arch["message"] == "GPU 1 capability 12.0 not in arch list sm_50..sm_90"
+    assert checks["cudnn wheel"]["status"] == "fail"
+    assert "nvidia-cudnn-cu12 9.1.0.70" in checks["cudnn wheel"]["message"]
+    assert checks["nccl wheel"]["status"] == "pass"
+    assert checks["python headers"]["status"] == "fail"
+    assert "torch.compile cannot" in checks["python headers"]["message"]
+    assert "c compiler" in checks  # Triton's C compiler is checked on a CUDA device

@@ -1,0 +1,180 @@
+"""`envctl verify`, `envctl smoke` and `envctl history`: run the smoke probe, show and record it."""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Optional
+
+import typer
+
+from envctl import console
+from envctl.cli.progress import activity
+
+
+def register(app: typer.Typer) -> None:
+    app.command("verify")(verify)
+    app.command("smoke")(smoke)
+    app.command("history")(history)
+
+
+def _level(quick: bool, full: bool, default: str) -> str:
+    if quick and full:
+        from envctl.errors import UsageError
+
+        raise UsageError("--quick and --full exclude each other")
+    return "quick" if quick else "full" if full else default
+
+
+def verify(
+    name: str = typer.Argument(..., help="Image to verify, e.g. pytorch-2.13-cpu."),
+    gpus: Optional[str] = typer.Option(None, "--gpus", help="all, none, or a GPU count (default from the spec)."),
+    quick: bool = typer.Option(False, "--quick", help="Fewest runs and shapes: under a minute on a GPU."),
+    full: bool = typer.Option(False, "--full", help="Every mode, shape and dtype the spec allows."),
+    json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
+) -> None:
+    """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark."""
+    from envctl.build import find_built, plan_build
+    from envctl.catalog import find_project
+    from envctl.engine import Engine
+    from envctl.errors import EnvctlError
+    from envctl.lock import require_current_lock
+    from envctl.probe import probe_config, run_in_image
+    from envctl.records import Records
+
+    project = find_project()
+    spec = project.resolve(name)
+    gpus = gpus or spec.smoke.gpus
+    if gpus not in ("all", "none") and not gpus.isdigit():
+        raise EnvctlError(f"--gpus {gpus}: expected all, none or a count", hint="e.g. --gpus 1")
+    level = _level(quick, full, spec.smoke.level)
+    lock = require_current_lock(spec, project.lock_path(spec.name))
+    engine = Engine.connect()
+    plan = plan_build(spec, lock, project=project, rattler=("x", "x") if lock.conda else ("", ""))
+    image = find_built(engine, plan)
+    if image is None:
+        raise EnvctlError(f"no image of {spec.name} built from the current spec and lock",
+                          hint=f"run: envctl build {spec.name}")
+    config = probe_config(spec, lock, gpus=gpus, level=level)
+    started = time.time()
+    with activity(f"verifying {spec.name} ({image.short_id}, {level})") as progress:
+        progress("running the probe in a container")
+        report = run_in_image(engine, image.id, config, gpus=gpus, level=level)
+    Records().add_run(kind="verify", image=spec.name, ok=report.ok, image_id=image.id,
+                      spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, gpu=report.gpu,
+                      driver=report.driver, summary=_summary(report), started=started,
+                      duration_s=report.seconds, document=report.document)
+    _show(report, json_out, title=f"{spec.name} ({image.short_id})")
+
+
+def smoke(
+    python: str = typer.Option(sys.executable, "--python", help="Interpreter to probe (a prefix's bin/python)."),
+    name: Optional[str] = typer.Option(None, "--image", help="Check against this image's spec and lock."),
+    gpus: str = typer.Option("all", "--gpus", help="all, none, or a GPU count."),
+    quick: bool = typer.Option(False, "--quick", help="Fewest runs and shapes."),
+    full: bool = typer.Option(False, "--full", help="Every mode, shape and dtype."),
+    json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
+) -> None:
+    """Run the smoke probe in a local interpreter: the host's, or a prefix made by envctl setup."""
+    from envctl.probe import probe_config, run_local
+    from envctl.records import Records
+
+    spec = lock = None
+    if name:
+        from envctl.catalog import find_project
+        from envctl.lock import require_current_lock
+
+        project = find_project()
+        spec = project.resolve(name)
+        lock = require_current_lock(spec, project.lock_path(spec.name))
+    level = _level(quick, full, "quick" if spec is None else spec.smoke.level)
+    config = probe_config(spec, lock, gpus=gpus, level=level)
+    started = time.time()
+    with activity(f"probing {python} ({level})") as progress:
+        progress("running the probe")
+        report = run_local(python, config, level=level)
+    Records().add_run(kind="smoke", image=name or "local", ok=report.ok, image_id=python, gpu=report.gpu,
+                      driver=report.driver, summary=_summary(report), started=started,
+                      duration_s=report.seconds, document=report.document)
+    _show(report, json_out, title=python)
+
+
+def history(
+    name: Optional[str] = typer.Argument(None, help="Only this image."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="build, verify, smoke or setup."),
+    limit: int = typer.Option(20, "--limit", help="How many rows."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """List recorded builds, verifications and setups, newest first."""
+    from envctl.records import Records
+
+    runs = Records().runs(image=name, kind=kind, limit=limit)
+    if json_out:
+        console.print_json([r.to_dict() for r in runs])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("id", "when", "kind", "image", "ok", "image id", "gpu", "seconds", "summary"):
+        table.add_column(col, no_wrap=col in ("when", "image", "image id"))
+    for r in runs:
+        table.add_row(str(r.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), r.kind, r.image,
+                      console.styled("ok" if r.ok else "fail"), (r.image_id or "-").split(":")[-1][:12],
+                      r.gpu or "-", f"{r.duration_s:.1f}" if r.duration_s else "-", r.summary or "")
+    console.out.print(table)
+
+
+def _summary(report) -> str:
+    failed = report.failed
+    if not failed:
+        return f"{len(report.checks)} checks passed, {len(report.benchmarks)} benchmark rows"
+    return "; ".join(f"{c['name']}: {c['message']}" for c in failed)[:500]
+
+
+def _show(report, json_out: bool, *, title: str) -> None:
+    if json_out:
+        console.print_json(report.document)
+    else:
+        _render(report, title)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _render(report, title: str) -> None:
+    from rich.table import Table
+
+    doc = report.document
+    env = doc.get("env") or {}
+    checks = Table(title=f"checks: {title}", title_justify="left")
+    for col in ("status", "check", "detail"):
+        checks.add_column(col, no_wrap=col != "detail")
+    for c in report.checks:
+        checks.add_row(console.styled(c["status"]), c["name"], c.get("message") or "")
+    console.out.print(checks)
+    rows = report.benchmarks
+    if rows:
+        eager = {(r["model"], r["dtype"], r["batch"]): r.get("median_ms") for r in rows if r["mode"] == "eager"}
+        bench = Table(title=f"benchmarks on {doc.get('device')} (torch {(env.get("torch") or {}).get("version")})",
+                      title_justify="left")
+        for col in ("model", "mode", "dtype", "batch", "compile s", "median ms", "spread %", "speedup",
+                    "agree", "breaks"):
+            bench.add_column(col, justify="right" if col not in ("model", "mode", "dtype") else "left")
+        for r in rows:
+            base = eager.get((r["model"], r["dtype"], r["batch"]))
+            med = r.get("median_ms")
+            if r.get("status") != "ok":
+                bench.add_row(r["model"], r["mode"], r["dtype"], str(r["batch"]), "-", "-", "-", "-",
+                              console.styled("error"), "")
+                continue
+            bench.add_row(
+                r["model"], r["mode"], r["dtype"], str(r["batch"]), _num(r.get("compile_s"), 2), _num(med, 3),
+                _num(r.get("spread_pct"), 1), f"{base / med:.2f}x" if base and med else "-",
+                console.styled("yes" if r.get("agree") else "NO", "green" if r.get("agree") else "red"),
+                str(r.get("graph_breaks") if r.get("graph_breaks") is not None else "-"))
+        console.out.print(bench)
+    verdict = "PASSED" if report.ok else f"FAILED ({len(report.failed)} checks)"
+    console.status(f"{title}: {verdict} in {report.seconds:.1f}s")
+
+
+def _num(value, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"

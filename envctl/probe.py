@@ -1,0 +1,124 @@
+"""Run the smoke probe (``envctl/probes/smoke.py``) in an image or a local interpreter.
+
+The probe depends on the standard library and torch alone; it is mounted
+read-only into the container (never baked into the image) and prints one JSON
+document, which this module parses into a ``ProbeReport``.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from envctl.errors import ProbeError
+from envctl.lock import LockedEnv
+from envctl.spec import ImageSpec
+
+PROBE_DIR = Path(__file__).resolve().parent / "probes"
+SCHEMA = "envctl.probe/1"
+IN_CONTAINER = "/opt/envctl-probe"
+TIMEOUTS = {"quick": 300, "standard": 1200, "full": 3600}
+
+
+@dataclass(frozen=True)
+class ProbeReport:
+    document: dict[str, Any]
+    exit_code: int | None
+    seconds: float
+
+    @property
+    def ok(self) -> bool:
+        return bool(self.document.get("ok")) and self.exit_code == 0
+
+    @property
+    def checks(self) -> list[dict]:
+        return self.document.get("checks") or []
+
+    @property
+    def failed(self) -> list[dict]:
+        return [c for c in self.checks if c.get("status") == "fail"]
+
+    @property
+    def benchmarks(self) -> list[dict]:
+        return self.document.get("benchmarks") or []
+
+    @property
+    def gpu(self) -> str | None:
+        gpus = (self.document.get("env") or {}).get("gpus") or []
+        return ", ".join(sorted({g.get("name", "?") for g in gpus})) or None
+
+    @property
+    def driver(self) -> str | None:
+        return (self.document.get("env") or {}).get("driver_version")
+
+
+def probe_config(spec: ImageSpec | None, lock: LockedEnv | None, *, gpus: str, level: str) -> dict[str, Any]:
+    """What the probe should expect and run, from the spec and its lock."""
+    config: dict[str, Any] = {"gpus": gpus if gpus in ("all", "none") else int(gpus), "level": level}
+    if spec is not None:
+        config["expect"] = {
+            "torch": spec.torch, "cuda": spec.cuda_version,
+            "gpu_required": spec.is_gpu and gpus != "none",
+            "packages": {"pip": lock.pip_pins()} if lock is not None and lock.pip else None,
+        }
+        sm = spec.smoke
+        config["benchmark"] = {"models": list(sm.models), "dtypes": list(sm.dtypes),
+                               "batch_sizes": list(sm.batch_sizes), "max_autotune": sm.max_autotune,
+                               "compile_modes": [m for m in sm.compile_modes
+                                                 if m != "max-autotune" or sm.max_autotune]}
+    return config
+
+
+def parse_output(stdout: str, stderr: str, exit_code: int | None, where: str) -> dict[str, Any]:
+    """The probe's one JSON document, or ProbeError naming what went wrong."""
+    text = stdout.strip()
+    if not text:
+        tail = " | ".join(stderr.strip().splitlines()[-3:])
+        raise ProbeError(f"the probe printed nothing in {where} (exit {exit_code}): {tail or 'no output'}",
+                         hint="is torch installed there? run envctl smoke --python PATH to see")
+    try:
+        doc = json.loads(text.splitlines()[-1] if not text.startswith("{") else text)
+    except json.JSONDecodeError:
+        raise ProbeError(f"the probe's output in {where} is not JSON: {text[:200]}") from None
+    if doc.get("schema") != SCHEMA:
+        raise ProbeError(f"the probe in {where} answered schema {doc.get('schema')!r}, expected {SCHEMA}")
+    return doc
+
+
+def run_local(python: str, config: dict[str, Any], *, level: str) -> ProbeReport:
+    """Run the probe with a local interpreter (the host's, or a prefix's)."""
+    start = time.monotonic()
+    try:
+        proc = subprocess.run([python, str(PROBE_DIR / "smoke.py"), "--config", "-", "--level", level],
+                              input=json.dumps(config), capture_output=True, text=True,
+                              timeout=TIMEOUTS[level])
+    except FileNotFoundError:
+        raise ProbeError(f"no interpreter at {python}", hint="give --python the path of a python executable") from None
+    except subprocess.TimeoutExpired:
+        raise ProbeError(f"the probe ran past {TIMEOUTS[level]}s with {python}") from None
+    doc = parse_output(proc.stdout, proc.stderr, proc.returncode, python)
+    return ProbeReport(doc, proc.returncode, time.monotonic() - start)
+
+
+def run_in_image(engine, image: str, config: dict[str, Any], *, gpus: str, level: str) -> ProbeReport:
+    """Run the probe in a fresh container of ``image``: probe mounted read-only, no network."""
+    start = time.monotonic()
+    with tempfile.TemporaryDirectory(prefix="envctl-probe-") as tmp:
+        cfg = Path(tmp) / "config.json"
+        cfg.write_text(json.dumps(config))
+        cfg.chmod(0o644)
+        Path(tmp).chmod(0o755)
+        result = engine.run(
+            image, ["python", f"{IN_CONTAINER}/smoke.py", "--config", "/opt/envctl-config/config.json",
+                    "--level", level],
+            mounts=[(str(PROBE_DIR), IN_CONTAINER, True), (tmp, "/opt/envctl-config", True)],
+            gpus=gpus, network="none", timeout=TIMEOUTS[level])
+    if result.timed_out:
+        raise ProbeError(f"the probe ran past {TIMEOUTS[level]}s in {image}", hint="try --quick")
+    doc = parse_output(result.stdout, result.stderr, result.exit_code, image)
+    return ProbeReport(doc, result.exit_code, time.monotonic() - start)

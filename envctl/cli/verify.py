@@ -154,7 +154,8 @@ def _render(report, title: str) -> None:
     rows = report.benchmarks
     if rows:
         eager = {(r["model"], r["dtype"], r["batch"]): r.get("median_ms") for r in rows if r["mode"] == "eager"}
-        bench = Table(title=f"benchmarks on {doc.get('device')} (torch {(env.get("torch") or {}).get("version")})",
+        torch_version = (env.get("torch") or {}).get("version")
+        bench = Table(title=f"benchmarks on {doc.get('device')} (torch {torch_version})",
                       title_justify="left")
         for col in ("model", "mode", "dtype", "batch", "compile s", "median ms", "spread %", "speedup",
                     "agree", "breaks"):

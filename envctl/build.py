@@ -197,8 +197,9 @@ class BuildResult:
 
 
 def find_built(engine: Engine, plan: BuildPlan) -> ImageInfo | None:
-    """An existing image built from the same spec and lock."""
-    for img in engine.images(f"{LABEL_SPEC}={plan.spec.name}"):
+    """An existing image built from the same spec and lock (the newest, if several)."""
+    candidates = sorted(engine.images(f"{LABEL_SPEC}={plan.spec.name}"), key=lambda i: i.created, reverse=True)
+    for img in candidates:
         if (img.labels.get(LABEL_SPEC_HASH) == plan.labels[LABEL_SPEC_HASH]
                 and img.labels.get(LABEL_LOCK_HASH) == plan.labels[LABEL_LOCK_HASH]):
             return img

@@ -105,7 +105,8 @@ def run_local(python: str, config: dict[str, Any], *, level: str) -> ProbeReport
     return ProbeReport(doc, proc.returncode, time.monotonic() - start)
 
 
-def run_in_image(engine, image: str, config: dict[str, Any], *, gpus: str, level: str) -> ProbeReport:
+def run_in_image(engine, image: str, config: dict[str, Any], *, gpus: str, level: str,
+                 checks_only: bool = False) -> ProbeReport:
     """Run the probe in a fresh container of ``image``: probe mounted read-only, no network."""
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="envctl-probe-") as tmp:
@@ -115,7 +116,7 @@ def run_in_image(engine, image: str, config: dict[str, Any], *, gpus: str, level
         Path(tmp).chmod(0o755)
         result = engine.run(
             image, ["python", f"{IN_CONTAINER}/smoke.py", "--config", "/opt/envctl-config/config.json",
-                    "--level", level],
+                    "--level", level] + (["--checks-only"] if checks_only else []),
             mounts=[(str(PROBE_DIR), IN_CONTAINER, True), (tmp, "/opt/envctl-config", True)],
             gpus=gpus, network="none", timeout=TIMEOUTS[level])
     if result.timed_out:

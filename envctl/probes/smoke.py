@@ -839,7 +839,18 @@ def _drift_checks(env, expect):
 # --------------------------------------------------------------------------- models
 
 
+_MODEL_CLASSES = None
+
+
 def _model_classes():
+    """The probe's nn.Module classes, defined once (torch is imported lazily)."""
+    global _MODEL_CLASSES
+    if _MODEL_CLASSES is None:
+        _MODEL_CLASSES = _define_model_classes()
+    return _MODEL_CLASSES
+
+
+def _define_model_classes():
     class Bottleneck(nn.Module):
         def __init__(self, cin, width, stride):
             super().__init__()

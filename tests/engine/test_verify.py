@@ -1,0 +1,87 @@
+"""envctl verify in real images: the CPU image passes; a missing compiler and drift are named."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from envctl.catalog import Project
+from envctl.engine import Engine
+from envctl.lock import load_lock
+from envctl.probe import probe_config, run_in_image
+
+from .conftest import REPO, run_envctl
+
+
+def test_verify_cpu_image_passes_and_is_recorded(cpu_image, engine_env):
+    result = run_envctl("verify", "pytorch-2.13-cpu", "--quick", "--json", env=engine_env)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    doc = json.loads(result.stdout)
+    assert doc["ok"] is True and doc["schema"] == "envctl.probe/1"
+    modes = {r["mode"] for r in doc["benchmarks"] if r["status"] == "ok"}
+    assert {"eager", "compile-default", "script", "trace"} <= modes
+    assert all(r["agree"] for r in doc["benchmarks"] if r["status"] == "ok")
+    drift = next(c for c in doc["checks"] if c["name"] == "pip drift")
+    assert drift["status"] == "pass"
+    history = json.loads(run_envctl("history", "pytorch-2.13-cpu", "--json", env=engine_env).stdout)
+    assert history[0]["kind"] == "verify" and history[0]["ok"] is True
+    assert history[0]["image_id"] == cpu_image["image_id"]
+
+
+@pytest.fixture(scope="module")
+def nocc_project(tmp_path_factory, engine_env):
+    """pytorch-2.13-cpu on the base without g++ (envctl base --no-toolchain)."""
+    root = tmp_path_factory.mktemp("nocc")
+    shutil.copytree(REPO / "images", root / "images")
+    shutil.copytree(REPO / "locks", root / "locks")
+    path = root / "images" / "pytorch-2.13-cpu.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["base"] = "envctl/debian:bookworm-minimal"
+    path.write_text(yaml.safe_dump(data))
+    env = {**engine_env, "ENVCTL_PROJECT": str(root)}
+    built = run_envctl("build", "pytorch-2.13-cpu", "--json", env=env)
+    assert built.returncode == 0, built.stderr[-3000:]
+    yield env, json.loads(built.stdout)["image_id"]
+
+
+def test_image_without_compiler_fails_compile_check_and_runs_the_rest(nocc_project):
+    env, image_id = nocc_project
+    result = run_envctl("verify", "pytorch-2.13-cpu", "--quick", "--json", env=env)
+    assert result.returncode == 1
+    doc = json.loads(result.stdout)
+    failed = {c["name"]: c["message"] for c in doc["checks"] if c["status"] == "fail"}
+    assert "torch.compile cannot work in this image" in failed["c++ compiler"]
+    assert "torch.compile" in failed
+    rows = {r["mode"]: r for r in doc["benchmarks"]}
+    assert rows["compile-default"]["status"] == "error"
+    assert rows["eager"]["status"] == rows["script"]["status"] == rows["trace"]["status"] == "ok"
+    assert doc["torchscript"]["ok"] is True
+
+
+def test_extra_pip_package_fails_drift_naming_it(cpu_image, docker_client, tmp_path):
+    ctx = tmp_path / "ctx"
+    ctx.mkdir()
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "-d", str(ctx), "six==1.16.0"],
+                   check=True)
+    wheel = next(ctx.glob("six-*.whl")).name
+    (ctx / "Dockerfile").write_text(f"FROM {cpu_image['image_id']}\nCOPY {wheel} /tmp/\n"
+                                    f"RUN python -m pip install -q --no-index /tmp/{wheel} && rm /tmp/{wheel}\n")
+    image, _ = docker_client.images.build(path=str(ctx), rm=True, forcerm=True, network_mode="none")
+    try:
+        project = Project(REPO)
+        spec = project.resolve("pytorch-2.13-cpu")
+        lock = load_lock(project.lock_path(spec.name))
+        report = run_in_image(Engine(docker_client), image.id, probe_config(spec, lock, gpus="none", level="quick"),
+                              gpus="none", level="quick", checks_only=True)
+        drift = next(c for c in report.checks if c["name"] == "pip drift")
+        assert drift["status"] == "fail"
+        assert "six" in drift["message"]
+        assert not report.ok
+    finally:
+        docker_client.images.remove(image.id, force=True)

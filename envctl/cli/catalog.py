@@ -17,7 +17,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _when(ts: float | None) -> str:
-    return time.strftime("%Y-%m-%d %H:%M", time.localtime(ts)) if ts else "-"
+    return time.strftime("%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
 def catalog(json_out: bool = JSON_OPT) -> None:

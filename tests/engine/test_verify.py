@@ -47,7 +47,9 @@ def nocc_project(tmp_path_factory, engine_env):
     env = {**engine_env, "ENVCTL_PROJECT": str(root)}
     built = run_envctl("build", "pytorch-2.13-cpu", "--json", env=env)
     assert built.returncode == 0, built.stderr[-3000:]
-    yield env, json.loads(built.stdout)["image_id"]
+    image_id = json.loads(built.stdout)["image_id"]
+    yield env, image_id
+    Engine.connect().remove_image(image_id)
 
 
 def test_image_without_compiler_fails_compile_check_and_runs_the_rest(nocc_project):

@@ -11,6 +11,7 @@ from envctl.cli import build as build_cmds
 from envctl.cli import catalog as catalog_cmds
 from envctl.cli import engine_cmds
 from envctl.cli import lock as lock_cmds
+from envctl.cli import setup_cmds
 from envctl.cli import verify as verify_cmds
 
 app = typer.Typer(
@@ -41,6 +42,7 @@ lock_cmds.register(app)
 engine_cmds.register(app)
 build_cmds.register(app)
 verify_cmds.register(app)
+setup_cmds.register(app)
 
 
 def run() -> None:

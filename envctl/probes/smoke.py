@@ -398,6 +398,8 @@ def resolve_settings(cfg, level, device_kind):
     modes += ["script", "trace"]
     base["modes"] = modes
     base["adjusted"] = adjusted
+    base["compile_cache"] = ("fresh inductor/triton cache per probe run: compile_s is cold for the "
+                             "first compile mode of each model; later modes may reuse its kernels")
     return base
 
 
@@ -1403,7 +1405,8 @@ def probe(cfg, level, notes, checks_only=False):
         result["duration_s"] = round(time.perf_counter() - start, 3)
         return result, EXIT_FAIL
     checks = result["checks"]
-    checks.append(_check("torch import", "pass", f"torch {torch.__version__} from {os.path.dirname(torch.__file__)}"))
+    checks.append(_check("torch import", "pass",
+                         f"torch {torch.__version__} from {os.path.dirname(torch.__file__)}"))
     collect_env_torch(env)
     device = select_device(cfg, env)
     result["device"] = device

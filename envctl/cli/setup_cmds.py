@@ -1,0 +1,128 @@
+"""`envctl setup`, `envctl export` and `envctl doctor`: the environment on a workstation."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from envctl import console
+from envctl.cli.progress import activity
+
+
+def register(app: typer.Typer) -> None:
+    app.command("setup")(setup)
+    app.command("export")(export)
+    app.command("doctor")(doctor)
+
+
+def setup(
+    name: str = typer.Argument(..., help="Image whose lock to materialize."),
+    prefix: Optional[Path] = typer.Option(None, "--prefix", help="Where (default ~/.local/share/envctl/envs/NAME)."),
+    repair: bool = typer.Option(False, "--repair", help="Fix a prefix that drifted from the lock."),
+    probe: bool = typer.Option(True, "--probe/--no-probe", help="Run the quick smoke probe afterwards."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Install an image's locked environment into a local prefix, without Docker."""
+    from envctl.cache import PackageCache
+    from envctl.catalog import find_project
+    from envctl.lock import require_current_lock
+    from envctl.records import Records
+    from envctl.setup import setup_prefix
+
+    project = find_project()
+    spec = project.resolve(name)
+    lock = require_current_lock(spec, project.lock_path(spec.name))
+    if prefix is None:
+        from platformdirs import user_data_dir
+
+        prefix = Path(user_data_dir("envctl")) / "envs" / spec.name
+    prefix = prefix.expanduser().resolve()
+    started = time.time()
+    with activity(f"setting up {spec.name} in {prefix}") as progress:
+        result = setup_prefix(spec, lock, prefix, cache=PackageCache(), repair=repair, progress=progress)
+    report = None
+    if probe and result.changed and any(p.name == "torch" for p in lock.pip):
+        from envctl.probe import probe_config, run_local
+
+        with activity("running the quick smoke probe") as progress:
+            report = run_local(str(prefix / "bin" / "python"), probe_config(spec, lock, gpus="all", level="quick"),
+                               level="quick")
+    ok = report is None or report.ok
+    if result.changed:
+        Records().add_run(kind="setup", image=spec.name, ok=ok, image_id=str(prefix), spec_hash=spec.content_hash(),
+                          lock_hash=lock.lock_hash, started=started, duration_s=time.time() - started,
+                          summary="repaired" if repair else "created",
+                          document=report.document if report else None)
+    data = {"image": spec.name, "prefix": str(prefix), "changed": result.changed, "activate": str(result.activate),
+            "probe_ok": None if report is None else report.ok,
+            "drift_before": {"pip": result.before.pip_drift.describe(), "conda": result.before.conda_drift.describe()}}
+    if json_out:
+        console.print_json(data)
+    else:
+        if not result.changed:
+            console.status(f"{prefix} is up to date with the lock of {spec.name} (nothing to do)")
+        elif repair:
+            console.status(f"repaired {prefix}: was pip {data['drift_before']['pip']}; "
+                           f"conda {data['drift_before']['conda']}")
+        else:
+            console.status(f"created {prefix} from the lock of {spec.name}")
+        if report is not None:
+            from envctl.cli.verify import _render
+
+            _render(report, str(prefix))
+        console.status(f"use it: source {result.activate}")
+    if not ok:
+        raise typer.Exit(1)
+
+
+def export(
+    name: str = typer.Argument(..., help="Image whose lock to export."),
+    fmt: str = typer.Option("environment.yml", "--format", help="environment.yml, explicit or requirements."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout."),
+) -> None:
+    """Export a lock for teams that use conda, micromamba or pip by hand."""
+    from envctl.catalog import find_project
+    from envctl.errors import UsageError
+    from envctl.export import FORMATS, export as render
+    from envctl.lock import require_current_lock
+
+    if fmt not in FORMATS:
+        raise UsageError(f"--format {fmt}: allowed: {', '.join(FORMATS)}")
+    project = find_project()
+    spec = project.resolve(name)
+    text = render(spec, require_current_lock(spec, project.lock_path(spec.name)), fmt)
+    if output is None:
+        console.out.file.write(text)
+        return
+    from envctl.lock import write_lock
+
+    write_lock(output, text, force=True)
+    console.status(f"wrote {output}")
+
+
+def doctor(
+    name: Optional[str] = typer.Argument(None, help="Check the host against this image."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Check the host: engine, driver against CUDA, GPU arch, container runtime, disk, virtual packages."""
+    from envctl.doctor import evaluate, gather, to_dicts
+
+    spec = None
+    if name:
+        from envctl.catalog import find_project
+
+        spec = find_project().resolve(name)
+    findings = evaluate(gather(), spec)
+    blocking = [f for f in findings if f.blocking and f.status == "fail"]
+    if json_out:
+        console.print_json({"image": name, "findings": to_dicts(findings), "ok": not blocking})
+    else:
+        for f in findings:
+            line = console.styled(f"{f.status:<5}", console.STATUS_STYLES.get(f.status, "cyan"))
+            line.append(f" {f.check:<17} {f.message}")
+            console.out.print(line)
+    if blocking:
+        raise typer.Exit(1)

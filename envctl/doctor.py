@@ -1,0 +1,174 @@
+"""``envctl doctor``: what on this host stands in the way of an image.
+
+The rules (driver against CUDA, GPU capability against the arch list) are pure
+functions over values, tested with the release matrix's numbers; gathering the
+host's facts (nvidia-smi, the engine, disk, virtual packages) is separate.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from envctl.matrix import load_matrix, parse_version
+from envctl.spec import ImageSpec
+
+# Rough sizes of a built image, for the free-disk check (CPU images measured at 1.4 GB;
+# CUDA wheels add about 3 GB of nvidia-* libraries, unpacked about twice that).
+IMAGE_BYTES = {"cpu": 3 * 10**9, "cuda": 15 * 10**9}
+
+
+@dataclass(frozen=True)
+class Finding:
+    check: str
+    status: str  # ok | warn | fail | info
+    message: str
+    blocking: bool = False
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    name: str
+    capability: str
+    driver: str
+
+
+@dataclass
+class HostFacts:
+    engine_version: str | None = None
+    engine_error: str | None = None
+    nvidia_runtime: bool = False
+    gpus: list[Gpu] = field(default_factory=list)
+    driver_error: str | None = None
+    free_bytes: int | None = None
+    disk_path: str = "/"
+    virtual_packages: list[str] = field(default_factory=list)
+
+
+def check_driver(driver: str, cuda: str) -> Finding:
+    """A CUDA runtime of this major needs at least the driver in the release matrix."""
+    need = load_matrix().min_driver(cuda)
+    if need is None:
+        return Finding("driver", "warn", f"no minimum driver known for CUDA {cuda}")
+    if parse_version(driver) < parse_version(need):
+        return Finding("driver", "fail", f"driver {driver} is older than {need}, which CUDA {cuda} needs: "
+                       f"upgrade the NVIDIA driver to >= {need} or use an image with an older CUDA", True)
+    return Finding("driver", "ok", f"driver {driver} meets CUDA {cuda}'s minimum {need}")
+
+
+def check_capability(gpu_name: str, capability: str, cuda: str, torch_version: str, variant: str) -> Finding:
+    """A GPU runs only kernels built for its capability (or PTX of an older one, JIT-compiled)."""
+    arches, ptx = load_matrix().arch_list(cuda, torch_version)
+    if not arches:
+        return Finding("gpu arch", "warn", f"no arch list known for CUDA {cuda}")
+    cap = parse_version(capability)
+    listed = [parse_version(a) for a in arches]
+    span = f"{arches[0]}..{arches[-1]}" + (" +PTX" if ptx else "")
+    if cap in listed or (ptx and cap > max(listed)):
+        return Finding("gpu arch", "ok", f"{gpu_name} capability {capability} is covered by {variant} ({span})")
+    return Finding("gpu arch", "fail", f"{gpu_name} capability {capability} is not in the {variant} arch list "
+                   f"{span}: kernels fail with 'no kernel image is available'; use an image whose CUDA covers "
+                   f"{capability}", True)
+
+
+def evaluate(facts: HostFacts, spec: ImageSpec | None) -> list[Finding]:
+    out: list[Finding] = []
+    if facts.engine_version:
+        out.append(Finding("docker", "ok", f"Docker engine {facts.engine_version} reachable"))
+    else:
+        out.append(Finding("docker", "fail" if spec else "warn",
+                           f"Docker engine not reachable ({facts.engine_error}): start it with "
+                           f"scripts/engine-up.sh or systemctl start docker; envctl setup works without it",
+                           spec is not None))
+    gpu_image = spec is not None and spec.is_gpu
+    if not facts.gpus:
+        why = facts.driver_error or "nvidia-smi not found"
+        out.append(Finding("gpu", "info" if not gpu_image else "warn",
+                           f"no NVIDIA GPU or driver on this host ({why}): CPU images run here; "
+                           f"GPU images build but their GPU checks cannot run"))
+    else:
+        names = ", ".join(f"{g.index}: {g.name} (sm {g.capability})" for g in facts.gpus)
+        out.append(Finding("gpu", "ok", f"GPUs {names}; driver {facts.gpus[0].driver}"))
+    if gpu_image and facts.gpus:
+        out.append(check_driver(facts.gpus[0].driver, spec.cuda_version))
+        for g in facts.gpus:
+            out.append(check_capability(f"GPU {g.index} ({g.name})", g.capability, spec.cuda_version,
+                                        spec.torch, spec.cuda))
+        if facts.engine_version:
+            out.append(Finding("nvidia runtime", "ok" if facts.nvidia_runtime else "fail",
+                               "NVIDIA container runtime present" if facts.nvidia_runtime else
+                               "no NVIDIA container runtime in the engine: install nvidia-container-toolkit "
+                               "and run nvidia-ctk runtime configure --runtime=docker", not facts.nvidia_runtime))
+    if facts.free_bytes is not None:
+        need = IMAGE_BYTES["cuda" if gpu_image else "cpu"]
+        status = "ok" if facts.free_bytes >= need else "fail"
+        out.append(Finding("disk", status, f"{facts.free_bytes / 1e9:.0f} GB free at {facts.disk_path}"
+                           + ("" if status == "ok" else f"; an image needs about {need / 1e9:.0f} GB: free space "
+                              "(docker system prune)"), status == "fail"))
+    if facts.virtual_packages:
+        out.append(Finding("virtual packages", "info", "host offers " + ", ".join(facts.virtual_packages)
+                           + " (envctl lock never uses these: it takes them from the spec)"))
+    return out
+
+
+def gather(*, engine_timeout: int = 5) -> HostFacts:
+    facts = HostFacts()
+    try:
+        from envctl.engine import Engine
+
+        engine = Engine.connect(timeout=engine_timeout)
+        info = engine.client.info()
+        facts.engine_version = str(info.get("ServerVersion") or engine.version())
+        facts.nvidia_runtime = "nvidia" in (info.get("Runtimes") or {})
+        facts.disk_path = info.get("DockerRootDir") or "/var/lib/docker"
+    except Exception as exc:  # noqa: BLE001 - any failure is reported as "not reachable"
+        facts.engine_error = str(exc).split(";")[0]
+    facts.gpus, facts.driver_error = _nvidia_smi()
+    path = Path(facts.disk_path)
+    while not path.exists():
+        path = path.parent
+    facts.free_bytes = shutil.disk_usage(path).free
+    facts.virtual_packages = _virtual_packages()
+    return facts
+
+
+def _nvidia_smi() -> tuple[list[Gpu], str | None]:
+    exe = shutil.which("nvidia-smi")
+    if exe is None:
+        return [], "nvidia-smi not found"
+    try:
+        proc = subprocess.run([exe, "--query-gpu=index,name,compute_cap,driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=20)
+    except subprocess.TimeoutExpired:
+        return [], "nvidia-smi timed out"
+    if proc.returncode != 0:
+        return [], (proc.stdout + proc.stderr).strip().splitlines()[0] if (proc.stdout + proc.stderr).strip() else "nvidia-smi failed"
+    gpus = []
+    for line in proc.stdout.strip().splitlines():
+        idx, name, cap, driver = (part.strip() for part in line.split(","))
+        gpus.append(Gpu(int(idx), name, cap, driver))
+    return gpus, None
+
+
+def _virtual_packages() -> list[str]:
+    try:
+        import rattler
+
+        from envctl.condasolve import _settle_rattler_at_exit
+
+        _settle_rattler_at_exit()
+        out = []
+        for vp in rattler.VirtualPackage.detect():
+            g = vp.into_generic()
+            build = str(g.build_string)
+            out.append(f"{g.name.normalized}={g.version}" + (f"={build}" if build != "0" else ""))
+        return sorted(out)
+    except Exception:  # noqa: BLE001 - detection is informational
+        return []
+
+
+def to_dicts(findings: list[Finding]) -> list[dict]:
+    return [asdict(f) for f in findings]

@@ -1,0 +1,191 @@
+"""``envctl setup``: the locked environment in a local prefix, without Docker.
+
+Plan, then apply: ``inspect_prefix`` compares what a prefix holds with the lock
+(pure reads), ``setup_prefix`` installs what is missing — conda packages with
+py-rattler from the verified cache, then pip packages with ``--no-index
+--require-hashes`` — and, with ``repair``, removes what should not be there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+from envctl.cache import PackageCache
+from envctl.errors import EnvctlError
+from envctl.lock import LockedEnv
+from envctl.pipresolve import normalize
+from envctl.spec import ImageSpec
+
+_LIST_DISTS = ("import importlib.metadata as m, json, re; print(json.dumps({re.sub(r'[-_.]+', '-', "
+               "d.metadata['Name']).lower(): d.version for d in m.distributions() if d.metadata['Name']}))")
+
+
+@dataclass
+class Drift:
+    missing: list[str] = field(default_factory=list)
+    extra: list[str] = field(default_factory=list)
+    different: list[str] = field(default_factory=list)
+
+    @property
+    def clean(self) -> bool:
+        return not (self.missing or self.extra or self.different)
+
+    def describe(self) -> str:
+        parts = []
+        if self.missing:
+            parts.append("missing " + ", ".join(self.missing))
+        if self.different:
+            parts.append("different " + ", ".join(self.different))
+        if self.extra:
+            parts.append("extra " + ", ".join(self.extra))
+        return "; ".join(parts) or "none"
+
+
+@dataclass
+class PrefixState:
+    exists: bool
+    python: Path
+    conda: dict[str, str]  # name -> version-build
+    pip: dict[str, str]
+    conda_drift: Drift
+    pip_drift: Drift
+
+    @property
+    def up_to_date(self) -> bool:
+        return self.exists and self.conda_drift.clean and self.pip_drift.clean
+
+
+def _diff(have: dict[str, str], want: dict[str, str]) -> Drift:
+    return Drift(
+        missing=sorted(f"{n}=={v}" for n, v in want.items() if n not in have),
+        extra=sorted(f"{n}=={v}" for n, v in have.items() if n not in want),
+        different=sorted(f"{n} {have[n]} (lock: {v})" for n, v in want.items() if n in have and have[n] != v))
+
+
+def inspect_prefix(prefix: Path, lock: LockedEnv) -> PrefixState:
+    python = prefix / "bin" / "python"
+    conda: dict[str, str] = {}
+    for meta in sorted((prefix / "conda-meta").glob("*.json")):
+        data = json.loads(meta.read_text())
+        conda[data["name"]] = f"{data['version']}-{data['build']}"
+    pip: dict[str, str] = {}
+    if python.exists():
+        proc = subprocess.run([str(python), "-c", _LIST_DISTS], capture_output=True, text=True)
+        if proc.returncode == 0:
+            pip = json.loads(proc.stdout)
+    want_conda = {p.name: f"{p.version}-{p.build}" for p in lock.conda}
+    want_pip = {normalize(p.name): p.version for p in lock.pip}
+    return PrefixState(exists=prefix.exists(), python=python, conda=conda, pip=pip,
+                       conda_drift=_diff(conda, want_conda), pip_drift=_diff(pip, want_pip))
+
+
+@dataclass
+class SetupResult:
+    prefix: Path
+    changed: bool
+    before: PrefixState
+    after: PrefixState
+    activate: Path
+
+
+def setup_prefix(spec: ImageSpec, lock: LockedEnv, prefix: Path, *, cache: PackageCache, repair: bool = False,
+                 progress: Callable[[str], None] = lambda _m: None) -> SetupResult:
+    before = inspect_prefix(prefix, lock)
+    activate = prefix / "envctl-activate.sh"
+    if before.up_to_date:
+        return SetupResult(prefix, False, before, before, activate)
+    fresh = not before.exists or (not before.conda and not before.pip)
+    if not fresh and not repair:
+        drift = "; ".join(f"{kind}: {d.describe()}" for kind, d in
+                          (("conda", before.conda_drift), ("pip", before.pip_drift)) if not d.clean)
+        raise EnvctlError(f"{prefix} has drifted from the lock of {spec.name}: {drift}",
+                          hint=f"run: envctl setup {spec.name} --prefix {prefix} --repair")
+    prefix.mkdir(parents=True, exist_ok=True)
+    if lock.conda and not before.conda_drift.clean:
+        progress(f"installing {len(lock.conda)} conda packages with py-rattler")
+        _install_conda(lock, prefix, cache, remove=[n.split("==")[0] for n in before.conda_drift.extra])
+    if lock.pip:
+        if not (prefix / "bin" / "python").exists():
+            _make_venv(spec, prefix)
+        state = inspect_prefix(prefix, lock)
+        if not state.pip_drift.clean:
+            progress(f"installing pip packages: {state.pip_drift.describe()}")
+            _install_pip(spec, lock, prefix, cache, extra=[n.split("==")[0] for n in state.pip_drift.extra])
+    activate.write_text(f"# source this file to use the {spec.name} environment (made by envctl setup)\n"
+                        f"export PATH=\"{prefix}/bin:$PATH\"\nexport CONDA_PREFIX=\"{prefix}\"\n")
+    after = inspect_prefix(prefix, lock)
+    if not after.up_to_date:
+        raise EnvctlError(f"{prefix} still differs from the lock after setup: pip {after.pip_drift.describe()}; "
+                          f"conda {after.conda_drift.describe()}", hint="remove the prefix and run setup again")
+    return SetupResult(prefix, True, before, after, activate)
+
+
+def _make_venv(spec: ImageSpec, prefix: Path) -> None:
+    """A venv on the host's Python of the spec's version (python_source: base)."""
+    exe = shutil.which(f"python{spec.python}")
+    if exe is None and f"{sys.version_info[0]}.{sys.version_info[1]}" == spec.python:
+        exe = sys.executable
+    if exe is None:
+        raise EnvctlError(f"{spec.name} needs Python {spec.python} on this machine (python{spec.python} not found)",
+                          hint=f"install Python {spec.python}, or use an image spec whose python comes from conda")
+    proc = subprocess.run([exe, "-m", "venv", "--without-pip", str(prefix)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise EnvctlError(f"cannot make a venv at {prefix}: {proc.stderr.strip().splitlines()[-1]}")
+
+
+def _install_pip(spec: ImageSpec, lock: LockedEnv, prefix: Path, cache: PackageCache, *, extra: list[str]) -> None:
+    from envctl.build import requirements_txt
+
+    python = str(prefix / "bin" / "python")
+    with tempfile.TemporaryDirectory(prefix="envctl-setup-") as tmp:
+        links = Path(tmp)
+        mirrors = tuple(spec.pip_index.find_links)
+        for p in lock.pip:
+            src = cache.get(url=p.url, sha256=p.sha256, filename=p.filename, mirrors=mirrors)
+            try:
+                (links / p.filename).hardlink_to(src)
+            except OSError:
+                shutil.copyfile(src, links / p.filename)
+        (links / "requirements.txt").write_text(requirements_txt(lock))
+        pip_wheel = next((links / p.filename for p in lock.pip if p.name == "pip"), None)
+        pip_cmd = [python, f"{pip_wheel}/pip"] if pip_wheel else [python, "-m", "pip"]
+        if extra:
+            subprocess.run(pip_cmd + ["uninstall", "-y", "-q", *extra], capture_output=True, text=True)
+        proc = subprocess.run(pip_cmd + ["install", "--no-index", "--no-deps", "--require-hashes", "-q",
+                                         "--disable-pip-version-check", "-r", str(links / "requirements.txt"),
+                                         "--find-links", str(links)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
+        raise EnvctlError(f"pip install into {prefix} failed: {tail}", hint="run with a fresh --prefix")
+
+
+def _install_conda(lock: LockedEnv, prefix: Path, cache: PackageCache, *, remove: list[str]) -> None:
+    from envctl.condasolve import _settle_rattler_at_exit
+
+    files = [(p, cache.get(url=p.url, sha256=p.sha256, filename=p.filename)) for p in lock.conda]
+    _settle_rattler_at_exit()
+    asyncio.run(_rattler_install(files, prefix, cache.root / "rattler"))
+
+
+async def _rattler_install(files, prefix: Path, cache_dir: Path) -> None:
+    import rattler
+    from rattler import RepoDataRecord
+
+    records = []
+    for pkg, path in files:
+        rec = await RepoDataRecord.from_package_archive(path)
+        rec.md5 = bytes.fromhex(pkg.md5) if pkg.md5 else None
+        rec.channel = pkg.url.rsplit("/", 2)[0] + "/"
+        records.append(rec)
+    # What the prefix already holds, so rattler removes what the lock no longer names (repair).
+    installed = [rattler.PrefixRecord.from_path(p) for p in sorted((prefix / "conda-meta").glob("*.json"))]
+    await rattler.install(records, target_prefix=prefix, cache_dir=cache_dir, installed_packages=installed,
+                          show_progress=False)

@@ -1,0 +1,106 @@
+"""envctl setup: the lock materialized in a local prefix without Docker; export formats."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from envctl.catalog import Project
+from envctl.lock import load_lock
+
+try:
+    from tests.fixtures.conda_channel import build_channel
+except ImportError:  # pragma: no cover
+    from fixtures.conda_channel import build_channel
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+def envctl(*args: str, env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "envctl", *args], capture_output=True, text=True,
+                          env={**os.environ, "NO_COLOR": "1", **env}, timeout=900)
+
+
+@pytest.fixture(scope="module")
+def cpu_prefix(tmp_path_factory):
+    base = tmp_path_factory.mktemp("setup")
+    env = {"ENVCTL_PROJECT": str(REPO), "ENVCTL_CACHE": str(base / "cache"),
+           "ENVCTL_RECORDS": str(base / "records.db")}
+    prefix = base / "P"
+    first = envctl("setup", "pytorch-2.13-cpu", "--prefix", str(prefix), "--json", env=env)
+    return env, prefix, first
+
+
+@pytest.mark.slow
+def test_setup_builds_a_working_prefix_and_the_probe_passes(cpu_prefix):
+    env, prefix, first = cpu_prefix
+    assert first.returncode == 0, first.stderr[-3000:]
+    report = json.loads(first.stdout)
+    assert report["changed"] is True and report["probe_ok"] is True
+    version = subprocess.run([str(prefix / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert version == "2.13.0+cpu"
+    assert f'export PATH="{prefix}/bin:$PATH"' in (prefix / "envctl-activate.sh").read_text()
+    history = json.loads(envctl("history", "--kind", "setup", "--json", env=env).stdout)
+    assert history[0]["image_id"] == str(prefix) and history[0]["ok"]
+
+
+@pytest.mark.slow
+def test_second_run_is_a_noop_and_drift_is_named_then_repaired(cpu_prefix):
+    env, prefix, _ = cpu_prefix
+    again = envctl("setup", "pytorch-2.13-cpu", "--prefix", str(prefix), "--json", env=env)
+    assert again.returncode == 0 and json.loads(again.stdout)["changed"] is False
+    subprocess.run([str(prefix / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q", "mpmath"], check=True)
+    drifted = envctl("setup", "pytorch-2.13-cpu", "--prefix", str(prefix), env=env)
+    assert drifted.returncode == 1
+    assert "has drifted from the lock of pytorch-2.13-cpu: pip: missing mpmath==1.3.0" in drifted.stderr
+    assert "--repair" in drifted.stderr
+    repaired = envctl("setup", "pytorch-2.13-cpu", "--prefix", str(prefix), "--repair", "--no-probe", env=env)
+    assert repaired.returncode == 0, repaired.stderr
+    check = subprocess.run([str(prefix / "bin" / "python"), "-c", "import mpmath; print(mpmath.__version__)"],
+                           capture_output=True, text=True)
+    assert check.stdout.strip() == "1.3.0"
+
+
+def test_conda_path_installs_exactly_the_locked_conda_packages(tmp_path):
+    channel = build_channel(tmp_path / "fixture")
+    root = tmp_path / "project"
+    (root / "images").mkdir(parents=True)
+    spec = {"version": 1, "name": "fixture-conda", "python": "3.11", "torch": "2.13.0", "cuda": "cpu",
+            "torch_source": "base", "python_source": "base", "channels": [str(channel)],
+            "conda": ["footools", "pyshim"]}
+    (root / "images" / "fixture-conda.yaml").write_text(yaml.safe_dump(spec))
+    env = {"ENVCTL_PROJECT": str(root), "ENVCTL_CACHE": str(tmp_path / "cache"),
+           "ENVCTL_RECORDS": str(tmp_path / "records.db")}
+    assert envctl("lock", "fixture-conda", env=env).returncode == 0
+    prefix = tmp_path / "P"
+    result = envctl("setup", "fixture-conda", "--prefix", str(prefix), "--no-probe", env=env)
+    assert result.returncode == 0, result.stderr
+    lock = load_lock(root / "locks" / "fixture-conda.conda-lock.yml")
+    metas = sorted(p.name for p in (prefix / "conda-meta").glob("*.json"))
+    assert metas == sorted(p.filename.replace(".conda", ".json") for p in lock.conda)
+    assert str(prefix) in (prefix / "bin" / "footools").read_text()  # prefix placeholder replaced
+    again = envctl("setup", "fixture-conda", "--prefix", str(prefix), "--no-probe", env=env)
+    assert "up to date" in again.stderr
+    explicit = envctl("export", "fixture-conda", "--format", "explicit", env=env).stdout
+    assert "@EXPLICIT" in explicit
+    assert sum(1 for line in explicit.splitlines() if line.startswith("file://")) == len(lock.conda)
+
+
+def test_export_requirements_carries_every_hash():
+    project = Project(REPO)
+    spec = project.resolve("pytorch-2.13-cpu")
+    from envctl.export import export
+
+    lock = load_lock(project.lock_path(spec.name))
+    text = export(spec, lock, "requirements")
+    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    assert len(lines) == len(lock.pip) and all("--hash=sha256:" in ln for ln in lines)
+    env_yml = yaml.safe_load(export(spec, lock, "environment.yml").split("\n", 1)[1])
+    assert env_yml["dependencies"][-1]["pip"][0].startswith("filelock==")

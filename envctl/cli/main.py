@@ -9,6 +9,7 @@ import typer
 from envctl import __version__
 from envctl.cli import build as build_cmds
 from envctl.cli import catalog as catalog_cmds
+from envctl.cli import compat_cmds
 from envctl.cli import engine_cmds
 from envctl.cli import lock as lock_cmds
 from envctl.cli import setup_cmds
@@ -43,6 +44,7 @@ engine_cmds.register(app)
 build_cmds.register(app)
 verify_cmds.register(app)
 setup_cmds.register(app)
+compat_cmds.register(app)
 
 
 def run() -> None:

@@ -1,0 +1,210 @@
+"""`envctl artifacts` and `envctl compat`: the artifact registry and the upgrade gate."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+
+from envctl import console
+from envctl.cli.progress import activity
+
+artifacts_app = typer.Typer(help="Register TorchScript and torch.export artifacts.", no_args_is_help=True)
+compat_app = typer.Typer(help="Check which artifacts load correctly under which image.", no_args_is_help=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(artifacts_app, name="artifacts")
+    app.add_typer(compat_app, name="compat")
+
+
+def _registry():
+    from envctl.artifacts import Registry
+    from envctl.records import Records
+
+    records = Records()
+    return records, Registry(records)
+
+
+def _targets(images: List[str], pythons: List[str]):
+    """Targets from image names (built images) and local interpreters (python:PATH accepted too)."""
+    from envctl.compat import image_target, python_target
+
+    out, engine, project = [], None, None
+    for name in images:
+        if name.startswith("python:"):
+            out.append(python_target(name.split(":", 1)[1]))
+            continue
+        if engine is None:
+            from envctl.catalog import find_project
+            from envctl.engine import Engine
+
+            project, engine = find_project(), Engine.connect()
+        out.append(image_target(project, engine, name))
+    out += [python_target(p) for p in pythons]
+    return out, engine
+
+
+@artifacts_app.command("add")
+def add(
+    file: Path = typer.Argument(..., help="A TorchScript (.pt) or torch.export (.pt2) archive."),
+    name: Optional[str] = typer.Option(None, "--name", help="Name to register it under (default: file stem)."),
+    inputs: Optional[Path] = typer.Option(None, "--inputs", help="Sample inputs (torch.save of a tuple of tensors)."),
+    outputs: Optional[Path] = typer.Option(None, "--outputs", help="Reference outputs for those inputs."),
+    image: Optional[str] = typer.Option(None, "--image", help="Compute reference outputs in this image."),
+    python: Optional[str] = typer.Option(None, "--python", help="Compute reference outputs with this interpreter."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Register an artifact by content hash (adding the same file twice is a no-op)."""
+    from envctl.compat import compute_reference
+    from envctl.errors import UsageError
+
+    if (image or python) and inputs is None:
+        raise UsageError("--image/--python compute reference outputs from --inputs; give --inputs too")
+    if outputs is not None and (image or python):
+        raise UsageError("give either --outputs or an environment to compute them, not both")
+    _, registry = _registry()
+    art, added = registry.add(file, name=name, inputs=inputs, outputs=outputs)
+    if added and inputs is not None and outputs is None:
+        targets, engine = _targets([image] if image else [], [python] if python else [])
+        if targets:
+            with activity(f"computing reference outputs of {art.name} under {targets[0].label}"):
+                compute_reference(targets[0], registry, art, engine=engine)
+            art = registry.get(art.sha256)
+    if json_out:
+        console.print_json(art.to_dict() | {"added": added})
+        return
+    info = art.info
+    versions = f"format {info['format_version'] or '?'}" + (f", torch {info['torch_version']}" if info["torch_version"] else
+                                                    ", saving torch not recorded in TorchScript archives")
+    if info.get("damaged"):
+        console.status(f"warning: {file} is a damaged archive (its zip directory is missing: truncated?); "
+                      f"registered so that envctl compat reports how it fails to load")
+    verb = "added" if added else "already registered:"
+    console.status(f"{verb} {art.name} ({art.kind}, {art.sha256[:12]}, {art.size} bytes; {versions}; "
+                   f"inputs {'yes' if info.get('inputs') else 'no'}, outputs {'yes' if info.get('outputs') else 'no'})")
+
+
+@artifacts_app.command("list")
+def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+    """List registered artifacts."""
+    _, registry = _registry()
+    arts = registry.list()
+    if json_out:
+        console.print_json([a.to_dict() for a in arts])
+        return
+    from rich.table import Table
+
+    table = Table()
+    for col in ("name", "kind", "sha256", "size", "format", "torch", "schema", "inputs", "outputs"):
+        table.add_column(col, no_wrap=True)
+    for a in arts:
+        i = a.info
+        table.add_row(a.name, a.kind, a.sha256[:12], str(a.size), i.get("format_version") or "-",
+                      i.get("torch_version") or "-", i.get("schema_version") or "-",
+                      "yes" if i.get("inputs") else "no", "yes" if i.get("outputs") else "no")
+    console.out.print(table)
+
+
+@compat_app.command("run")
+def run(
+    images: List[str] = typer.Option([], "--image", help="Built image to check under (repeatable)."),
+    pythons: List[str] = typer.Option([], "--python", help="Local interpreter to check under (repeatable)."),
+    artifact: List[str] = typer.Option([], "--artifact", help="Only these artifacts (default: all)."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per artifact."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Load and run every selected artifact under each image, each in isolation."""
+    from envctl.compat import record
+    from envctl.compat import run as run_compat
+    from envctl.errors import UsageError
+
+    if not images and not pythons:
+        raise UsageError("name at least one --image or --python")
+    records, registry = _registry()
+    arts = registry.select(artifact)
+    targets, engine = _targets(images, pythons)
+    results = []
+    for target in targets:
+        with activity(f"checking {len(arts)} artifacts under {target.label}"):
+            outcomes = run_compat(target, arts, registry, engine=engine, timeout=timeout)
+        record(records, outcomes)
+        results += outcomes
+    if json_out:
+        console.print_json([{"artifact": o.artifact.name, "target": o.target.label, "image_id": o.target.key,
+                             "status": o.status, "detail": o.detail, "seconds": o.seconds} for o in results])
+        return
+    for o in results:
+        line = console.styled(f"{o.status:<10}", "green" if o.status == "ok" else "red")
+        line.append(f" {o.artifact.name} under {o.target.label}: {o.detail}")
+        console.out.print(line)
+
+
+@compat_app.command("matrix")
+def show_matrix(
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    html_file: Optional[Path] = typer.Option(None, "--html", help="Write a self-contained HTML page."),
+) -> None:
+    """Artifacts x images: the newest result of every check."""
+    from envctl.compat import matrix, render_html
+
+    records, _ = _registry()
+    data = matrix(records)
+    if html_file is not None:
+        from envctl.lock import write_lock
+
+        write_lock(html_file, render_html(data), force=True)
+        console.status(f"wrote {html_file}")
+    if json_out:
+        console.print_json(data)
+        return
+    from rich.table import Table
+
+    table = Table()
+    table.add_column("artifact", no_wrap=True)
+    for t in data["targets"]:
+        table.add_column(t, no_wrap=True)
+    for name in data["artifacts"]:
+        row = []
+        for t in data["targets"]:
+            cell = data["cells"][name].get(t)
+            row.append(console.styled(cell["status"], "green" if cell["status"] == "ok" else "red") if cell
+                       else console.styled("-"))
+        table.add_row(name, *row)
+    console.out.print(table)
+
+
+@compat_app.command("check")
+def check(
+    source: str = typer.Option(..., "--from", help="Current image (or python:PATH)."),
+    dest: str = typer.Option(..., "--to", help="Candidate image (or python:PATH)."),
+    artifact: List[str] = typer.Option([], "--artifact", help="Only these artifacts (default: all)."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds per artifact."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """The upgrade gate: exit 1 when an artifact that is ok under --from is not ok under --to."""
+    from envctl.compat import record, regressions
+    from envctl.compat import run as run_compat
+
+    records, registry = _registry()
+    arts = registry.select(artifact)
+    targets, engine = _targets([source, dest], [])
+    outcomes = []
+    for target in targets:
+        with activity(f"checking {len(arts)} artifacts under {target.label}"):
+            result = run_compat(target, arts, registry, engine=engine, timeout=timeout)
+        record(records, result)
+        outcomes.append(result)
+    bad = regressions(outcomes[0], outcomes[1])
+    if json_out:
+        console.print_json({"from": targets[0].label, "to": targets[1].label, "checked": len(arts),
+                            "regressions": [{"artifact": b.artifact.name, "from": b.status, "to": a.status,
+                                             "detail": a.detail} for b, a in bad]})
+    else:
+        for before, after in bad:
+            console.out.print(console.styled(f"regressed  {before.artifact.name}: ok under {before.target.label}, "
+                                             f"{after.status} under {after.target.label}: {after.detail}", "red"))
+        console.status(f"{len(bad)} of {len(arts)} artifacts regress from {targets[0].label} to {targets[1].label}")
+    if bad:
+        raise typer.Exit(1)

@@ -1,0 +1,213 @@
+"""``envctl compat``: which artifacts load and give the same answers under which environment.
+
+A target is a built image (one container runs every artifact, each in its own
+forked child, with no network, read-only mounts and memory/CPU/process limits)
+or a local interpreter.  Results are kept in the records database keyed by
+artifact hash and image id; the upgrade gate compares two targets.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from envctl.artifacts import Artifact, Registry
+from envctl.errors import EnvctlError, ProbeError
+from envctl.records import Records
+
+RUNNER = Path(__file__).resolve().parent / "probes" / "compat_runner.py"
+SCHEMA = "envctl.compat/1"
+STATUSES = ("ok", "load-error", "run-error", "mismatch", "crash", "timeout")
+LIMITS = {"mem_limit": "2g", "nano_cpus": 2_000_000_000, "pids_limit": 512}
+
+
+@dataclass(frozen=True)
+class Target:
+    label: str  # the image name, or python:PATH
+    kind: str  # image | python
+    ref: str  # image id, or interpreter path
+
+    @property
+    def key(self) -> str:
+        return self.ref if self.kind == "image" else f"python:{self.ref}"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    artifact: Artifact
+    target: Target
+    status: str
+    detail: str
+    seconds: float | None = None
+
+
+def python_target(path: str) -> Target:
+    resolved = Path(path).expanduser()
+    if not resolved.exists():
+        raise EnvctlError(f"no interpreter at {path}", hint="give the path of a python executable")
+    return Target(label=f"python:{resolved}", kind="python", ref=str(resolved))
+
+
+def image_target(project, engine, name: str) -> Target:
+    from envctl.build import find_built, plan_build
+    from envctl.lock import require_current_lock
+
+    spec = project.resolve(name)
+    lock = require_current_lock(spec, project.lock_path(spec.name))
+    plan = plan_build(spec, lock, project=project, rattler=("x", "x") if lock.conda else ("", ""))
+    image = find_built(engine, plan)
+    if image is None:
+        raise EnvctlError(f"no image of {spec.name} built from the current spec and lock",
+                          hint=f"run: envctl build {spec.name}")
+    return Target(label=spec.name, kind="image", ref=image.id)
+
+
+def _manifest(registry: Registry, artifacts: list[Artifact], root: str) -> list[dict]:
+    entries = []
+    for art in artifacts:
+        base = f"{root}/{art.sha256}"
+        entries.append({"id": art.sha256, "kind": art.kind, "artifact": f"{base}/{art.info['file']}",
+                        "inputs": f"{base}/{art.info['inputs']}" if art.info.get("inputs") else None,
+                        "outputs": f"{base}/{art.info['outputs']}" if art.info.get("outputs") else None})
+    return entries
+
+
+def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine=None,
+        timeout: float = 60.0) -> list[Outcome]:
+    """Check every artifact under one target; one container (or interpreter) start in all."""
+    if not artifacts:
+        return []
+    overall = timeout * len(artifacts) + 120
+    with tempfile.TemporaryDirectory(prefix="envctl-compat-") as tmp:
+        manifest = Path(tmp) / "manifest.json"
+        Path(tmp).chmod(0o755)
+        if target.kind == "image":
+            manifest.write_text(json.dumps(_manifest(registry, artifacts, "/artifacts")))
+            manifest.chmod(0o644)
+            result = engine.run(
+                target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--manifest",
+                             "/opt/envctl-compat/manifest.json", "--timeout", str(timeout)],
+                mounts=[(str(RUNNER.parent), "/opt/envctl-probe", True), (str(registry.root), "/artifacts", True),
+                        (tmp, "/opt/envctl-compat", True)],
+                network="none", timeout=overall, **LIMITS)
+            stdout, stderr, code = result.stdout, result.stderr, result.exit_code
+            if result.timed_out:
+                raise ProbeError(f"compat run in {target.label} ran past {overall:.0f}s")
+        else:
+            manifest.write_text(json.dumps(_manifest(registry, artifacts, str(registry.root))))
+            proc = subprocess.run([target.ref, str(RUNNER), "--manifest", str(manifest), "--timeout", str(timeout)],
+                                  capture_output=True, text=True, timeout=overall)
+            stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
+    doc = _parse(stdout, stderr, code, target.label)
+    by_id = {r["id"]: r for r in doc["results"]}
+    return [Outcome(a, target, by_id[a.sha256]["status"], by_id[a.sha256].get("detail", ""),
+                    by_id[a.sha256].get("seconds")) for a in artifacts]
+
+
+def _parse(stdout: str, stderr: str, code: int | None, where: str) -> dict:
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if doc.get("schema") == SCHEMA and "results" in doc:
+            return doc
+    tail = " | ".join(stderr.strip().splitlines()[-3:]) or "no output"
+    raise ProbeError(f"the compat runner in {where} gave no result (exit {code}): {tail}")
+
+
+def record(records: Records, outcomes: list[Outcome]) -> None:
+    now = time.time()
+    for o in outcomes:
+        records.write("INSERT OR REPLACE INTO compat (artifact_sha256, image, image_id, status, detail, checked)"
+                      " VALUES (?,?,?,?,?,?)", (o.artifact.sha256, o.target.label, o.target.key, o.status,
+                                                o.detail, now))
+
+
+def matrix(records: Records) -> dict:
+    """Artifacts x targets, the newest result of each label."""
+    rows = list(records.execute(
+        "SELECT a.name, c.image, c.image_id, c.status, c.detail, c.checked FROM compat c "
+        "JOIN artifacts a ON a.sha256 = c.artifact_sha256 ORDER BY c.checked"))
+    labels: list[str] = []
+    cells: dict[str, dict[str, dict]] = {}
+    for r in rows:
+        if r["image"] not in labels:
+            labels.append(r["image"])
+        cells.setdefault(r["name"], {})[r["image"]] = {"status": r["status"], "detail": r["detail"],
+                                                       "image_id": r["image_id"]}
+    return {"targets": labels, "artifacts": sorted(cells), "cells": cells}
+
+
+def regressions(before: list[Outcome], after: list[Outcome]) -> list[tuple[Outcome, Outcome]]:
+    """Every artifact that is ok under the first target and not ok under the second."""
+    after_by = {o.artifact.sha256: o for o in after}
+    return [(b, after_by[b.artifact.sha256]) for b in before
+            if b.status == "ok" and b.artifact.sha256 in after_by and after_by[b.artifact.sha256].status != "ok"]
+
+
+_COLORS = {"ok": "#1a7f37", "load-error": "#cf222e", "run-error": "#bc4c00", "mismatch": "#9a6700",
+           "crash": "#82071e", "timeout": "#6e7781"}
+
+
+def render_html(data: dict) -> str:
+    """A self-contained page: the matrix with coloured cells, details on hover."""
+    head = "".join(f"<th>{html.escape(t)}</th>" for t in data["targets"])
+    body = []
+    for name in data["artifacts"]:
+        cells = []
+        for t in data["targets"]:
+            cell = data["cells"][name].get(t)
+            if cell is None:
+                cells.append('<td class="none">-</td>')
+            else:
+                cells.append(f'<td style="background:{_COLORS.get(cell["status"], "#999")}" '
+                             f'title="{html.escape(cell["detail"] or "")}">{html.escape(cell["status"])}</td>')
+        body.append(f"<tr><th>{html.escape(name)}</th>{''.join(cells)}</tr>")
+    legend = " ".join(f'<span style="background:{c}">{s}</span>' for s, c in _COLORS.items())
+    return f"""<!doctype html>
+<html><head><meta charset="utf-8"><title>envctl compatibility matrix</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em; }}
+table {{ border-collapse: collapse; }}
+th, td {{ border: 1px solid #d0d7de; padding: .4em .8em; text-align: left; }}
+td {{ color: white; font-weight: 600; }} td.none {{ color: #6e7781; background: #f6f8fa; }}
+.legend span {{ color: white; padding: .2em .5em; margin-right: .3em; }}
+</style></head><body>
+<h1>Artifact compatibility</h1>
+<p class="legend">{legend}</p>
+<table><tr><th>artifact</th>{head}</tr>
+{chr(10).join(body)}
+</table></body></html>
+"""
+
+
+def compute_reference(target: Target, registry: Registry, artifact: Artifact, *, engine=None) -> Path:
+    """Run the artifact on its sample inputs under ``target`` and store what it produced."""
+    folder = registry.folder(artifact.sha256)
+    with tempfile.TemporaryDirectory(prefix="envctl-ref-") as tmp:
+        out = Path(tmp) / "outputs.pt"
+        Path(tmp).chmod(0o777)
+        if target.kind == "image":
+            result = engine.run(
+                target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--reference", artifact.kind,
+                             f"/artifact/{artifact.info['file']}", "/artifact/inputs.pt", "/out/outputs.pt"],
+                mounts=[(str(RUNNER.parent), "/opt/envctl-probe", True), (str(folder), "/artifact", True),
+                        (tmp, "/out", False)], network="none", timeout=300, **LIMITS)
+            stdout, code = result.stdout, result.exit_code
+        else:
+            proc = subprocess.run([target.ref, str(RUNNER), "--reference", artifact.kind,
+                                   str(folder / artifact.info["file"]), str(folder / "inputs.pt"), str(out)],
+                                  capture_output=True, text=True, timeout=300)
+            stdout, code = proc.stdout, proc.returncode
+        if code != 0 or not out.exists():
+            detail = stdout.strip().splitlines()[-1] if stdout.strip() else f"exit {code}"
+            raise EnvctlError(f"cannot compute reference outputs of {artifact.name} under {target.label}: {detail}",
+                              hint="give them with --outputs FILE, or pick an environment where it runs")
+        registry.set_outputs(artifact, out)
+    return folder / "outputs.pt"

@@ -1,0 +1,93 @@
+"""envctl compat against the real CPU image: every outcome class, isolation, the gate."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from .conftest import run_envctl
+
+try:
+    from tests.fixtures.artifacts import make_artifacts
+except ImportError:  # pragma: no cover
+    from fixtures.artifacts import make_artifacts
+
+
+@pytest.fixture(scope="module")
+def registry_env(tmp_path_factory, engine_env, cpu_image):
+    root = tmp_path_factory.mktemp("compat")
+    env = {**engine_env, "ENVCTL_RECORDS": str(root / "records.db"), "ENVCTL_ARTIFACTS": str(root / "store")}
+    arts = make_artifacts(root / "made")
+    for name, (path, inputs) in arts.items():
+        args = ["artifacts", "add", str(path), "--name", name]
+        if inputs is not None and name not in ("truncated", "altered"):
+            args += ["--inputs", str(inputs), "--python", sys.executable]
+        if name == "altered":  # reference outputs that the model does not produce
+            wrong = root / "wrong-outputs.pt"
+            torch.save([torch.full((2, 4), 7.0)], wrong)
+            args += ["--inputs", str(inputs), "--outputs", str(wrong)]
+        result = run_envctl(*args, env=env)
+        assert result.returncode == 0, f"{name}: {result.stderr}"
+    return env
+
+
+def test_adding_the_same_file_twice_is_a_noop_and_non_archives_are_refused(registry_env, tmp_path):
+    listing = json.loads(run_envctl("artifacts", "list", "--json", env=registry_env).stdout)
+    scripted = next(a for a in listing if a["name"] == "scripted")
+    again = run_envctl("artifacts", "add", scripted["info"]["source"], "--json", env=registry_env)
+    assert json.loads(again.stdout)["added"] is False
+    exported = next(a for a in listing if a["name"] == "exported")
+    assert exported["kind"] == "export" and exported["info"]["torch_version"] == torch.__version__
+    assert exported["info"]["schema_version"] and exported["info"]["opset_version"]
+    assert scripted["info"]["format_version"]  # read from the archive without loading it
+    junk = tmp_path / "notes.pt"
+    junk.write_text("not a model")
+    bad = run_envctl("artifacts", "add", str(junk), env=registry_env)
+    assert bad.returncode == 2 and "is not a TorchScript or torch.export archive" in bad.stderr
+
+
+def test_compat_run_classifies_every_artifact_in_one_container(registry_env):
+    result = run_envctl("compat", "run", "--image", "pytorch-2.13-cpu", "--json", env=registry_env)
+    assert result.returncode == 0, result.stderr
+    status = {r["artifact"]: r for r in json.loads(result.stdout)}
+    for name in ("scripted", "traced", "method", "bf16", "exported"):
+        assert status[name]["status"] == "ok", status[name]
+    assert status["truncated"]["status"] == "load-error"
+    assert status["altered"]["status"] == "mismatch" and "max abs error" in status["altered"]["detail"]
+    # The hog is killed for memory while loading; the others' results above are intact.
+    assert status["hog"]["status"] == "crash" and "SIGKILL" in status["hog"]["detail"]
+    matrix = json.loads(run_envctl("compat", "matrix", "--json", env=registry_env).stdout)
+    assert matrix["cells"]["scripted"]["pytorch-2.13-cpu"]["status"] == "ok"
+
+
+def test_matrix_html_is_self_contained(registry_env, tmp_path):
+    page = tmp_path / "matrix.html"
+    assert run_envctl("compat", "matrix", "--html", str(page), env=registry_env).returncode == 0
+    text = page.read_text()
+    assert "<table>" in text and "pytorch-2.13-cpu" in text and "http" not in text.split("<body>")[1]
+
+
+def test_gate_passes_without_regressions_and_fails_on_a_planted_one(registry_env, tmp_path):
+    ok_names = ["--artifact", "scripted", "--artifact", "exported", "--artifact", "bf16"]
+    same = run_envctl("compat", "check", "--from", "pytorch-2.13-cpu", "--to", f"python:{sys.executable}",
+                      *ok_names, env=registry_env)
+    assert same.returncode == 0, same.stdout + same.stderr
+    # Planted regression: an interpreter whose torch cannot load torch.export archives.
+    broken = tmp_path / "python-broken-export"
+    broken.write_text(f"#!/bin/sh\nPYTHONPATH={tmp_path / 'site'} exec {sys.executable} \"$@\"\n")
+    broken.chmod(0o755)
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "sitecustomize.py").write_text(
+        "import torch.export\n"
+        "def _gone(*a, **k):\n    raise RuntimeError('torch.export.load is not supported in this build')\n"
+        "torch.export.load = _gone\n")
+    regressed = run_envctl("compat", "check", "--from", "pytorch-2.13-cpu", "--to", f"python:{broken}",
+                           *ok_names, "--json", env=registry_env)
+    assert regressed.returncode == 1
+    report = json.loads(regressed.stdout)
+    assert [r["artifact"] for r in report["regressions"]] == ["exported"]
+    assert report["regressions"][0]["to"] == "load-error"

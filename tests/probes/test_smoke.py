@@ -1,7 +1,9 @@
-"""Tests for the in-image smoke probe (envctl/probes/smoke.py).
+"""Tests for the in-image smoke probe (envctl/probes/smoke.py and its probe_* siblings).
 
 The probe is run as a plain script in a subprocess with this interpreter's torch, the way it
-runs inside an image. The quick probe runs once per module (module-scoped fixture).
+runs inside an image. The quick probe runs once per module (module-scoped fixture). Pure
+helpers are tested in-process, imported by plain name from the probe folder the way smoke.py
+imports its siblings.
 """
 from __future__ import annotations
 
@@ -9,6 +11,8 @@ import ast
 import importlib.util
 import json
 import os
+import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -18,7 +22,7 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 PROBES = ROOT / "envctl" / "probes"
 SMOKE = PROBES / "smoke.py"
-ROUNDTRIP = PROBES / "roundtrip.py"
+PROBE_FILES = sorted(PROBES.glob("*.py"))
 
 HAVE_TORCH = importlib.util.find_spec("torch") is not None
 needs_torch = [
@@ -28,14 +32,22 @@ needs_torch = [
 ]
 
 
-def _load_smoke():
-    spec = importlib.util.spec_from_file_location("envctl_probe_smoke_under_test", SMOKE)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+def _import_probe_module(name):
+    """A probe module imported by plain name with the probe folder on sys.path, as in the image."""
+    if str(PROBES) not in sys.path:
+        sys.path.insert(0, str(PROBES))
+    saved, sys.dont_write_bytecode = sys.dont_write_bytecode, True  # keep the folder pristine
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.dont_write_bytecode = saved
 
 
-smoke = _load_smoke()
+bench = _import_probe_module("probe_bench")
+checks_mod = _import_probe_module("probe_checks")
+envinfo = _import_probe_module("probe_envinfo")
+report = _import_probe_module("probe_report")
+versions = _import_probe_module("probe_versions")
 
 
 def run_probe(*args, config=None, env=None, timeout=600):
@@ -244,14 +256,14 @@ def test_resolve_settings_cpu_quick_caps():
     cfg = {"benchmark": {"compile_modes": ["default", "reduce-overhead"], "batch_sizes": [1, 32],
                          "dtypes": ["fp32", "bf16"], "warmup": 10, "runs": 50,
                          "max_autotune": True}}
-    s = smoke.resolve_settings(cfg, "quick", "cpu")
+    s = bench.resolve_settings(cfg, "quick", "cpu")
     assert s["batch_sizes"] == [1] and s["dtypes"] == ["fp32"]
     assert s["modes"] == ["eager", "compile-default", "script", "trace"]
     assert s["runs"] <= 10 and s["warmup"] <= 3 and s["adjusted"]
-    s = smoke.resolve_settings(cfg, "standard", "cpu")
+    s = bench.resolve_settings(cfg, "standard", "cpu")
     assert s["batch_sizes"] == [1, 4]
     assert "compile-reduce-overhead" in s["modes"] and "compile-max-autotune" in s["modes"]
-    s = smoke.resolve_settings(cfg, "standard", "cuda")
+    s = bench.resolve_settings(cfg, "standard", "cuda")
     assert s["batch_sizes"] == [1, 32] and s["runs"] == 50
 
 
@@ -273,12 +285,12 @@ def test_resolve_settings_cpu_quick_caps():
     ],
 )
 def test_parse_version(text, expected):
-    assert smoke.parse_version(text) == expected
+    assert versions.parse_version(text) == expected
 
 
 @pytest.mark.parametrize("text", ["", "abc", "2.x", None])
 def test_parse_version_rejects(text):
-    assert smoke.parse_version(text) is None
+    assert versions.parse_version(text) is None
 
 
 @pytest.mark.parametrize(
@@ -295,11 +307,11 @@ def test_parse_version_rejects(text):
     ],
 )
 def test_compare_torch_version(expected, actual, status):
-    assert smoke.compare_torch_version(expected, actual)[0] == status
+    assert versions.compare_torch_version(expected, actual)[0] == status
 
 
 def test_diff_packages():
-    d = smoke.diff_packages(
+    d = versions.diff_packages(
         {"Foo_Bar": "1.0", "numpy": "2.0.0", "torch": "2.13.0", "gone": "1"},
         {"foo-bar": "1.0.0", "numpy": "1.26.4", "torch": "2.13.0+cpu", "pip": "24", "new": "3"},
         ignore=["pip"],
@@ -307,8 +319,8 @@ def test_diff_packages():
     assert d["extra"] == {"new": "3"}
     assert d["missing"] == {"gone": "1"}
     assert d["different"] == {"numpy": {"expected": "2.0.0", "installed": "1.26.4"}}
-    assert smoke.pip_versions_equal("2.13.0+cpu", "2.13.0+cpu")
-    assert not smoke.pip_versions_equal("2.13.0+cu126", "2.13.0+cpu")
+    assert versions.pip_versions_equal("2.13.0+cpu", "2.13.0+cpu")
+    assert not versions.pip_versions_equal("2.13.0+cu126", "2.13.0+cpu")
 
 
 @pytest.mark.parametrize(
@@ -326,18 +338,18 @@ def test_diff_packages():
     ],
 )
 def test_capability_covered(cap, archs, covered):
-    assert smoke.capability_covered(cap, archs) is covered
+    assert versions.capability_covered(cap, archs) is covered
 
 
 def test_cudnn_int_to_tuple():
-    assert smoke.cudnn_int_to_tuple(90100) == (9, 1, 0)
-    assert smoke.cudnn_int_to_tuple(91002) == (9, 10, 2)
-    assert smoke.cudnn_int_to_tuple(8902) == (8, 9, 2)
+    assert versions.cudnn_int_to_tuple(90100) == (9, 1, 0)
+    assert versions.cudnn_int_to_tuple(91002) == (9, 10, 2)
+    assert versions.cudnn_int_to_tuple(8902) == (8, 9, 2)
 
 
 def test_error_line():
     exc = RuntimeError("backend='inductor' raised:\nInvalidCxxCompiler: no compiler\n\nmore")
-    assert smoke.error_line(exc) == \
+    assert report.error_line(exc) == \
         "RuntimeError: backend='inductor' raised: InvalidCxxCompiler: no compiler"
 
 
@@ -358,14 +370,30 @@ def _top_level_imports(path):
     return names
 
 
-@pytest.mark.parametrize("path", [SMOKE, ROUNDTRIP], ids=lambda p: p.name)
+def test_probe_folder_has_the_modules():
+    names = {p.name for p in PROBE_FILES}
+    assert {"smoke.py", "roundtrip.py", "probe_report.py", "probe_versions.py", "probe_envinfo.py",
+            "probe_checks.py", "probe_models.py", "probe_bench.py", "probe_torchscript.py"} <= names
+
+
+@pytest.mark.parametrize("path", PROBE_FILES, ids=lambda p: p.name)
 def test_imports_only_stdlib_and_torch(path):
-    allowed = set(sys.stdlib_module_names) | {"__future__", "torch", "torchvision"}
+    # sibling modules are imported by plain name (the folder is sys.path[0]); no relative imports
+    siblings = {p.stem for p in PROBE_FILES if p.stem != "__init__"}
+    allowed = set(sys.stdlib_module_names) | {"__future__", "torch", "torchvision"} | siblings
     bad = _top_level_imports(path) - allowed
     assert not bad, f"{path.name} imports non-stdlib modules: {sorted(bad)}"
 
 
-@pytest.mark.parametrize("path", [SMOKE, ROUNDTRIP], ids=lambda p: p.name)
+@pytest.mark.parametrize("path", PROBE_FILES, ids=lambda p: p.name)
+def test_module_name_shadows_nothing(path):
+    # the probe folder comes first on sys.path in the image: a sibling named like a stdlib or
+    # torch module would shadow it for torch and for the probe itself
+    if path.stem != "__init__":
+        assert path.stem not in sys.stdlib_module_names | {"torch", "torchvision"}
+
+
+@pytest.mark.parametrize("path", PROBE_FILES, ids=lambda p: p.name)
 def test_python39_syntax(path):
     # no match statements, no parenthesized context managers, etc.
     ast.parse(path.read_text(), filename=str(path), feature_version=(3, 9))
@@ -381,13 +409,13 @@ def test_env_checks_simulated_gpu_image():
                  {"index": 1, "name": "B", "capability": "12.0", "memory_bytes": 1}],
         "driver_version": "575.0",
         "cudnn": 90501, "cudnn_version": "9.5.1", "nccl": "2.21.5",
-        "compiler": smoke.find_compilers(),
+        "compiler": envinfo.find_compilers(),
         "python_headers": {"include_dir": "/nowhere", "present": False},
         "packages": {"pip": {"nvidia-cudnn-cu12": "9.1.0.70", "nvidia-nccl-cu12": "2.21.5"},
                      "pip_from_conda": [], "conda": None},
     }
     cfg = {"gpus": 4, "expect": {"torch": "2.13.0", "cuda": "12.8", "gpu_required": True}}
-    checks = {c["name"]: c for c in smoke.env_checks(env, cfg, "cuda:0")}
+    checks = {c["name"]: c for c in checks_mod.env_checks(env, cfg, "cuda:0")}
     assert checks["torch version"]["status"] == "pass"
     assert checks["cuda version"]["status"] == "fail"
     assert "12.8" in checks["cuda version"]["message"]
@@ -402,3 +430,28 @@ def test_env_checks_simulated_gpu_image():
     assert checks["python headers"]["status"] == "fail"
     assert "torch.compile cannot" in checks["python headers"]["message"]
     assert "c compiler" in checks  # Triton's C compiler is checked on a CUDA device
+
+
+# --------------------------------------------------------------------------- read-only mount
+
+
+@pytest.mark.parametrize("flags", [[], ["-I"]], ids=["plain", "isolated"])
+def test_runs_from_read_only_copy(tmp_path, flags):
+    """Run from a read-only copy elsewhere (as mounted at /opt/envctl-probe): siblings import by
+    plain name (also under -I, where the script's folder is not put on sys.path) and nothing is
+    written to the folder."""
+    ro = tmp_path / "envctl-probe"
+    shutil.copytree(PROBES, ro, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    for p in [ro, *ro.iterdir()]:
+        p.chmod(p.stat().st_mode & ~(stat.S_IWUSR | stat.S_IWGRP | stat.S_IWOTH))
+    try:
+        before = sorted(p.name for p in ro.iterdir())
+        proc = subprocess.run([sys.executable, *flags, str(ro / "smoke.py"), "--bogus"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              timeout=120, cwd=str(tmp_path))
+        assert proc.returncode == 2, proc.stderr[-2000:]
+        data = json.loads(proc.stdout)
+        assert data["schema"] == "envctl.probe/1" and "bad arguments" in data["error"]
+        assert sorted(p.name for p in ro.iterdir()) == before  # no __pycache__
+    finally:
+        ro.chmod(0o755)

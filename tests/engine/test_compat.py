@@ -91,3 +91,44 @@ def test_gate_passes_without_regressions_and_fails_on_a_planted_one(registry_env
     report = json.loads(regressed.stdout)
     assert [r["artifact"] for r in report["regressions"]] == ["exported"]
     assert report["regressions"][0]["to"] == "load-error"
+
+
+@pytest.fixture(scope="module")
+def torch_2_14(tmp_path_factory) -> Path:
+    """A second environment with another torch: a venv with torch 2.14.1 (from the local index)."""
+    import subprocess
+
+    venv = tmp_path_factory.mktemp("torch-2.14") / "venv"
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "torch==2.14.1"],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return venv / "bin" / "python"
+
+
+@pytest.mark.slow
+def test_cross_version_matrix_shows_both_torches(registry_env, torch_2_14):
+    import subprocess
+
+    version = subprocess.run([str(torch_2_14), "-c", "import torch; print(torch.__version__)"],
+                             capture_output=True, text=True, check=True).stdout.strip()
+    assert version.startswith("2.14.1")
+    names = ["scripted", "traced", "method", "bf16", "exported", "altered", "truncated"]
+    selection = [arg for n in names for arg in ("--artifact", n)]
+    run = run_envctl("compat", "run", "--image", "pytorch-2.13-cpu", "--python", str(torch_2_14), *selection,
+                     "--json", env=registry_env)
+    assert run.returncode == 0, run.stderr
+    newer = {r["artifact"]: r["status"] for r in json.loads(run.stdout) if r["target"].startswith("python:")}
+    # Artifacts saved by torch 2.13 load under 2.14.1 (backward compatibility), damaged ones still fail.
+    assert newer["truncated"] == "load-error" and newer["altered"] == "mismatch"
+    matrix = json.loads(run_envctl("compat", "matrix", "--json", env=registry_env).stdout)
+    label = f"python:{torch_2_14}"
+    assert {"pytorch-2.13-cpu", label} <= set(matrix["targets"])
+    for name in names:
+        assert matrix["cells"][name][label]["status"] == newer[name]
+    gate = run_envctl("compat", "check", "--from", "pytorch-2.13-cpu", "--to", label, *selection, "--json",
+                      env=registry_env)
+    regressed = json.loads(gate.stdout)["regressions"]
+    assert gate.returncode == (1 if regressed else 0)
+    expected = sorted(n for n in names if newer[n] != "ok" and n not in ("truncated", "altered"))
+    assert sorted(r["artifact"] for r in regressed) == expected

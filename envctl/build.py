@@ -59,7 +59,7 @@ def _template(project: Project | None, name: str = "Dockerfile.j2") -> str:
 
 
 def render_dockerfile(spec: ImageSpec, lock: LockedEnv, *, labels: dict[str, str], base: str,
-                      template: str, rattler: tuple[str, str] = ("", "")) -> str:
+                      template: str, rattler: tuple[str, str] = ("", ""), builder: str = "buildkit") -> str:
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
@@ -68,15 +68,18 @@ def render_dockerfile(spec: ImageSpec, lock: LockedEnv, *, labels: dict[str, str
     return env.from_string(template).render(
         spec=spec, base=base, prefix=spec.env_prefix, conda=bool(lock.conda), pip=bool(lock.pip),
         python_source=spec.python_source, pip_wheel=pip_wheel, labels=labels, envctl_version=__version__,
-        rattler_wheel=rattler[0], rattler_sha256=rattler[1])
+        rattler_wheel=rattler[0], rattler_sha256=rattler[1], builder=builder)
 
 
 def plan_build(spec: ImageSpec, lock: LockedEnv, *, project: Project | None = None, tag: str | None = None,
-               base_id: str = "", source: str = "", rattler: tuple[str, str] = ("", "")) -> BuildPlan:
+               base_id: str = "", source: str = "", rattler: tuple[str, str] = ("", ""),
+               builder: str = "buildkit") -> BuildPlan:
     """Everything the build will do, decided without an engine.
 
     ``rattler`` is the (wheel filename, sha256) of the py-rattler the builder stage installs
     conda packages with; see ``rattler_tool``.  Needed only when the lock has conda packages.
+    ``builder`` is the engine's builder ("buildkit": one stage with bind-mounted packages;
+    "classic": two stages); the image holds the same environment either way.
     """
     if lock.conda and not rattler[0]:
         raise ValueError("a lock with conda packages needs the rattler tool wheel (rattler_tool())")
@@ -96,7 +99,7 @@ def plan_build(spec: ImageSpec, lock: LockedEnv, *, project: Project | None = No
         "io.envctl.version": __version__,
     }
     dockerfile = render_dockerfile(spec, lock, labels=labels, base=spec.base, template=_template(project),
-                                   rattler=rattler)
+                                   rattler=rattler, builder=builder)
     return BuildPlan(
         spec=spec, lock=lock, tag=tag or default_tag(spec, lock), dockerfile=dockerfile, labels=labels,
         pip_files=[(p.url, p.sha256, p.filename) for p in lock.pip],
@@ -207,7 +210,7 @@ def find_built(engine: Engine, plan: BuildPlan) -> ImageInfo | None:
 
 
 def build_image(engine: Engine, plan: BuildPlan, *, cache: PackageCache, log_dir: Path, rebuild: bool = False,
-                platform: str | None = None, progress: Callable[[str], None] = lambda _m: None,
+                no_cache: bool = False, platform: str | None = None, progress: Callable[[str], None] = lambda _m: None,
                 on_line: Callable[[str], None] = lambda _l: None) -> BuildResult:
     start = time.monotonic()
     if not rebuild:
@@ -240,7 +243,8 @@ def build_image(engine: Engine, plan: BuildPlan, *, cache: PackageCache, log_dir
                 on_line(text)
 
             try:
-                output = engine.build(context, tag=plan.tag, labels=labels, platform=platform, on_line=line)
+                output = engine.build(context, tag=plan.tag, labels=labels, platform=platform, on_line=line,
+                                      no_cache=no_cache)
             except BuildError as exc:
                 exc.log_path = str(log_path)
                 if "no space left on device" in str(exc).lower() or any(

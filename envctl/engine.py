@@ -112,15 +112,65 @@ class Engine:
         return self.image(ref).id
 
     # -- build -------------------------------------------------------------
+    def builder(self) -> str:
+        """'buildkit' when a Docker CLI with BuildKit talks to this engine, else 'classic'.
+
+        The SDK only drives the classic builder, whose multi-stage COPY --from doubles the
+        cost of writing a GPU-sized environment; BuildKit bind-mounts the packages into one
+        RUN instead (faster, and nothing of them reaches a layer).  ENVCTL_BUILDER forces one.
+        """
+        if not hasattr(self, "_builder"):
+            self._builder, self._cli = _detect_builder()
+        return self._builder
+
     def build(self, context: Path, *, tag: str, dockerfile: str = "Dockerfile", labels: dict[str, str],
-              platform: str | None = None, network_mode: str = "none",
+              platform: str | None = None, network_mode: str = "none", no_cache: bool = False,
               on_line: Callable[[str], None] = lambda _l: None) -> BuildOutput:
-        """Classic-builder build of a context folder, streamed; BuildError with the log on failure."""
+        """Build a context folder with the engine's builder, streamed; BuildError with the log on failure."""
+        if self.builder() == "buildkit":
+            return self._build_buildkit(context, tag=tag, dockerfile=dockerfile, labels=labels, platform=platform,
+                                        network_mode=network_mode, no_cache=no_cache, on_line=on_line)
+        return self._build_classic(context, tag=tag, dockerfile=dockerfile, labels=labels, platform=platform,
+                                   network_mode=network_mode, no_cache=no_cache, on_line=on_line)
+
+    def _build_buildkit(self, context: Path, *, tag: str, dockerfile: str, labels: dict[str, str],
+                        platform: str | None, network_mode: str, no_cache: bool,
+                        on_line: Callable[[str], None]) -> BuildOutput:
+        import os
+        import subprocess
+        import tempfile
+
+        cli, env = self._cli
+        output = BuildOutput(image_id="")
+        with tempfile.TemporaryDirectory(prefix="envctl-iid-") as tmp:
+            iid = Path(tmp) / "iid"
+            cmd = [*cli, "--progress", "plain", "-f", str(context / dockerfile), "-t", tag, "--network",
+                   network_mode, "--iidfile", str(iid)]
+            cmd += [f"--label={k}={v}" for k, v in sorted(labels.items())]
+            cmd += ["--platform", platform] if platform else []
+            cmd += ["--no-cache"] if no_cache else []
+            proc = subprocess.Popen(cmd + [str(context)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                    text=True, env={**os.environ, **env})
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                output.log.append(line)
+                on_line(line)
+            code = proc.wait()
+            if code != 0:
+                errors = [ln for ln in output.log if ln.startswith("ERROR") or "error:" in ln.lower()]
+                raise BuildError(_first_line(errors[-1] if errors else f"docker build exited {code}"),
+                                 tail=output.log[-20:], step=_last_step(output.log))
+            output.image_id = iid.read_text().strip()
+        return output
+
+    def _build_classic(self, context: Path, *, tag: str, dockerfile: str, labels: dict[str, str],
+                       platform: str | None, network_mode: str, no_cache: bool,
+                       on_line: Callable[[str], None]) -> BuildOutput:
         output = BuildOutput(image_id="")
         stream = self.client.api.build(
             fileobj=_tar_context(context), custom_context=True, encoding="gzip", dockerfile=dockerfile,
             tag=tag, labels=labels, rm=True, forcerm=True, pull=False, decode=True, platform=platform,
-            network_mode=network_mode)
+            network_mode=network_mode, nocache=no_cache)
         try:
             for chunk in stream:
                 if "stream" in chunk:
@@ -232,5 +282,30 @@ def _first_line(text: str) -> str:
 
 
 def _last_step(log: list[str]) -> str | None:
-    steps = [ln for ln in log if re.match(r"^Step \d+/\d+ :", ln)]
+    """The last build step started: classic 'Step 3/9 : RUN ...' or BuildKit '#7 [2/3] RUN ...'."""
+    steps = [ln for ln in log if re.match(r"^(Step \d+/\d+ :|#\d+ \[[^\]]*\d+/\d+\])", ln)]
     return steps[-1] if steps else None
+
+
+def _detect_builder() -> tuple[str, tuple[list[str], dict[str, str]] | None]:
+    import os
+    import shutil
+    import subprocess
+
+    forced = os.environ.get("ENVCTL_BUILDER")
+    if forced == "classic":
+        return "classic", None
+    for cli in dict.fromkeys(filter(None, [shutil.which("docker"), "/usr/bin/docker"])):
+        if not Path(cli).exists():
+            continue
+        buildx = subprocess.run([cli, "buildx", "version"], capture_output=True, text=True)
+        if buildx.returncode == 0:
+            return "buildkit", ([cli, "buildx", "build", "--load"], {})
+        version = subprocess.run([cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True)
+        major = re.match(r"(\d+)", version.stdout.strip())
+        if major and int(major.group(1)) < 23:  # the legacy CLI has BuildKit built in
+            return "buildkit", ([cli, "build"], {"DOCKER_BUILDKIT": "1"})
+    if forced == "buildkit":
+        raise EngineError("ENVCTL_BUILDER=buildkit but no Docker CLI with BuildKit was found",
+                          hint="install the docker buildx plugin, or unset ENVCTL_BUILDER")
+    return "classic", None

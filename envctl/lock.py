@@ -19,6 +19,7 @@ from typing import Callable
 import yaml
 
 from envctl import condasolve, pipresolve
+from envctl.cache import default_root as default_cache_root
 from envctl.errors import LockError, StaleLockError
 from envctl.lockstate import HEADER_MARK, lock_state, read_header
 from envctl.spec import ImageSpec, defaults
@@ -95,7 +96,8 @@ def lock_image(spec: ImageSpec, *, previous: LockedEnv | None = None, upgrade: t
             progress(f"solving {len(specs)} conda specs for {platform} ({', '.join(vps)})")
             result.conda[platform] = condasolve.solve(
                 specs, channels=spec.channels, platform=platform, vps=vps,
-                constraints=conda_constraints, check_network=check_network)
+                constraints=conda_constraints, check_network=check_network,
+                cache_dir=default_cache_root() / "repodata")
         reqs = spec.pip_requirements()
         if reqs:
             index_url, extra = spec.pip_index.index_url, list(spec.pip_index.extra_index_urls)

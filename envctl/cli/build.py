@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Optional
 
 import typer
@@ -18,6 +19,7 @@ def build(
     name: str = typer.Argument(..., help="Image to build, e.g. pytorch-2.13-cpu."),
     tag: Optional[str] = typer.Option(None, "--tag", help="Tag for the image (default envctl/NAME:LOCKHASH)."),
     rebuild: bool = typer.Option(False, "--rebuild", help="Build even if an identical image exists."),
+    no_cache: bool = typer.Option(False, "--no-cache", help="With --rebuild: do not reuse the engine's layer cache."),
     push: Optional[str] = typer.Option(None, "--push", metavar="REGISTRY", help="Push to REGISTRY after building."),
     platform: str = typer.Option("linux/amd64", "--platform", help="Target platform (linux/amd64)."),
     dry_run: bool = typer.Option(False, "--dry-run", help="Print the rendered Dockerfile and stop."),
@@ -42,8 +44,9 @@ def build(
     cache = PackageCache()
     rattler = rattler_tool(cache) if lock.conda else ("", "")
     if dry_run:
-        plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root), rattler=rattler)
-        console.out.print(plan.dockerfile, end="")
+        plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root), rattler=rattler,
+                          builder=os.environ.get("ENVCTL_BUILDER", "buildkit"))
+        console.out.file.write(plan.dockerfile)  # raw: a Dockerfile must not be re-wrapped
         return
 
     from envctl.engine import Engine
@@ -53,9 +56,10 @@ def build(
     engine = Engine.connect()
     base = engine.image(spec.base)
     plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root),
-                      base_id=base.id if base else "", rattler=rattler)
+                      base_id=base.id if base else "", rattler=rattler, builder=engine.builder())
     try:
-        result = _run_build(engine, plan, cache, rebuild=rebuild, platform=platform, quiet=json_out)
+        result = _run_build(engine, plan, cache, rebuild=rebuild, no_cache=no_cache, platform=platform,
+                            quiet=json_out)
     except BuildError as exc:
         Records().add_run(kind="build", image=spec.name, ok=False, spec_hash=spec.content_hash(),
                           lock_hash=lock.lock_hash, summary=str(exc))
@@ -80,15 +84,15 @@ def build(
                    f"{result.seconds:.1f}s)" + (f"; log: {result.log_path}" if result.log_path else ""))
 
 
-def _run_build(engine, plan, cache, *, rebuild: bool, platform: str, quiet: bool):
+def _run_build(engine, plan, cache, *, rebuild: bool, no_cache: bool, platform: str, quiet: bool):
     from envctl.build import build_image
     from envctl.cache import default_root
 
     log_dir = default_root() / "logs"
     if quiet or not console.err.is_terminal:
         echo = (lambda _m: None) if quiet else (lambda m: console.status("  " + m))
-        return build_image(engine, plan, cache=cache, log_dir=log_dir, rebuild=rebuild, platform=platform,
-                           progress=echo, on_line=lambda l: echo(l) if l.startswith("Step ") else None)
+        return build_image(engine, plan, cache=cache, log_dir=log_dir, rebuild=rebuild, no_cache=no_cache,
+                           platform=platform, progress=echo, on_line=lambda l: echo(l) if _is_step(l) else None)
     from rich.live import Live
     from rich.text import Text
 
@@ -106,14 +110,21 @@ def _run_build(engine, plan, cache, *, rebuild: bool, platform: str, quiet: bool
             live.update(view())
 
         def on_line(line: str) -> None:
-            if line.startswith("Step "):
+            if _is_step(line):
                 state["step"], state["line"] = line, ""
             elif line.strip():
                 state["line"] = line.strip()
             live.update(view())
 
-        return build_image(engine, plan, cache=cache, log_dir=log_dir, rebuild=rebuild, platform=platform,
-                           progress=progress, on_line=on_line)
+        return build_image(engine, plan, cache=cache, log_dir=log_dir, rebuild=rebuild, no_cache=no_cache,
+                           platform=platform, progress=progress, on_line=on_line)
+
+
+def _is_step(line: str) -> bool:
+    """A classic 'Step 3/9 : ...' line, or a BuildKit '#7 [2/3] RUN ...' step start."""
+    import re
+
+    return bool(re.match(r"^(Step \d+/\d+ :|#\d+ \[[^\]]*\d+/\d+\] )", line))
 
 
 def images(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:

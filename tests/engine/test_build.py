@@ -7,6 +7,7 @@ import shutil
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from envctl.catalog import Project
@@ -70,7 +71,8 @@ def test_tampered_cache_file_stops_the_build_naming_it(cpu_image, engine_env, pa
         cached.write_bytes(original)
 
 
-def test_conda_path_installs_exactly_the_locked_conda_packages(tmp_path, engine_env, docker_client):
+@pytest.mark.parametrize("builder", ["buildkit", "classic"])
+def test_conda_path_installs_exactly_the_locked_conda_packages(builder, tmp_path, engine_env, docker_client):
     channel = build_channel(tmp_path / "fixture")
     root = tmp_path / "project"
     (root / "images").mkdir(parents=True)
@@ -79,7 +81,8 @@ def test_conda_path_installs_exactly_the_locked_conda_packages(tmp_path, engine_
             "torch_source": "base", "python_source": "base", "channels": [str(channel)],
             "conda": ["footools", "pyshim"]}
     (root / "images" / "fixture-conda.yaml").write_text(yaml.safe_dump(spec))
-    env = {**engine_env, "ENVCTL_PROJECT": str(root)}
+    # Both builders: BuildKit (one stage, bind mounts) and the SDK's classic one (two stages).
+    env = {**engine_env, "ENVCTL_PROJECT": str(root), "ENVCTL_BUILDER": builder}
     locked = run_envctl("lock", "fixture-conda", env=env)
     assert locked.returncode == 0, locked.stderr
     built = run_envctl("build", "fixture-conda", "--json", env=env)

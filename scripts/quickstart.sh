@@ -17,6 +17,4 @@ bash scripts/engine-up.sh
 envctl base
 envctl lock --check "$IMAGE"
 envctl build "$IMAGE"
-if envctl --help | grep -q ' verify '; then
-  envctl verify "$IMAGE"
-fi
+envctl verify "$IMAGE"

@@ -8,7 +8,6 @@ beside each artifact.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -17,6 +16,7 @@ import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from envctl.cache import sha256_of
 from envctl.errors import ArtifactError
 from envctl.records import Records
 
@@ -96,14 +96,6 @@ def _damaged_archive(path: Path) -> ArchiveInfo | None:
     return None
 
 
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def default_root() -> Path:
     env = os.environ.get("ENVCTL_ARTIFACTS")
     if env:
@@ -127,7 +119,7 @@ class Registry:
         if not path.is_file():
             raise ArtifactError(f"{path} does not exist")
         info = inspect_archive(path)
-        sha = sha256_file(path)
+        sha = sha256_of(path)
         existing = self.get(sha)
         if existing:
             return existing, False

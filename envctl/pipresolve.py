@@ -132,16 +132,12 @@ def _packages(report: dict) -> list[PipPackage]:
 
 
 def _sha256_of_local(url: str) -> str:
-    import hashlib
+    from envctl.cache import sha256_of
 
     parsed = urlparse(url)
     if parsed.scheme != "file":
         raise LockError(f"pip gave no sha256 for {url}", hint="use an index that publishes hashes")
-    digest = hashlib.sha256()
-    with open(unquote(parsed.path), "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return sha256_of(Path(unquote(parsed.path)))
 
 
 def _explain_failure(stderr: str, requirements: list[str], python: str, platform: str) -> str:

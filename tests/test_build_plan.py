@@ -14,11 +14,22 @@ from envctl.lock import load_lock, require_current_lock
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_plan_renders_a_hermetic_two_stage_dockerfile():
+def test_buildkit_plan_bind_mounts_the_packages_into_one_offline_run():
     project = Project(REPO)
     spec = project.resolve("pytorch-2.13-cpu")
     lock = load_lock(project.lock_path(spec.name))
-    plan = plan_build(spec, lock, project=project)
+    text = plan_build(spec, lock, project=project, builder="buildkit").dockerfile
+    assert text.count("FROM envctl/debian:bookworm") == 1
+    assert "RUN --mount=type=bind,source=wheels,target=/tmp/envctl/wheels" in text
+    assert "--no-index" in text and "--require-hashes" in text
+    assert "COPY" not in text  # no layer ever holds a package file
+
+
+def test_classic_plan_renders_a_hermetic_two_stage_dockerfile():
+    project = Project(REPO)
+    spec = project.resolve("pytorch-2.13-cpu")
+    lock = load_lock(project.lock_path(spec.name))
+    plan = plan_build(spec, lock, project=project, builder="classic")
     text = plan.dockerfile
     assert text.count("FROM envctl/debian:bookworm") == 2
     assert "--no-index" in text and "--require-hashes" in text

@@ -24,6 +24,22 @@ def run_envctl(*args: str, env: dict | None = None, cwd: Path | None = None,
                           env={**os.environ, "NO_COLOR": "1", **(env or {})}, cwd=cwd, timeout=timeout)
 
 
+def project_with_base(root: Path, base: str) -> Path:
+    """A copy of the repo's images/ and locks/ whose pytorch-2.13-cpu builds on ``base``
+    (the lock stays current: the base is not a lock input)."""
+    import shutil
+
+    import yaml
+
+    shutil.copytree(REPO / "images", root / "images")
+    shutil.copytree(REPO / "locks", root / "locks")
+    path = root / "images" / "pytorch-2.13-cpu.yaml"
+    data = yaml.safe_load(path.read_text())
+    data["base"] = base
+    path.write_text(yaml.safe_dump(data))
+    return root
+
+
 @pytest.fixture(scope="session")
 def package_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("envctl-cache")

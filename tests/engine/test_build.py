@@ -13,7 +13,7 @@ import yaml
 from envctl.catalog import Project
 from envctl.lock import load_lock
 
-from .conftest import REPO, run_envctl
+from .conftest import REPO, project_with_base, run_envctl
 
 try:
     from tests.fixtures.conda_channel import build_channel
@@ -103,13 +103,7 @@ def test_conda_path_installs_exactly_the_locked_conda_packages(builder, tmp_path
 
 
 def test_missing_base_names_it_and_the_command(tmp_path, engine_env):
-    root = tmp_path / "project"
-    shutil.copytree(REPO / "images", root / "images")
-    shutil.copytree(REPO / "locks", root / "locks")
-    path = root / "images" / "pytorch-2.13-cpu.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["base"] = "envctl/debian:does-not-exist"
-    path.write_text(yaml.safe_dump(data))
+    root = project_with_base(tmp_path / "project", "envctl/debian:does-not-exist")
     result = run_envctl("build", "pytorch-2.13-cpu", "--rebuild", env={**engine_env, "ENVCTL_PROJECT": str(root)})
     assert result.returncode == 1
     assert "base image envctl/debian:does-not-exist not found" in result.stderr

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
 from envctl.catalog import Project
 from envctl.engine import Engine
 from envctl.lock import load_lock
 from envctl.probe import probe_config, run_in_image
 
-from .conftest import REPO, run_envctl
+from .conftest import REPO, project_with_base, run_envctl
 
 
 def test_verify_cpu_image_passes_and_is_recorded(cpu_image, engine_env):
@@ -37,13 +35,7 @@ def test_verify_cpu_image_passes_and_is_recorded(cpu_image, engine_env):
 @pytest.fixture(scope="module")
 def nocc_project(tmp_path_factory, engine_env):
     """pytorch-2.13-cpu on the base without g++ (envctl base --no-toolchain)."""
-    root = tmp_path_factory.mktemp("nocc")
-    shutil.copytree(REPO / "images", root / "images")
-    shutil.copytree(REPO / "locks", root / "locks")
-    path = root / "images" / "pytorch-2.13-cpu.yaml"
-    data = yaml.safe_load(path.read_text())
-    data["base"] = "envctl/debian:bookworm-minimal"
-    path.write_text(yaml.safe_dump(data))
+    root = project_with_base(tmp_path_factory.mktemp("nocc"), "envctl/debian:bookworm-minimal")
     env = {**engine_env, "ENVCTL_PROJECT": str(root)}
     built = run_envctl("build", "pytorch-2.13-cpu", "--json", env=env)
     assert built.returncode == 0, built.stderr[-3000:]

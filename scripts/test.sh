@@ -16,6 +16,11 @@ say "installing envctl with its test extras and torch 2.13.0 (CPU) into $VENV"
 
 say "bringing up the Docker engine"
 bash scripts/engine-up.sh
+if ! command -v docker-registry >/dev/null 2>&1; then
+  say "installing Debian's docker-registry (a local registry for the --push test)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry </dev/null >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq docker-registry </dev/null >/dev/null; }
+fi
 say "making the local base image (kept when it exists)"
 "$VENV/bin/envctl" base
 "$VENV/bin/envctl" base --tag envctl/debian:bookworm-minimal --no-toolchain

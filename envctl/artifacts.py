@@ -116,8 +116,9 @@ class Registry:
     def add(self, path: Path, *, name: str | None = None, inputs: Path | None = None,
             outputs: Path | None = None, saved_with: str | None = None) -> tuple[Artifact, bool]:
         """Register ``path``; (artifact, added). The same content twice is a no-op."""
-        if not path.is_file():
-            raise ArtifactError(f"{path} does not exist")
+        for what, given in (("artifact", path), ("--inputs", inputs), ("--outputs", outputs)):
+            if given is not None and not given.is_file():
+                raise ArtifactError(f"{what} {given} does not exist")
         info = inspect_archive(path)
         sha = sha256_of(path)
         existing = self.get(sha)
@@ -132,16 +133,19 @@ class Registry:
         shutil.rmtree(tmp, ignore_errors=True)
         tmp.mkdir(parents=True)
         suffix = ".pt2" if info.kind == "export" else ".pt"
-        shutil.copyfile(path, tmp / f"artifact{suffix}")
         meta = asdict(info) | {"file": f"artifact{suffix}", "source": str(path), "saved_with": saved_with,
                                "inputs": None, "outputs": None}
-        if inputs is not None:
-            shutil.copyfile(inputs, tmp / "inputs.pt")
-            meta["inputs"] = "inputs.pt"
-        if outputs is not None:
-            shutil.copyfile(outputs, tmp / "outputs.pt")
-            meta["outputs"] = "outputs.pt"
-        os.replace(tmp, folder)
+        try:
+            shutil.copyfile(path, tmp / f"artifact{suffix}")
+            if inputs is not None:
+                shutil.copyfile(inputs, tmp / "inputs.pt")
+                meta["inputs"] = "inputs.pt"
+            if outputs is not None:
+                shutil.copyfile(outputs, tmp / "outputs.pt")
+                meta["outputs"] = "outputs.pt"
+            os.replace(tmp, folder)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
         self.records.write("INSERT INTO artifacts (sha256, name, kind, size, info, added) VALUES (?,?,?,?,?,?)",
                            (sha, name, info.kind, path.stat().st_size, json.dumps(meta, sort_keys=True), time.time()))
         return self.get(sha), True

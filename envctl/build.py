@@ -39,7 +39,7 @@ class BuildPlan:
     labels: dict[str, str]
     pip_files: list[tuple[str, str, str]]  # (url, sha256, filename)
     conda_files: list[tuple[str, str, str, str]]  # (url, sha256, md5, filename)
-    tool_files: list[tuple[str, str, str]] = field(default_factory=list)
+    rattler: tuple[str, str, str] = ("", "", "")
 
 
 def default_tag(spec: ImageSpec, lock: LockedEnv) -> str:
@@ -58,12 +58,18 @@ def _template(project: Project | None, name: str = "Dockerfile.j2") -> str:
     raise FileNotFoundError(f"template {name} not found in {', '.join(map(str, candidates))}")
 
 
+def dockerquote(value: str) -> str:
+    """A double-quoted Dockerfile word: backslash, quote and $ escaped (no variable expansion)."""
+    return '"' + str(value).replace("\\", "\\\\").replace('"', '\\"').replace("$", "\\$") + '"'
+
+
 def render_dockerfile(spec: ImageSpec, lock: LockedEnv, *, labels: dict[str, str], base: str,
-                      template: str, rattler: tuple[str, str] = ("", ""), builder: str = "buildkit") -> str:
+                      template: str, rattler: tuple[str, ...] = ("", "", ""), builder: str = "buildkit") -> str:
     import jinja2
 
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True,
                              keep_trailing_newline=True)
+    env.filters["dockerquote"] = dockerquote
     pip_wheel = next((p.filename for p in lock.pip if p.name == "pip"), None)
     return env.from_string(template).render(
         spec=spec, base=base, prefix=spec.env_prefix, conda=bool(lock.conda), pip=bool(lock.pip),
@@ -72,11 +78,11 @@ def render_dockerfile(spec: ImageSpec, lock: LockedEnv, *, labels: dict[str, str
 
 
 def plan_build(spec: ImageSpec, lock: LockedEnv, *, project: Project | None = None, tag: str | None = None,
-               base_id: str = "", source: str = "", rattler: tuple[str, str] = ("", ""),
+               base_id: str = "", source: str = "", rattler: tuple[str, str, str] = ("", "", ""),
                builder: str = "buildkit") -> BuildPlan:
     """Everything the build will do, decided without an engine.
 
-    ``rattler`` is the (wheel filename, sha256) of the py-rattler the builder stage installs
+    ``rattler`` is the (wheel filename, sha256, url) of the py-rattler the builder stage installs
     conda packages with; see ``rattler_tool``.  Needed only when the lock has conda packages.
     ``builder`` is the engine's builder ("buildkit": one stage with bind-mounted packages;
     "classic": two stages); the image holds the same environment either way.
@@ -103,7 +109,7 @@ def plan_build(spec: ImageSpec, lock: LockedEnv, *, project: Project | None = No
     return BuildPlan(
         spec=spec, lock=lock, tag=tag or default_tag(spec, lock), dockerfile=dockerfile, labels=labels,
         pip_files=[(p.url, p.sha256, p.filename) for p in lock.pip],
-        conda_files=[(p.url, p.sha256, p.md5, p.filename) for p in lock.conda])
+        conda_files=[(p.url, p.sha256, p.md5, p.filename) for p in lock.conda], rattler=rattler)
 
 
 def requirements_txt(lock: LockedEnv) -> str:
@@ -134,7 +140,8 @@ def assemble_context(plan: BuildPlan, cache: PackageCache, context: Path, *,
             [{"filename": f, "sha256": s, "md5": m, "url": u} for u, s, m, f in plan.conda_files], indent=1))
         tools = context / "tools"
         tools.mkdir()
-        wheel = _rattler_wheel(cache)
+        filename, sha, url = plan.rattler
+        wheel = cache.get(url=url, sha256=sha, filename=filename)
         total += _link(wheel, tools / wheel.name)
         for script in ("install_conda.py", "unpack_wheel.py"):
             shutil.copyfile(Path(__file__).parent / "builder" / script, tools / script)
@@ -149,39 +156,42 @@ def _link(src: Path, dest: Path) -> int:
     return src.stat().st_size
 
 
-def rattler_tool(cache: PackageCache) -> tuple[str, str]:
-    """(wheel filename, sha256) of the py-rattler the builder stage uses: the host's version."""
-    wheel = _rattler_wheel(cache)
-    return wheel.name, wheel.parent.name
+RATTLER_PLATFORM = {"linux-64": "manylinux2014_x86_64", "linux-aarch64": "manylinux2014_aarch64"}
 
 
-def _rattler_wheel(cache: PackageCache) -> Path:
-    """The py-rattler wheel the builder stage installs conda packages with (the host's version)."""
-    import subprocess
-    import sys
-    import tempfile
+def rattler_tool(cache: PackageCache, platform: str = "linux-64") -> tuple[str, str, str]:
+    """(wheel filename, sha256, url) of the py-rattler the builder stage installs conda packages with.
+
+    The host's py-rattler version, for the image's platform; its sha256 is the one PyPI
+    publishes for that file, and the cached copy is checked against it on every use.
+    """
+    import json
+    import urllib.request
     from importlib.metadata import version
 
-    from envctl.cache import sha256_of
+    from envctl.netcheck import ssl_context
 
-    wanted = version("py-rattler")
-    found = sorted((cache.root / "tools").glob(f"py_rattler-{wanted}-*.whl"))
-    if not found:
-        with tempfile.TemporaryDirectory() as tmp:
-            proc = subprocess.run(
-                [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
-                 "--python-version", "3.10", "--platform", "manylinux2014_x86_64", "--implementation", "cp",
-                 "-d", tmp, f"py-rattler=={wanted}"], capture_output=True, text=True)
-            if proc.returncode != 0:
-                raise BuildError(f"cannot fetch py-rattler {wanted} for the builder stage: "
-                                 f"{proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else ''}")
-            (cache.root / "tools").mkdir(parents=True, exist_ok=True)
-            src = next(Path(tmp).glob("*.whl"))
-            shutil.copyfile(src, cache.root / "tools" / src.name)
-        found = sorted((cache.root / "tools").glob(f"py_rattler-{wanted}-*.whl"))
-    wheel = found[0]
-    sha = sha256_of(wheel)
-    return cache.get(url=wheel.as_uri(), sha256=sha, filename=wheel.name)
+    wanted, tag = version("py-rattler"), RATTLER_PLATFORM[platform]
+    pinned = cache.root / "tools" / f"py-rattler-{wanted}-{tag}.json"
+    if not pinned.exists():
+        url = f"https://pypi.org/pypi/py-rattler/{wanted}/json"
+        try:
+            with urllib.request.urlopen(url, timeout=30, context=ssl_context()) as resp:
+                files = json.load(resp)["urls"]
+        except OSError as exc:
+            raise BuildError(f"cannot read {url} to pin the builder's py-rattler wheel: {exc}",
+                             hint="conda packages are installed with py-rattler in the build; "
+                                  "this needs PyPI once per version") from None
+        match = next((f for f in files if f["filename"].endswith(".whl") and tag.split("_", 1)[1] in f["filename"]
+                      and "abi3" in f["filename"]), None)
+        if match is None:
+            raise BuildError(f"PyPI has no py-rattler {wanted} wheel for {platform}")
+        pinned.parent.mkdir(parents=True, exist_ok=True)
+        pinned.write_text(json.dumps({"filename": match["filename"], "url": match["url"],
+                                      "sha256": match["digests"]["sha256"]}))
+    meta = json.loads(pinned.read_text())
+    wheel = cache.get(url=meta["url"], sha256=meta["sha256"], filename=meta["filename"])
+    return wheel.name, meta["sha256"], meta["url"]
 
 
 @dataclass
@@ -199,12 +209,12 @@ class BuildResult:
                 "log": str(self.log_path) if self.log_path else None}
 
 
-def find_built(engine: Engine, plan: BuildPlan) -> ImageInfo | None:
-    """An existing image built from the same spec and lock (the newest, if several)."""
-    candidates = sorted(engine.images(f"{LABEL_SPEC}={plan.spec.name}"), key=lambda i: i.created, reverse=True)
+def find_built(engine: Engine, spec: ImageSpec, lock: LockedEnv) -> ImageInfo | None:
+    """An existing image built from this spec and lock (the newest, if several)."""
+    candidates = sorted(engine.images(f"{LABEL_SPEC}={spec.name}"), key=lambda i: i.created, reverse=True)
     for img in candidates:
-        if (img.labels.get(LABEL_SPEC_HASH) == plan.labels[LABEL_SPEC_HASH]
-                and img.labels.get(LABEL_LOCK_HASH) == plan.labels[LABEL_LOCK_HASH]):
+        if (img.labels.get(LABEL_SPEC_HASH) == spec.content_hash()
+                and img.labels.get(LABEL_LOCK_HASH) == lock.lock_hash):
             return img
     return None
 
@@ -214,7 +224,7 @@ def build_image(engine: Engine, plan: BuildPlan, *, cache: PackageCache, log_dir
                 on_line: Callable[[str], None] = lambda _l: None) -> BuildResult:
     start = time.monotonic()
     if not rebuild:
-        existing = find_built(engine, plan)
+        existing = find_built(engine, plan.spec, plan.lock)
         if existing:
             if plan.tag not in existing.tags:
                 engine.tag(existing.id, plan.tag)

@@ -46,6 +46,11 @@ class Project:
 
     def resolve(self, name: str) -> ImageSpec:
         """The spec for ``name``; a clear error for an impossible or unknown name."""
+        from envctl.spec import NAME_RE
+
+        if not NAME_RE.match(name):
+            raise UnknownImageError(f"{name!r} is not an image name (lowercase letters, digits, '.', '_', '-')",
+                                    hint="envctl catalog lists the images")
         path = self.spec_path(name)
         if path.is_file():
             return load_spec(path)

@@ -47,20 +47,22 @@ class Outcome:
 
 
 def python_target(path: str) -> Target:
+    import os
+
     resolved = Path(path).expanduser()
-    if not resolved.exists():
-        raise EnvctlError(f"no interpreter at {path}", hint="give the path of a python executable")
+    if not resolved.is_file() or not os.access(resolved, os.X_OK):
+        raise EnvctlError(f"no interpreter at {path} (not an executable file)",
+                          hint="give the path of a python executable, e.g. ~/envs/x/bin/python")
     return Target(label=f"python:{resolved}", kind="python", ref=str(resolved))
 
 
 def image_target(project, engine, name: str) -> Target:
-    from envctl.build import find_built, plan_build
+    from envctl.build import find_built
     from envctl.lock import require_current_lock
 
     spec = project.resolve(name)
     lock = require_current_lock(spec, project.lock_path(spec.name))
-    plan = plan_build(spec, lock, project=project, rattler=("x", "x") if lock.conda else ("", ""))
-    image = find_built(engine, plan)
+    image = find_built(engine, spec, lock)
     if image is None:
         raise EnvctlError(f"no image of {spec.name} built from the current spec and lock",
                           hint=f"run: envctl build {spec.name}")
@@ -100,8 +102,13 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
                 raise ProbeError(f"compat run in {target.label} ran past {overall:.0f}s")
         else:
             manifest.write_text(json.dumps(_manifest(registry, artifacts, str(registry.root))))
-            proc = subprocess.run([target.ref, str(RUNNER), "--manifest", str(manifest), "--timeout", str(timeout)],
-                                  capture_output=True, text=True, timeout=overall)
+            try:
+                proc = subprocess.run([target.ref, str(RUNNER), "--manifest", str(manifest), "--timeout",
+                                       str(timeout)], capture_output=True, text=True, timeout=overall)
+            except subprocess.TimeoutExpired:
+                raise ProbeError(f"compat run with {target.label} ran past {overall:.0f}s") from None
+            except OSError as exc:
+                raise ProbeError(f"cannot run {target.ref}: {exc.strerror}") from None
             stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
     doc = _parse(stdout, stderr, code, target.label)
     by_id = {r["id"]: r for r in doc["results"]}

@@ -28,7 +28,7 @@ err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True, width=
 
 STATUS_STYLES = {
     "pass": "green", "ok": "green", "locked": "green", "current": "green", "stable": "green",
-    "fail": "red", "error": "red", "stale": "yellow", "warn": "yellow", "experimental": "yellow",
+    "fail": "red", "error": "red", "stale": "yellow", "edited": "red", "warn": "yellow", "experimental": "yellow",
     "skip": "dim", "not locked": "dim", "-": "dim",
 }
 

@@ -47,7 +47,7 @@ def describe(project: Project, name: str) -> dict[str, Any]:
     pi = spec.pip_index
     index_text = pi.index_url + "".join(f" + {u}" for u in pi.extra_index_urls)
     if spec.torch_source == "pytorch-index":
-        index_text = f"{spec_torch_index(spec)} (torch) + " + index_text
+        index_text = f"{spec.torch_index_url} (torch) + " + index_text
     if pi.find_links:
         index_text += " + find-links " + ", ".join(pi.find_links)
     return {
@@ -65,9 +65,3 @@ def describe(project: Project, name: str) -> dict[str, Any]:
             "torchaudio": rel.torchaudio, "refreshed": m.refreshed,
         },
     }
-
-
-def spec_torch_index(spec) -> str:
-    from envctl.spec import defaults
-
-    return defaults()["torch_index"].format(variant=spec.cuda)

@@ -7,6 +7,7 @@ host's facts (nvidia-smi, the engine, disk, virtual packages) is separate.
 
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass, field
@@ -120,7 +121,7 @@ def gather(*, engine_timeout: int = 5) -> HostFacts:
         from envctl.engine import Engine
 
         engine = Engine.connect(timeout=engine_timeout)
-        info = engine.client.info()
+        info = engine.info()
         facts.engine_version = str(info.get("ServerVersion") or engine.version())
         facts.nvidia_runtime = "nvidia" in (info.get("Runtimes") or {})
         facts.disk_path = info.get("DockerRootDir") or "/var/lib/docker"
@@ -148,7 +149,13 @@ def _nvidia_smi() -> tuple[list[Gpu], str | None]:
         return [], (proc.stdout + proc.stderr).strip().splitlines()[0] if (proc.stdout + proc.stderr).strip() else "nvidia-smi failed"
     gpus = []
     for line in proc.stdout.strip().splitlines():
-        idx, name, cap, driver = (part.strip() for part in line.split(","))
+        parts = [part.strip() for part in line.split(",")]
+        if len(parts) < 4 or not parts[0].isdigit():
+            continue
+        idx, cap, driver = parts[0], parts[-2], parts[-1]
+        name = ", ".join(parts[1:-2])  # a GPU name may itself hold a comma
+        if not re.match(r"^\d+\.\d+$", cap):
+            return gpus, f"nvidia-smi reports no compute capability for GPU {idx} ({cap})"
         gpus.append(Gpu(int(idx), name, cap, driver))
     return gpus, None
 

@@ -7,7 +7,6 @@ envctl needs (GPUs through device requests, no network, read-only mounts).
 
 from __future__ import annotations
 
-import io
 import json
 import re
 import tarfile
@@ -84,12 +83,16 @@ class Engine:
             raise EngineError(f"cannot inspect image {ref}: {_short(exc)}", hint=START_HINT) from None
         return _info(img)
 
+    def info(self) -> dict:
+        return self._call("read the engine's info", self.client.info)
+
     def images(self, label: str) -> list[ImageInfo]:
-        return [_info(img) for img in self.client.images.list(filters={"label": label})]
+        found = self._call("list images", self.client.images.list, filters={"label": label})
+        return [_info(img) for img in found]
 
     def tag(self, image_id: str, ref: str) -> None:
-        repo, _, tag = ref.rpartition(":") if ":" in ref.split("/")[-1] else (ref, "", "latest")
-        self.client.images.get(image_id).tag(repo, tag or "latest")
+        repo, tag = split_ref(ref)
+        self._call(f"tag {ref}", lambda: self.client.images.get(image_id).tag(repo, tag))
 
     def remove_image(self, ref: str) -> None:
         from docker.errors import ImageNotFound
@@ -98,9 +101,19 @@ class Engine:
             self.client.images.remove(ref, force=True)
         except ImageNotFound:
             pass
+        except Exception as exc:  # noqa: BLE001 - engine errors become envctl errors
+            raise EngineError(f"cannot remove image {ref}: {_short(exc)}") from None
+
+    def _call(self, what: str, fn, *args, **kwargs):
+        """One SDK call, its errors turned into EngineError naming what was being done."""
+        try:
+            return fn(*args, **kwargs)
+        except Exception as exc:  # noqa: BLE001 - docker and requests errors alike
+            raise EngineError(f"cannot {what}: {_short(exc)}", hint=START_HINT
+                              if "connection" in str(exc).lower() else None) from None
 
     def import_rootfs(self, tar_path: Path, ref: str, *, changes: list[str]) -> str:
-        repo, _, tag = ref.rpartition(":")
+        repo, tag = split_ref(ref)
         try:
             out = self.client.api.import_image_from_file(str(tar_path), repository=repo, tag=tag, changes=changes)
         except Exception as exc:
@@ -109,7 +122,10 @@ class Engine:
         status = json.loads(out.strip().splitlines()[-1]) if isinstance(out, str) else {}
         if "error" in status:
             raise EngineError(f"docker import of {ref} failed: {status['error']}")
-        return self.image(ref).id
+        info = self.image(ref)
+        if info is None:
+            raise EngineError(f"docker import of {ref} gave no image", hint="check the engine log")
+        return info.id
 
     # -- build -------------------------------------------------------------
     def builder(self) -> str:
@@ -120,7 +136,7 @@ class Engine:
         RUN instead (faster, and nothing of them reaches a layer).  ENVCTL_BUILDER forces one.
         """
         if not hasattr(self, "_builder"):
-            self._builder, self._cli = _detect_builder()
+            self._builder, self._cli = detect_builder()
         return self._builder
 
     def build(self, context: Path, *, tag: str, dockerfile: str = "Dockerfile", labels: dict[str, str],
@@ -149,13 +165,17 @@ class Engine:
             cmd += [f"--label={k}={v}" for k, v in sorted(labels.items())]
             cmd += ["--platform", platform] if platform else []
             cmd += ["--no-cache"] if no_cache else []
-            proc = subprocess.Popen(cmd + [str(context)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                    text=True, env={**os.environ, **env})
-            for raw in proc.stdout:
-                line = raw.rstrip("\n")
-                output.log.append(line)
-                on_line(line)
-            code = proc.wait()
+            with subprocess.Popen(cmd + [str(context)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                  text=True, env={**os.environ, **env}) as proc:
+                try:
+                    for raw in proc.stdout:
+                        line = raw.rstrip("\n")
+                        output.log.append(line)
+                        on_line(line)
+                except BaseException:  # Ctrl-C or a failing callback: leave no build running
+                    proc.kill()
+                    raise
+                code = proc.wait()
             if code != 0:
                 errors = [ln for ln in output.log if ln.startswith("ERROR") or "error:" in ln.lower()]
                 raise BuildError(_first_line(errors[-1] if errors else f"docker build exited {code}"),
@@ -168,7 +188,7 @@ class Engine:
                        on_line: Callable[[str], None]) -> BuildOutput:
         output = BuildOutput(image_id="")
         stream = self.client.api.build(
-            fileobj=_tar_context(context), custom_context=True, encoding="gzip", dockerfile=dockerfile,
+            fileobj=_tar_context(context), custom_context=True, dockerfile=dockerfile,
             tag=tag, labels=labels, rm=True, forcerm=True, pull=False, decode=True, platform=platform,
             network_mode=network_mode, nocache=no_cache)
         try:
@@ -196,13 +216,18 @@ class Engine:
         return output
 
     def push(self, ref: str, on_line: Callable[[str], None] = lambda _l: None) -> None:
-        repo, _, tag = ref.rpartition(":")
-        for chunk in self.client.api.push(repo, tag=tag, stream=True, decode=True):
-            if "error" in chunk:
-                raise EngineError(f"push of {ref} failed: {chunk['error']}",
-                                  hint="check the registry address and that you are logged in")
-            if "status" in chunk:
-                on_line(f"{chunk.get('id', '')} {chunk['status']}".strip())
+        repo, tag = split_ref(ref)
+        hint = "check the registry address and that you are logged in (docker login)"
+        try:
+            for chunk in self.client.api.push(repo, tag=tag, stream=True, decode=True):
+                if "error" in chunk:
+                    raise EngineError(f"push of {ref} failed: {chunk['error']}", hint=hint)
+                if "status" in chunk:
+                    on_line(f"{chunk.get('id', '')} {chunk['status']}".strip())
+        except EngineError:
+            raise
+        except Exception as exc:  # noqa: BLE001
+            raise EngineError(f"push of {ref} failed: {_short(exc)}", hint=hint) from None
 
     # -- run ---------------------------------------------------------------
     def run(self, image: str, command: list[str], *, mounts: Iterable[tuple[str, str, bool]] = (),
@@ -253,11 +278,22 @@ def _info(img) -> ImageInfo:
                      size=int(attrs.get("Size", 0)), created=str(attrs.get("Created", "")))
 
 
-def _tar_context(context: Path) -> io.BytesIO:
-    """The build context as a tar, members in sorted order with uid/gid/mtime reset so the
-    layer cache stays stable between runs."""
-    buf = io.BytesIO()
-    with tarfile.open(fileobj=buf, mode="w:gz", compresslevel=1) as tar:
+def split_ref(ref: str) -> tuple[str, str]:
+    """'host:5000/repo:tag' -> ('host:5000/repo', 'tag'); no tag means 'latest'."""
+    from docker.utils import parse_repository_tag
+
+    repo, tag = parse_repository_tag(ref)
+    return repo, tag or "latest"
+
+
+def _tar_context(context: Path):
+    """The build context as an uncompressed tar on disk (wheels are compressed already, and a
+    GPU context is GBs: not for memory), members in sorted order with uid/gid/mtime reset so
+    the layer cache stays stable between runs."""
+    import tempfile
+
+    buf = tempfile.TemporaryFile()
+    with tarfile.open(fileobj=buf, mode="w") as tar:
         for path in sorted(context.rglob("*")):
             info = tar.gettarinfo(str(path), arcname=str(path.relative_to(context)))
             info.uid = info.gid = 0
@@ -287,7 +323,7 @@ def _last_step(log: list[str]) -> str | None:
     return steps[-1] if steps else None
 
 
-def _detect_builder() -> tuple[str, tuple[list[str], dict[str, str]] | None]:
+def detect_builder() -> tuple[str, tuple[list[str], dict[str, str]] | None]:
     import os
     import shutil
     import subprocess

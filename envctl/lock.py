@@ -9,7 +9,6 @@ micromamba consume it too.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from dataclasses import dataclass, field
@@ -20,8 +19,8 @@ import yaml
 
 from envctl import condasolve, pipresolve
 from envctl.cache import default_root as default_cache_root
-from envctl.errors import LockError, StaleLockError
-from envctl.lockstate import HEADER_MARK, lock_state, read_header
+from envctl.errors import EnvctlError, LockError, StaleLockError
+from envctl.lockstate import HEADER_MARK, body_hash, lock_state, read_header
 from envctl.spec import ImageSpec, defaults
 
 Progress = Callable[[str], None]
@@ -74,23 +73,31 @@ def target(platform: str) -> dict[str, str]:
     return {"glibc": t["glibc"], "linux": t["linux"], "archspec": t["archspec"][platform]}
 
 
-def torch_index(spec: ImageSpec) -> str:
-    return defaults()["torch_index"].format(variant=spec.cuda)
 
 
-def lock_image(spec: ImageSpec, *, previous: LockedEnv | None = None, upgrade: tuple[str, ...] = (),
+def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None, upgrade: tuple[str, ...] = (),
                progress: Progress = lambda _msg: None, check_network: bool = True) -> LockResult:
-    """Solve the spec for every platform it names; keeps ``previous`` pins except ``upgrade``."""
+    """Solve the spec for every platform it names.
+
+    ``previous`` (the current lock, per platform) keeps every pin except the packages named
+    in ``upgrade``, which are re-resolved.
+    """
     result = LockResult(spec=spec, text="", lock_hash="")
     wanted = {pipresolve.normalize(u) for u in upgrade}
+    if upgrade and previous is not None:
+        known = {p.name for env in previous.values() for p in (*env.conda, *env.pip)}
+        missing = sorted(wanted - known)
+        if missing:
+            raise LockError(f"cannot upgrade {', '.join(missing)}: not in the lock of {spec.name}",
+                            hint="name a package the lockfile holds")
     for platform in spec.platforms:
         t = target(platform)
         vps = condasolve.virtual_packages(platform=platform, cuda=spec.cuda_version, **t)
         conda_constraints = pip_constraints = None
-        if previous is not None:
-            conda_constraints = [f"{p.name} =={p.version} {p.build}" for p in previous.conda
-                                 if p.name not in wanted]
-            pip_constraints = [f"{p.name}=={p.version}" for p in previous.pip if p.name not in wanted]
+        prev = (previous or {}).get(platform)
+        if prev is not None:
+            conda_constraints = [f"{p.name} =={p.version} {p.build}" for p in prev.conda if p.name not in wanted]
+            pip_constraints = [f"{p.name}=={p.version}" for p in prev.pip if p.name not in wanted]
         specs = spec.conda_specs()
         if specs:
             progress(f"solving {len(specs)} conda specs for {platform} ({', '.join(vps)})")
@@ -102,18 +109,12 @@ def lock_image(spec: ImageSpec, *, previous: LockedEnv | None = None, upgrade: t
         if reqs:
             index_url, extra = spec.pip_index.index_url, list(spec.pip_index.extra_index_urls)
             if spec.torch_source == "pytorch-index":
-                index_url, extra = torch_index(spec), [spec.pip_index.index_url, *extra]
+                index_url, extra = spec.torch_index_url, [spec.pip_index.index_url, *extra]
             progress(f"resolving {len(reqs)} pip requirements for Python {spec.python} on {platform}")
             result.pip[platform] = pipresolve.resolve(
                 reqs, python=spec.python, platform=platform, glibc=t["glibc"], index_url=index_url,
                 extra_index_urls=extra, find_links=spec.pip_index.find_links,
                 constraints=pip_constraints, check_network=check_network)
-    if upgrade and previous is not None:
-        known = {p.name for p in previous.conda} | {p.name for p in previous.pip}
-        missing = sorted(wanted - known)
-        if missing:
-            raise LockError(f"cannot upgrade {', '.join(missing)}: not in the lock of {spec.name}",
-                            hint="name a package the lockfile holds")
     result.text, result.lock_hash = render(spec, result)
     return result
 
@@ -151,7 +152,7 @@ def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
     lockfile.alphasort_inplace()
     lockfile.filter_virtual_packages_inplace()
     body = yaml.safe_dump(lockfile.to_v1().dict_for_output(), sort_keys=False, default_flow_style=False)
-    lock_hash = "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+    lock_hash = body_hash(body)
     header = "\n".join([
         HEADER_MARK,
         f"# regenerate with: envctl lock {spec.name}",
@@ -167,20 +168,33 @@ def write_lock(path: Path, text: str, *, force: bool = False) -> bool:
     if path.exists():
         if path.read_text() == text:
             return False
-        marked, _, _ = read_header(path)
+        marked = read_header(path)[0]
         if not marked and not force:
             raise LockError(f"{path} was not written by envctl (no '{HEADER_MARK}' header); not overwriting",
                             hint="move it away, or pass --force")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    atomic_write(path, text)
+    return True
+
+
+def atomic_write(path: Path, text: str) -> None:
+    """Write to a temporary file beside ``path``, then rename: a failure loses nothing."""
+    if path.is_dir():
+        raise EnvctlError(f"{path} is a folder", hint="give a file name")
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise EnvctlError(f"cannot write {path}: {exc.strerror}") from None
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a lockfile is for everyone to read
         with os.fdopen(fd, "w") as fh:
             fh.write(text)
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
-    return True
 
 
 def load_lock(path: Path, *, platform: str = "linux-64") -> LockedEnv:
@@ -189,7 +203,10 @@ def load_lock(path: Path, *, platform: str = "linux-64") -> LockedEnv:
 
     if not path.is_file():
         raise StaleLockError(f"{path} does not exist", hint=f"run: envctl lock {path.name.split('.')[0]}")
-    marked, inputs, lock_hash = read_header(path)
+    marked, inputs, lock_hash, intact = read_header(path)
+    if marked and not intact:
+        raise StaleLockError(f"{path} was edited by hand: its body no longer has the hash its header records",
+                             hint=f"regenerate it: envctl lock {path.name.split('.')[0]}")
     try:
         lockfile = parse_conda_lock_file(path)
     except Exception as exc:  # conda-lock raises pydantic/yaml errors of many kinds
@@ -222,6 +239,9 @@ def require_current_lock(spec: ImageSpec, path: Path, *, platform: str = "linux-
     state = lock_state(spec, path)
     if state.state == "not locked":
         raise StaleLockError(f"{spec.name} has no lockfile ({path})", hint=f"run: envctl lock {spec.name}")
+    if state.state == "edited":
+        raise StaleLockError(f"{path} was edited by hand: its body no longer has the hash its header records",
+                             hint=f"regenerate it: envctl lock {spec.name}")
     if state.state != "locked":
         raise StaleLockError(f"{path} is {state.state}: images/{spec.name}.yaml changed since it was locked",
                              hint=f"run: envctl lock {spec.name}")

@@ -7,6 +7,7 @@ the hash of the spec inputs the lock was made from.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ _LOCKHASH_RE = re.compile(r"^# lock hash: (sha256:[0-9a-f]{64})$")
 
 @dataclass(frozen=True)
 class LockState:
-    state: str  # locked | stale | not locked | foreign
+    state: str  # locked | stale | edited | not locked | foreign
     path: Path
     inputs_hash: str | None = None
     lock_hash: str | None = None
@@ -30,28 +31,37 @@ class LockState:
         return self.state == "locked"
 
 
-def read_header(path: Path) -> tuple[bool, str | None, str | None]:
-    """(has envctl's marker, spec-inputs hash, lock hash) from the first lines."""
+def body_hash(body: str) -> str:
+    """The lock hash: sha256 of everything after the comment header."""
+    return "sha256:" + hashlib.sha256(body.encode()).hexdigest()
+
+
+def read_header(path: Path) -> tuple[bool, str | None, str | None, bool]:
+    """(has envctl's marker, spec-inputs hash, lock hash, whether the body still has that hash)."""
     marked, inputs, lock = False, None, None
-    with path.open() as fh:
-        for _ in range(8):
-            line = fh.readline().rstrip("\n")
-            if not line.startswith("#"):
-                break
-            marked = marked or line == HEADER_MARK
-            if m := _INPUTS_RE.match(line):
-                inputs = m.group(1)
-            if m := _LOCKHASH_RE.match(line):
-                lock = m.group(1)
-    return marked, inputs, lock
+    lines = path.read_text().splitlines(keepends=True)
+    n = 0
+    for n, raw in enumerate(lines):
+        line = raw.rstrip("\n")
+        if not line.startswith("#"):
+            break
+        marked = marked or line == HEADER_MARK
+        if m := _INPUTS_RE.match(line):
+            inputs = m.group(1)
+        if m := _LOCKHASH_RE.match(line):
+            lock = m.group(1)
+    intact = lock is not None and body_hash("".join(lines[n:])) == lock
+    return marked, inputs, lock, intact
 
 
 def lock_state(spec: ImageSpec, path: Path) -> LockState:
     if not path.is_file():
         return LockState("not locked", path)
-    marked, inputs, lock = read_header(path)
+    marked, inputs, lock, intact = read_header(path)
     if not marked:
         return LockState("foreign", path)
+    if not intact:  # edited by hand since envctl wrote it: its hash no longer names its content
+        return LockState("edited", path, inputs, lock)
     if inputs != spec.lock_inputs_hash():
         return LockState("stale", path, inputs, lock)
     return LockState("locked", path, inputs, lock)

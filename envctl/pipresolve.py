@@ -48,11 +48,14 @@ def platform_tags(platform: str, glibc: str) -> list[str]:
     return tags + [f"{old}_{arch}" for old in _MANYLINUX_OLD[arch]]
 
 
+# The host's pip settings that say *how* to reach an index (network, TLS), never *what* resolves.
+_PIP_KEEP = ("PIP_CERT", "PIP_CLIENT_CERT", "PIP_PROXY", "PIP_TRUSTED_HOST", "PIP_TIMEOUT",
+             "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES", "PIP_CACHE_DIR", "PIP_NO_CACHE_DIR")
+
+
 def _pip_env() -> dict[str, str]:
-    """The host's pip settings minus anything that changes *what* resolves."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_NO_INDEX",
-                        "PIP_CONSTRAINT", "PIP_REQUIRE_VIRTUALENV", "PIP_TARGET", "PIP_PREFIX")}
+    """The environment for pip: the host's config files and resolution settings left out."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in _PIP_KEEP}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
     return env

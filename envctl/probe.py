@@ -57,14 +57,25 @@ class ProbeReport:
         return (self.document.get("env") or {}).get("driver_version")
 
 
+def check_gpus(value: str) -> str:
+    """--gpus: all, none, or a count."""
+    from envctl.errors import UsageError
+
+    if value in ("all", "none") or value.isdigit():
+        return value
+    raise UsageError(f"--gpus {value}: expected all, none or a GPU count", hint="e.g. --gpus 1")
+
+
 def probe_config(spec: ImageSpec | None, lock: LockedEnv | None, *, gpus: str, level: str) -> dict[str, Any]:
     """What the probe should expect and run, from the spec and its lock."""
-    config: dict[str, Any] = {"gpus": gpus if gpus in ("all", "none") else int(gpus), "level": level}
+    config: dict[str, Any] = {"gpus": gpus if gpus in ("all", "none") else int(check_gpus(gpus)), "level": level}
     if spec is not None:
         config["expect"] = {
             "torch": spec.torch, "cuda": spec.cuda_version,
-            "gpu_required": spec.is_gpu and gpus != "none",
-            "packages": {"pip": lock.pip_pins()} if lock is not None and lock.pip else None,
+            "gpu_required": spec.is_gpu and gpus not in ("none", "0"),
+            "packages": ({"pip": lock.pip_pins() if lock.pip else None,
+                          "conda": {p.name: f"{p.version}-{p.build}" for p in lock.conda} if lock.conda else None}
+                         if lock is not None and (lock.pip or lock.conda) else None),
         }
         sm = spec.smoke
         config["benchmark"] = {"models": list(sm.models), "dtypes": list(sm.dtypes),
@@ -87,6 +98,8 @@ def parse_output(stdout: str, stderr: str, exit_code: int | None, where: str) ->
         raise ProbeError(f"the probe's output in {where} is not JSON: {text[:200]}") from None
     if doc.get("schema") != SCHEMA:
         raise ProbeError(f"the probe in {where} answered schema {doc.get('schema')!r}, expected {SCHEMA}")
+    if doc.get("error") and not doc.get("checks"):
+        raise ProbeError(f"the probe in {where} refused to run: {doc['error']}")
     return doc
 
 
@@ -97,8 +110,9 @@ def run_local(python: str, config: dict[str, Any], *, level: str) -> ProbeReport
         proc = subprocess.run([python, str(PROBE_DIR / "smoke.py"), "--config", "-", "--level", level],
                               input=json.dumps(config), capture_output=True, text=True,
                               timeout=TIMEOUTS[level])
-    except FileNotFoundError:
-        raise ProbeError(f"no interpreter at {python}", hint="give --python the path of a python executable") from None
+    except OSError as exc:
+        raise ProbeError(f"cannot run {python}: {exc.strerror}",
+                         hint="give --python the path of a python executable") from None
     except subprocess.TimeoutExpired:
         raise ProbeError(f"the probe ran past {TIMEOUTS[level]}s with {python}") from None
     doc = parse_output(proc.stdout, proc.stderr, proc.returncode, python)

@@ -24,8 +24,12 @@ from envctl.lock import LockedEnv
 from envctl.pipresolve import normalize
 from envctl.spec import ImageSpec
 
+# The prefix's pip-installed distributions; those conda installed (INSTALLER: conda) belong
+# to the conda set and are compared there.
 _LIST_DISTS = ("import importlib.metadata as m, json, re; print(json.dumps({re.sub(r'[-_.]+', '-', "
-               "d.metadata['Name']).lower(): d.version for d in m.distributions() if d.metadata['Name']}))")
+               "d.metadata['Name']).lower(): d.version for d in m.distributions() if d.metadata['Name'] "
+               "and (d.read_text('INSTALLER') or '').strip() != 'conda'}))")
+PIP_TOOLING = ("pip", "setuptools", "wheel")
 
 
 @dataclass
@@ -83,6 +87,8 @@ def inspect_prefix(prefix: Path, lock: LockedEnv) -> PrefixState:
             pip = json.loads(proc.stdout)
     want_conda = {p.name: f"{p.version}-{p.build}" for p in lock.conda}
     want_pip = {normalize(p.name): p.version for p in lock.pip}
+    # An installer the lock does not name (a conda python's own pip) is not drift.
+    pip = {n: v for n, v in pip.items() if n in want_pip or n not in PIP_TOOLING}
     return PrefixState(exists=prefix.exists(), python=python, conda=conda, pip=pip,
                        conda_drift=_diff(conda, want_conda), pip_drift=_diff(pip, want_pip))
 

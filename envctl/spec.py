@@ -84,6 +84,11 @@ class ImageSpec:
         return self.cuda != "cpu"
 
     @property
+    def torch_index_url(self) -> str:
+        """The PyTorch wheel index of this spec's variant (e.g. .../whl/cu126)."""
+        return defaults()["torch_index"].format(variant=self.cuda)
+
+    @property
     def env_prefix(self) -> str:
         """Where the environment lives in images and its name in the Miniconda-style layout."""
         return f"/opt/conda/envs/{self.name}"
@@ -130,8 +135,10 @@ class ImageSpec:
         return _hash(self.lock_inputs())
 
     def content_hash(self) -> str:
+        """What the image is made of: everything but the description and the smoke settings."""
         data = asdict(self)
-        data.pop("path")
+        for key in ("path", "description", "smoke"):
+            data.pop(key)
         return _hash(data)
 
     def to_dict(self) -> dict[str, Any]:
@@ -178,10 +185,13 @@ class _Reader:
             raise self.fail(name, f"{value!r} is not {what or 'valid'}")
         return value
 
-    def str_list(self, name: str, default: list[str], *, choices: tuple[str, ...] | None = None) -> tuple[str, ...]:
+    def str_list(self, name: str, default: list[str], *, choices: tuple[str, ...] | None = None,
+                 nonempty: bool = False) -> tuple[str, ...]:
         value = self._take(name, default)
         if not isinstance(value, list):
             raise self.fail(name, f"expected a list of strings, got {_typename(value)}")
+        if nonempty and not value:
+            raise self.fail(name, "must name at least one" + (f"; allowed: {', '.join(choices)}" if choices else ""))
         for i, item in enumerate(value):
             if not isinstance(item, str) or not item.strip():
                 raise self.fail(f"{name}[{i}]", f"expected a non-empty string, got {item!r}")
@@ -205,7 +215,8 @@ class _Reader:
         return value
 
     def sub(self, name: str) -> _Reader:
-        return _Reader(self.path, self._take(name, {}) or {}, self.key(name))
+        value = self._take(name, {})
+        return _Reader(self.path, {} if value is None else value, self.key(name))
 
     def finish(self) -> None:
         if self.data:
@@ -264,7 +275,7 @@ def parse_spec(data: Any, *, path: str, expected_name: str | None = None) -> Ima
     companions = r.str_list("companions", [], choices=COMPANIONS)
     base_default = d["base"]["cpu" if cuda == "cpu" else "cuda"]
     base = r.str("base", base_default)
-    platforms = r.str_list("platforms", d["platforms"], choices=PLATFORMS)
+    platforms = r.str_list("platforms", d["platforms"], choices=PLATFORMS, nonempty=True)
     channels = r.str_list("channels", d["channels"])
     conda = r.str_list("conda", [])
     pip = r.str_list("pip", [])
@@ -284,10 +295,10 @@ def parse_spec(data: Any, *, path: str, expected_name: str | None = None) -> Ima
     smoke = SmokeSettings(
         gpus=str(gpus),
         level=sm.str("level", sd["level"], choices=LEVELS),
-        compile_modes=sm.str_list("compile_modes", sd["compile_modes"], choices=COMPILE_MODES),
+        compile_modes=sm.str_list("compile_modes", sd["compile_modes"], choices=COMPILE_MODES, nonempty=True),
         batch_sizes=sm.int_list("batch_sizes", sd["batch_sizes"]),
-        dtypes=sm.str_list("dtypes", sd["dtypes"], choices=DTYPES),
-        models=sm.str_list("models", sd["models"], choices=MODELS),
+        dtypes=sm.str_list("dtypes", sd["dtypes"], choices=DTYPES, nonempty=True),
+        models=sm.str_list("models", sd["models"], choices=MODELS, nonempty=True),
         max_autotune=sm.bool("max_autotune", sd["max_autotune"]),
     )
     sm.finish()
@@ -350,9 +361,11 @@ def _check_consistency(spec: ImageSpec) -> None:
 def load_spec(path: Path) -> ImageSpec:
     """Read and validate ``images/NAME.yaml``."""
     try:
-        text = path.read_text()
+        text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise SpecError(str(path), None, f"cannot read: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise SpecError(str(path), None, f"not UTF-8 text (byte {exc.start})") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -85,7 +85,26 @@ def test_hashes_track_lock_inputs_only(tmp_path):
     b = parse_spec({**GOOD, "description": "other words", "smoke": {"level": "full"}}, path="b")
     c = parse_spec({**GOOD, "pip": ["numpy"]}, path="c")
     assert a.lock_inputs_hash() == b.lock_inputs_hash() != c.lock_inputs_hash()
-    assert a.content_hash() != b.content_hash()
+    assert a.content_hash() == b.content_hash()  # smoke settings and words do not change the image
+    d = parse_spec({**GOOD, "base": "envctl/debian:other"}, path="d")
+    assert a.lock_inputs_hash() == d.lock_inputs_hash() and a.content_hash() != d.content_hash()
+
+
+@pytest.mark.parametrize("data,needle", [
+    ({**GOOD, "platforms": []}, "platforms: must name at least one"),
+    ({**GOOD, "smoke": {"dtypes": []}}, "smoke.dtypes: must name at least one"),
+    ({**GOOD, "smoke": []}, "smoke: expected a mapping, got a list"),
+    ({**GOOD, "pip_index": ""}, "pip_index: expected a mapping, got a string"),
+])
+def test_empty_or_wrongly_shaped_sections(data, needle):
+    assert needle in str(_error(data))
+
+
+def test_non_utf8_spec_is_a_spec_error(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_bytes(b"name: \xff\xfe\n")
+    with pytest.raises(SpecError, match="not UTF-8"):
+        load_spec(path)
 
 
 def test_load_spec_reports_yaml_errors_and_name_mismatch(tmp_path):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from typing import Optional
 
 import typer
@@ -40,14 +39,16 @@ def build(
     lock = require_current_lock(spec, project.lock_path(spec.name), platform=conda_platform)
     from envctl.build import rattler_tool
     from envctl.cache import PackageCache
+    from envctl.engine import detect_builder
 
-    cache = PackageCache()
-    rattler = rattler_tool(cache) if lock.conda else ("", "")
-    if dry_run:
-        plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root), rattler=rattler,
-                          builder=os.environ.get("ENVCTL_BUILDER", "buildkit"))
+    if dry_run:  # touches nothing: no engine, no download
+        placeholder = ("py_rattler-VERSION-abi3-PLATFORM.whl", "SHA256-FROM-PYPI", "") if lock.conda else ("", "", "")
+        plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root), rattler=placeholder,
+                          builder=detect_builder()[0])
         console.out.file.write(plan.dockerfile)  # raw: a Dockerfile must not be re-wrapped
         return
+    cache = PackageCache()
+    rattler = rattler_tool(cache, conda_platform) if lock.conda else ("", "", "")
 
     from envctl.engine import Engine
     from envctl.errors import BuildError
@@ -63,7 +64,8 @@ def build(
     except BuildError as exc:
         Records().add_run(kind="build", image=spec.name, ok=False, spec_hash=spec.content_hash(),
                           lock_hash=lock.lock_hash, summary=str(exc))
-        console.error(f"build of {spec.name} failed at {exc.step or 'an unknown step'}: {exc}")
+        console.error(f"build of {spec.name} failed at {exc.step or 'an unknown step'}: {exc}",
+                      exc.hint if exc.hint and not exc.hint.startswith("full log") else None)
         for line in exc.tail[-12:]:
             console.err.print("  | " + line)
         console.status(f"full log: {exc.log_path}")

@@ -32,15 +32,21 @@ def _targets(images: List[str], pythons: List[str]):
     from envctl.compat import image_target, python_target
 
     out, engine, project = [], None, None
+    names = [n for n in images if not n.startswith("python:")]
+    if names:
+        from envctl.catalog import find_project
+
+        project = find_project()
+        for name in names:
+            project.resolve(name)  # an impossible name is answered before any engine is asked
     for name in images:
         if name.startswith("python:"):
             out.append(python_target(name.split(":", 1)[1]))
             continue
         if engine is None:
-            from envctl.catalog import find_project
             from envctl.engine import Engine
 
-            project, engine = find_project(), Engine.connect()
+            engine = Engine.connect()
         out.append(image_target(project, engine, name))
     out += [python_target(p) for p in pythons]
     return out, engine
@@ -152,9 +158,9 @@ def show_matrix(
     records, _ = _registry()
     data = matrix(records)
     if html_file is not None:
-        from envctl.lock import write_lock
+        from envctl.lock import atomic_write
 
-        write_lock(html_file, render_html(data), force=True)
+        atomic_write(html_file, render_html(data))
         console.status(f"wrote {html_file}")
     if json_out:
         console.print_json(data)
@@ -189,6 +195,11 @@ def check(
 
     records, registry = _registry()
     arts = registry.select(artifact)
+    if not arts:
+        from envctl.errors import UsageError
+
+        raise UsageError("no artifacts registered: the gate would check nothing",
+                         hint="register them first: envctl artifacts add FILE.pt --inputs SAMPLE.pt")
     targets, engine = _targets([source, dest], [])
     outcomes = []
     for target in targets:

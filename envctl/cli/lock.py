@@ -43,7 +43,7 @@ def lock(
     summaries, failures = [], []
     for spec in specs:
         path = project.lock_path(spec.name)
-        previous = load_lock(path) if upgrade else None
+        previous = {pl: load_lock(path, platform=pl) for pl in spec.platforms} if upgrade else None
         start = time.monotonic()
         try:
             with activity(f"locking {spec.name}") as progress:
@@ -83,6 +83,8 @@ def _check(project, specs, json_out: bool) -> None:
             if st.state == "stale":
                 line.append(f"  (images/{spec.name}.yaml changed since locks/{st.path.name} was made: "
                             f"run envctl lock {spec.name})")
+            elif st.state == "edited":
+                line.append(f"  (locks/{st.path.name} was changed by hand: run envctl lock {spec.name})")
             elif st.state == "not locked":
                 line.append(f"  (run envctl lock {spec.name})")
             console.out.print(line)

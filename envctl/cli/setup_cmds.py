@@ -97,9 +97,9 @@ def export(
     if output is None:
         console.out.file.write(text)
         return
-    from envctl.lock import write_lock
+    from envctl.lock import atomic_write
 
-    write_lock(output, text, force=True)
+    atomic_write(output, text)
     console.status(f"wrote {output}")
 
 

@@ -34,24 +34,21 @@ def verify(
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
 ) -> None:
     """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark."""
-    from envctl.build import find_built, plan_build
+    from envctl.build import find_built
     from envctl.catalog import find_project
     from envctl.engine import Engine
     from envctl.errors import EnvctlError
     from envctl.lock import require_current_lock
-    from envctl.probe import probe_config, run_in_image
+    from envctl.probe import check_gpus, probe_config, run_in_image
     from envctl.records import Records
 
     project = find_project()
     spec = project.resolve(name)
-    gpus = gpus or spec.smoke.gpus
-    if gpus not in ("all", "none") and not gpus.isdigit():
-        raise EnvctlError(f"--gpus {gpus}: expected all, none or a count", hint="e.g. --gpus 1")
+    gpus = check_gpus(gpus or spec.smoke.gpus)
     level = _level(quick, full, spec.smoke.level)
     lock = require_current_lock(spec, project.lock_path(spec.name))
     engine = Engine.connect()
-    plan = plan_build(spec, lock, project=project, rattler=("x", "x") if lock.conda else ("", ""))
-    image = find_built(engine, plan)
+    image = find_built(engine, spec, lock)
     if image is None:
         raise EnvctlError(f"no image of {spec.name} built from the current spec and lock",
                           hint=f"run: envctl build {spec.name}")
@@ -76,9 +73,10 @@ def smoke(
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
 ) -> None:
     """Run the smoke probe in a local interpreter: the host's, or a prefix made by envctl setup."""
-    from envctl.probe import probe_config, run_local
+    from envctl.probe import check_gpus, probe_config, run_local
     from envctl.records import Records
 
+    check_gpus(gpus)
     spec = lock = None
     if name:
         from envctl.catalog import find_project

@@ -35,7 +35,8 @@ def test_catalog_table_and_json(project):
     assert names.index("pytorch-2.3-cu118") < names.index("pytorch-2.13-cpu")  # sorted by torch version
     row = next(r for r in rows if r["name"] == "pytorch-2.7-cu118")
     assert (row["torch"], row["cuda"], row["python"]) == ("2.7.1", "cu118", "3.11")
-    assert row["lock"] in ("locked", "not locked", "stale")
+    assert row["lock"] == "not locked"  # its index cannot be reached here: no lock is invented
+    assert next(r for r in rows if r["name"] == "pytorch-2.13-cpu")["lock"] == "locked"
 
 
 def test_never_released_combination_answers_fast_with_neighbours(project):
@@ -73,7 +74,17 @@ def test_bad_spec_is_one_line_exit_2(project):
         assert "Traceback" not in result.stderr
 
 
-def test_unknown_name_and_missing_project(tmp_path):
+def test_unknown_name_and_missing_project(project, tmp_path):
+    unknown = envctl("show", "team-vision")
+    assert unknown.returncode == 2
+    assert "no image named 'team-vision'" in unknown.stderr and "pytorch-2.13-cpu" in unknown.stderr
+    for bad in ("../images/pytorch-2.13-cpu", "/etc/passwd"):
+        result = envctl("show", bad)
+        assert result.returncode == 2 and "is not an image name" in result.stderr
+
+
+def test_missing_project(tmp_path, monkeypatch):
+    monkeypatch.delenv("ENVCTL_PROJECT", raising=False)
     result = envctl("show", "pytorch-2.8-cu126", cwd=tmp_path)
     assert result.returncode == 1
     assert "no envctl project found" in result.stderr

@@ -59,4 +59,6 @@ def cpu_image(engine_env, docker_client) -> dict:
 
     result = run_envctl("build", "pytorch-2.13-cpu", "--rebuild", "--json", env=engine_env)
     assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout)
+    built = json.loads(result.stdout)
+    yield built
+    docker_client.images.remove(built["image_id"], force=True)  # leave no image behind

@@ -119,7 +119,10 @@ def test_cross_version_matrix_shows_both_torches(registry_env, torch_2_14):
                      "--json", env=registry_env)
     assert run.returncode == 0, run.stderr
     newer = {r["artifact"]: r["status"] for r in json.loads(run.stdout) if r["target"].startswith("python:")}
-    # Artifacts saved by torch 2.13 load under 2.14.1 (backward compatibility), damaged ones still fail.
+    # Artifacts saved by torch 2.13 load and agree under 2.14.1 (backward compatibility);
+    # the damaged and the altered ones fail there as they do under 2.13.
+    for name in ("scripted", "traced", "method", "bf16", "exported"):
+        assert newer[name] == "ok", (name, newer[name])
     assert newer["truncated"] == "load-error" and newer["altered"] == "mismatch"
     matrix = json.loads(run_envctl("compat", "matrix", "--json", env=registry_env).stdout)
     label = f"python:{torch_2_14}"
@@ -128,7 +131,5 @@ def test_cross_version_matrix_shows_both_torches(registry_env, torch_2_14):
         assert matrix["cells"][name][label]["status"] == newer[name]
     gate = run_envctl("compat", "check", "--from", "pytorch-2.13-cpu", "--to", label, *selection, "--json",
                       env=registry_env)
-    regressed = json.loads(gate.stdout)["regressions"]
-    assert gate.returncode == (1 if regressed else 0)
-    expected = sorted(n for n in names if newer[n] != "ok" and n not in ("truncated", "altered"))
-    assert sorted(r["artifact"] for r in regressed) == expected
+    assert gate.returncode == 0, gate.stdout  # nothing that works under 2.13 breaks under 2.14.1
+    assert json.loads(gate.stdout)["regressions"] == []

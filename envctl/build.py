@@ -43,7 +43,11 @@ class BuildPlan:
 
 
 def default_tag(spec: ImageSpec, lock: LockedEnv) -> str:
-    return f"envctl/{spec.name}:{lock.lock_hash.split(':')[-1][:12]}"
+    """envctl/NAME:<12 hex of the spec and lock hashes>: another base or lock, another tag."""
+    import hashlib
+
+    digest = hashlib.sha256(f"{spec.content_hash()} {lock.lock_hash}".encode()).hexdigest()
+    return f"envctl/{spec.name}:{digest[:12]}"
 
 
 def _template(project: Project | None, name: str = "Dockerfile.j2") -> str:
@@ -174,21 +178,22 @@ def rattler_tool(cache: PackageCache, platform: str = "linux-64") -> tuple[str, 
     wanted, tag = version("py-rattler"), RATTLER_PLATFORM[platform]
     pinned = cache.root / "tools" / f"py-rattler-{wanted}-{tag}.json"
     if not pinned.exists():
-        url = f"https://pypi.org/pypi/py-rattler/{wanted}/json"
+        url = "https://pypi.org/simple/py-rattler/"  # PEP 691 JSON: every file with its sha256
+        request = urllib.request.Request(url, headers={"Accept": "application/vnd.pypi.simple.v1+json"})
         try:
-            with urllib.request.urlopen(url, timeout=30, context=ssl_context()) as resp:
-                files = json.load(resp)["urls"]
-        except OSError as exc:
+            with urllib.request.urlopen(request, timeout=30, context=ssl_context()) as resp:
+                files = json.load(resp)["files"]
+        except (OSError, ValueError, KeyError) as exc:
             raise BuildError(f"cannot read {url} to pin the builder's py-rattler wheel: {exc}",
                              hint="conda packages are installed with py-rattler in the build; "
                                   "this needs PyPI once per version") from None
-        match = next((f for f in files if f["filename"].endswith(".whl") and tag.split("_", 1)[1] in f["filename"]
-                      and "abi3" in f["filename"]), None)
-        if match is None:
-            raise BuildError(f"PyPI has no py-rattler {wanted} wheel for {platform}")
+        match = next((f for f in files if f["filename"].startswith(f"py_rattler-{wanted}-")
+                      and f["filename"].endswith(f"{tag}.whl") and "abi3" in f["filename"]), None)
+        if match is None or "sha256" not in match.get("hashes", {}):
+            raise BuildError(f"PyPI has no py-rattler {wanted} wheel for {platform} ({tag})")
         pinned.parent.mkdir(parents=True, exist_ok=True)
         pinned.write_text(json.dumps({"filename": match["filename"], "url": match["url"],
-                                      "sha256": match["digests"]["sha256"]}))
+                                      "sha256": match["hashes"]["sha256"]}))
     meta = json.loads(pinned.read_text())
     wheel = cache.get(url=meta["url"], sha256=meta["sha256"], filename=meta["filename"])
     return wheel.name, meta["sha256"], meta["url"]
@@ -210,8 +215,10 @@ class BuildResult:
 
 
 def find_built(engine: Engine, spec: ImageSpec, lock: LockedEnv) -> ImageInfo | None:
-    """An existing image built from this spec and lock (the newest, if several)."""
-    candidates = sorted(engine.images(f"{LABEL_SPEC}={spec.name}"), key=lambda i: i.created, reverse=True)
+    """An existing image built from this spec and lock: the one the last build tagged, else any."""
+    tagged = engine.image(default_tag(spec, lock))
+    candidates = ([tagged] if tagged else []) + sorted(
+        engine.images(f"{LABEL_SPEC}={spec.name}"), key=lambda i: i.created, reverse=True)
     for img in candidates:
         if (img.labels.get(LABEL_SPEC_HASH) == spec.content_hash()
                 and img.labels.get(LABEL_LOCK_HASH) == lock.lock_hash):
@@ -263,5 +270,8 @@ def build_image(engine: Engine, plan: BuildPlan, *, cache: PackageCache, log_dir
                 else:
                     exc.hint = f"full log: {log_path}"
                 raise
+    default = default_tag(plan.spec, plan.lock)
+    if plan.tag != default:  # the default tag always names the newest build of this spec and lock
+        engine.tag(output.image_id, default)
     image = engine.image(output.image_id)
     return BuildResult(image, plan.tag, True, time.monotonic() - start, log_path, size)

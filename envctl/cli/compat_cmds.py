@@ -72,6 +72,9 @@ def add(
         raise UsageError("give either --outputs or an environment to compute them, not both")
     _, registry = _registry()
     art, added = registry.add(file, name=name, inputs=inputs, outputs=outputs)
+    if not added and (inputs or outputs or image or python):
+        console.status(f"note: {file} is already registered as {art.name}; its stored inputs and outputs stay "
+                       f"(--inputs/--outputs/--image/--python ignored)")
     if added and inputs is not None and outputs is None:
         targets, engine = _targets([image] if image else [], [python] if python else [])
         if targets:

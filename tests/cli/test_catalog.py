@@ -94,3 +94,22 @@ def test_real_combination_missing_from_catalog(project):
     result = envctl("show", "pytorch-2.9-cu128")
     assert result.returncode == 2
     assert "real PyTorch combination (stable) but the catalog has no images/pytorch-2.9-cu128.yaml" in result.stderr
+
+
+import pytest  # noqa: E402
+
+
+@pytest.mark.parametrize("args", [
+    ["show"], ["lock"], ["build"], ["build", "--dry-run"], ["verify"], ["setup"], ["export"], ["doctor"],
+    ["compat", "run", "--image"], ["smoke", "--image"],
+])
+def test_every_image_command_answers_an_impossible_name_before_docker(project, args, monkeypatch):
+    # An engine that cannot be reached: the answer must come from the matrix, not from a timeout.
+    monkeypatch.setenv("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+    start = time.monotonic()
+    result = envctl(*args, "pytorch-2.8-cu118")
+    elapsed = time.monotonic() - start
+    assert result.returncode == 2, result.stderr
+    assert result.stderr.startswith("error: torch 2.8 was never released for CUDA 11.8")
+    assert "not reachable" not in result.stderr and "Traceback" not in result.stderr
+    assert elapsed < 1.5, f"{args}: {elapsed:.2f}s"

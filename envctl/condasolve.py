@@ -12,7 +12,6 @@ import asyncio
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import urlparse
 
 from envctl.errors import LockError
 from envctl.netcheck import check_reachable
@@ -154,8 +153,3 @@ async def _has_package(gateway, channels, platform: str, name: str) -> bool:
     except Exception:  # noqa: BLE001 - a channel without this subdir simply has no such package
         return False
     return any(len(group) for group in found)
-
-
-def local_path(url: str) -> Path | None:
-    parsed = urlparse(url)
-    return Path(parsed.path) if parsed.scheme == "file" else None

@@ -53,7 +53,7 @@ class LockResult:
         out = {"image": self.spec.name, "lock_hash": self.lock_hash, "platforms": {}}
         for platform in self.spec.platforms:
             conda, pip = self.conda.get(platform, []), self.pip.get(platform, [])
-            sizes = [p.size for p in conda if p.size] + [_pip_size(p) for p in pip]
+            sizes = [p.size for p in conda] + [p.size for p in pip]
             out["platforms"][platform] = {
                 "conda": len(conda), "pip": len(pip),
                 "bytes": sum(s for s in sizes if s) if all(sizes) else None,
@@ -61,11 +61,6 @@ class LockResult:
                 + [f"{p.name}=={p.version}" for p in pip],
             }
         return out
-
-
-def _pip_size(pkg: pipresolve.PipPackage) -> int | None:
-    path = condasolve.local_path(pkg.url)
-    return path.stat().st_size if path and path.exists() else None
 
 
 def target(platform: str) -> dict[str, str]:

@@ -14,7 +14,7 @@ import re
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -34,6 +34,7 @@ class PipPackage:
     filename: str
     requested: bool
     dependencies: dict[str, str] = field(default_factory=dict)
+    size: int | None = None
 
 
 def normalize(name: str) -> str:
@@ -97,7 +98,34 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
             raise LockError(_explain_failure(proc.stderr, requirements, python, platform),
                             hint="check the pip requirements in the spec")
         data = json.loads(report.read_text())
-    return _packages(data)
+    packages = _packages(data)
+    sizes = file_sizes([p.url for p in packages])
+    return [replace(p, size=sizes.get(p.url)) for p in packages]
+
+
+def file_sizes(urls: list[str]) -> dict[str, int]:
+    """Download sizes for the lock summary: stat for local files, HEAD requests (in parallel)
+    for remote ones; a size that cannot be had is left out, never guessed."""
+    import urllib.request
+    from concurrent.futures import ThreadPoolExecutor
+
+    from envctl.netcheck import ssl_context
+
+    def size(url: str) -> tuple[str, int | None]:
+        parsed = urlparse(url)
+        if parsed.scheme == "file":
+            path = Path(unquote(parsed.path))
+            return url, path.stat().st_size if path.exists() else None
+        try:
+            req = urllib.request.Request(url, method="HEAD")
+            with urllib.request.urlopen(req, timeout=10, context=ssl_context()) as resp:
+                length = resp.headers.get("Content-Length")
+                return url, int(length) if length else None
+        except (OSError, ValueError):
+            return url, None
+
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        return {url: n for url, n in pool.map(size, urls) if n is not None}
 
 
 def _packages(report: dict) -> list[PipPackage]:

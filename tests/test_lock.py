@@ -40,6 +40,8 @@ def test_transitive_solve_pins_every_package_with_hashes(channel):
     pkgs = {p.name: p for p in result.conda["linux-64"]}
     assert set(pkgs) == {"footools", "libfoo", "zlibx"}
     assert pkgs["zlibx"].version == "1.3.0"
+    summary = result.summary()["platforms"]["linux-64"]
+    assert summary["conda"] == 3 and summary["bytes"] == sum(p.size for p in pkgs.values()) > 0
     for p in pkgs.values():
         assert len(p.sha256) == 64 and len(p.md5) == 32 and p.url.endswith(p.filename)
 

@@ -60,7 +60,8 @@ def lock(
         summaries.append(summary)
         if not json_out:
             counts = summary["platforms"]
-            text = ", ".join(f"{pl}: {c['conda']} conda + {c['pip']} pip" for pl, c in counts.items())
+            text = ", ".join(f"{pl}: {c['conda']} conda + {c['pip']} pip"
+                             + (f", {c['bytes'] / 1e6:.0f} MB" if c["bytes"] else "") for pl, c in counts.items())
             verb = "wrote" if changed else "unchanged"
             console.status(f"{verb} {summary['path']} ({text}; {summary['seconds']}s)")
     if json_out:

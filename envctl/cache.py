@@ -101,3 +101,42 @@ def _local(url: str) -> Path | None:
     if parsed.scheme == "":
         return Path(url)
     return None
+
+
+def export_mirror(cache: PackageCache, files: list[tuple[str, str, str]], dest: Path,
+                  mirrors: tuple[str, ...] = ()) -> int:
+    """Copy every (url, sha256, filename) into ``dest`` as a flat folder, verified.
+
+    The folder serves as pip find-links and as ``envctl cache import`` input on a machine
+    that cannot reach the index (wheels do vanish from indexes; the lock alone is not enough).
+    """
+    import json
+
+    dest.mkdir(parents=True, exist_ok=True)
+    manifest = {}
+    for url, sha, filename in files:
+        src = cache.get(url=url, sha256=sha, filename=filename, mirrors=mirrors)
+        target = dest / filename
+        if not (target.exists() and sha256_of(target) == sha):
+            shutil.copyfile(src, target)
+        manifest[filename] = sha
+    (dest / "envctl-mirror.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    return len(manifest)
+
+
+def import_mirror(cache: PackageCache, source: Path) -> int:
+    """Put every package file of ``source`` into the cache under its own sha256."""
+    if not source.is_dir():
+        raise CacheError(f"{source} is not a folder", hint="give the folder envctl cache export wrote")
+    count = 0
+    for path in sorted(source.iterdir()):
+        if not path.is_file() or not path.name.endswith((".whl", ".conda", ".tar.bz2")):
+            continue
+        target = cache.path_for(sha256_of(path), path.name)
+        if not target.exists():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            tmp = target.with_name(f".{target.name}.tmp")
+            shutil.copyfile(path, tmp)
+            os.replace(tmp, target)
+        count += 1
+    return count

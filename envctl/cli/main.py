@@ -8,6 +8,7 @@ import typer
 
 from envctl import __version__
 from envctl.cli import build as build_cmds
+from envctl.cli import cache_cmds
 from envctl.cli import catalog as catalog_cmds
 from envctl.cli import compat_cmds
 from envctl.cli import engine_cmds
@@ -45,6 +46,7 @@ build_cmds.register(app)
 verify_cmds.register(app)
 setup_cmds.register(app)
 compat_cmds.register(app)
+cache_cmds.register(app)
 
 
 def run() -> None:

@@ -40,10 +40,6 @@ class Artifact:
     info: dict
     added: float
 
-    @property
-    def has_inputs(self) -> bool:
-        return bool(self.info.get("inputs"))
-
     def to_dict(self) -> dict:
         return asdict(self)
 

@@ -19,7 +19,6 @@ from envctl.engine import Engine
 from envctl.errors import EnvctlError
 
 DEFAULT_REF = "envctl/debian:bookworm"
-MINIMAL_REF = "envctl/debian:bookworm-minimal"
 MIRROR = "http://deb.debian.org/debian"
 PACKAGES = ("python3", "python3-venv", "ca-certificates")
 TOOLCHAIN = ("g++", "python3-dev")

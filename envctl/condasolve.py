@@ -72,19 +72,19 @@ def solve(specs: list[str], *, channels: list[str] | tuple[str, ...], platform: 
     if check_network:
         for url in urls:
             check_reachable(url + f"/{platform}/repodata.json", what="conda channel")
-    _settle_rattler_at_exit()
+    settle_rattler_at_exit()
     return asyncio.run(_solve(specs, urls, platform, vps, constraints or [], cache_dir))
 
 
-def _settle_rattler_at_exit() -> None:
+def settle_rattler_at_exit() -> None:
     """rattler's runtime threads can crash the interpreter's finalizer (exit 134/139) when it
     exits right after an async call; a short pause at exit lets them wind down."""
     import atexit
     import time
 
-    if not getattr(_settle_rattler_at_exit, "done", False):
+    if not getattr(settle_rattler_at_exit, "done", False):
         atexit.register(time.sleep, 0.05)
-        _settle_rattler_at_exit.done = True
+        settle_rattler_at_exit.done = True
 
 
 async def _solve(specs, urls, platform, vps, constraints, cache_dir) -> list[CondaPackage]:

@@ -164,9 +164,9 @@ def _virtual_packages() -> list[str]:
     try:
         import rattler
 
-        from envctl.condasolve import _settle_rattler_at_exit
+        from envctl.condasolve import settle_rattler_at_exit
 
-        _settle_rattler_at_exit()
+        settle_rattler_at_exit()
         out = []
         for vp in rattler.VirtualPackage.detect():
             g = vp.into_generic()

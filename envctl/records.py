@@ -141,11 +141,6 @@ class Records:
         with closing(self._connect()) as db:
             return [_run(row) for row in db.execute(query, args)]
 
-    def document(self, run_id: int) -> Any:
-        with closing(self._connect()) as db:
-            row = db.execute("SELECT document FROM runs WHERE id = ?", (run_id,)).fetchone()
-        return json.loads(row[0]) if row and row[0] else None
-
     def latest(self) -> dict[tuple[str, str], Run]:
         """The newest run per (image, kind)."""
         out: dict[tuple[str, str], Run] = {}

@@ -174,10 +174,10 @@ def _install_pip(spec: ImageSpec, lock: LockedEnv, prefix: Path, cache: PackageC
 
 
 def _install_conda(lock: LockedEnv, prefix: Path, cache: PackageCache, *, remove: list[str]) -> None:
-    from envctl.condasolve import _settle_rattler_at_exit
+    from envctl.condasolve import settle_rattler_at_exit
 
     files = [(p, cache.get(url=p.url, sha256=p.sha256, filename=p.filename)) for p in lock.conda]
-    _settle_rattler_at_exit()
+    settle_rattler_at_exit()
     asyncio.run(_rattler_install(files, prefix, cache.root / "rattler"))
 
 

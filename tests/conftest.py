@@ -7,7 +7,6 @@ it never skips, so CI cannot pass without having really run them.
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

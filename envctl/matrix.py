@@ -18,7 +18,8 @@ import yaml
 from envctl.errors import EnvctlError, MatrixError
 
 VARIANT_RE = re.compile(r"^(cpu|cu(\d{2,3}))$")
-IMAGE_NAME_RE = re.compile(r"^pytorch-(\d+)\.(\d+)-(cpu|cu\d{2,3})$")
+# pytorch-X.Y-VARIANT, optionally with a flavour suffix (pytorch-2.8-cu128-pypi).
+IMAGE_NAME_RE = re.compile(r"^pytorch-(\d+)\.(\d+)-(cpu|cu\d{2,3})(?:-[a-z0-9][a-z0-9.]*)*$")
 
 
 def parse_version(text: str) -> tuple[int, ...]:
@@ -73,6 +74,7 @@ class TorchRelease:
     torchvision: str
     torchaudio: str
     pytorch_channel: bool = False
+    pypi: str | None = None  # the CUDA variant of PyPI's Linux x86_64 wheel
 
     @property
     def variants(self) -> list[str]:
@@ -153,6 +155,7 @@ class Matrix:
                 torchvision=row["torchvision"],
                 torchaudio=row["torchaudio"],
                 pytorch_channel=bool(row.get("pytorch_channel", False)),
+                pypi=row.get("pypi"),
             )
         self._arch_lists = data["arch_lists"]
         self._drivers = data["drivers"]

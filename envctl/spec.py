@@ -22,7 +22,8 @@ from envctl.errors import SpecError
 from envctl.matrix import IMAGE_NAME_RE, VARIANT_RE, load_matrix, minor_of, parse_version, variant_to_cuda
 
 # "base": the base image already has torch (an NGC container, say); the lock leaves it out.
-TORCH_SOURCES = ("pytorch-index", "find-links", "conda-forge", "pytorch-channel", "base")
+# "pypi": PyPI's own Linux wheels, one CUDA variant per release (the matrix says which).
+TORCH_SOURCES = ("pytorch-index", "pypi", "find-links", "conda-forge", "pytorch-channel", "base")
 PYTHON_SOURCES = ("conda", "base")
 PLATFORMS = ("linux-64", "linux-aarch64")
 COMPANIONS = ("torchvision", "torchaudio")
@@ -95,7 +96,7 @@ class ImageSpec:
 
     def torch_requirements(self) -> list[str]:
         """The pip requirements for torch and its companions, pinned to the matrix."""
-        if self.torch_source not in ("pytorch-index", "find-links"):
+        if self.torch_source not in ("pytorch-index", "pypi", "find-links"):
             return []
         rel = load_matrix().release(self.torch)
         reqs = [f"torch=={self.torch}"]
@@ -334,9 +335,22 @@ def _check_against_matrix(spec: ImageSpec) -> None:
         if not rel.pytorch_channel:
             raise SpecError(spec.path, "torch_source", f"the pytorch conda channel ends with torch 2.5; "
                             f"torch {rel.minor} comes from pytorch-index or conda-forge")
+    if spec.torch_source == "pypi" and spec.cuda != rel.pypi:
+        raise SpecError(spec.path, "cuda", _pypi_variant_problem(rel, spec.cuda),
+                        hint="use torch_source: pytorch-index for other variants, or the PyPI variant")
     if spec.torch_source == "conda-forge" and spec.cuda == "cu118" and parse_version(spec.torch) >= (2, 6):
         raise SpecError(spec.path, "torch_source", "conda-forge dropped CUDA 11.8 builds of pytorch at the "
                         "end of 2024 (torch <= 2.5); use torch_source: pytorch-index")
+
+
+def _pypi_variant_problem(rel, variant: str) -> str:
+    """Why PyPI cannot serve this variant, and where it does come from."""
+    if rel.pypi is None:
+        return f"PyPI carries no Linux CUDA wheel of torch {rel.minor} that envctl knows of"
+    where = (f"the PyTorch index ({defaults()['torch_index'].format(variant=variant)})" if variant == "cpu"
+             or rel.status_of(variant) else "no official source")
+    return (f"PyPI's torch {rel.minor} wheel is the {rel.pypi} build, not {variant}; "
+            f"{variant} comes from {where}")
 
 
 def _check_consistency(spec: ImageSpec) -> None:

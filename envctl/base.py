@@ -73,6 +73,7 @@ def make_base(engine: Engine, plan: BasePlan, *, rebuild: bool = False,
             for item in (rootfs / junk).glob("*"):
                 if item.is_file():
                     item.unlink()
+        _settle_etc(rootfs)
         progress(f"importing {plan.ref}")
         tar = Path(tmp) / "rootfs.tar"
         subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
@@ -81,6 +82,23 @@ def make_base(engine: Engine, plan: BasePlan, *, rebuild: bool = False,
             f"LABEL org.opencontainers.image.title={plan.ref} envctl.base.packages={','.join(plan.packages)}"])
     info = engine.image(plan.ref)
     return BaseResult(plan.ref, image_id, info.size if info else 0, True, time.monotonic() - start)
+
+
+def _settle_etc(rootfs: Path) -> None:
+    """Give the base the /etc files every RUN step has mounted over it.
+
+    BuildKit binds /etc/hosts and /etc/resolv.conf into each RUN; where the base lacks
+    one it creates a stub and removes it afterwards, which leaves /etc with the build's
+    time in every layer, so no two builds would give the same layer digests.  The
+    host's resolv.conf that debootstrap copied is not the image's business either.
+    """
+    etc = rootfs / "etc"
+    (etc / "hosts").write_text("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n")
+    resolv = etc / "resolv.conf"
+    if resolv.is_symlink() or resolv.exists():
+        resolv.unlink()
+    resolv.write_text("")
+    (etc / "hostname").write_text("localhost\n")
 
 
 def _scratch() -> str | None:

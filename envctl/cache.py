@@ -38,9 +38,17 @@ def sha256_of(path: Path) -> str:
     return digest.hexdigest()
 
 
+def default_mirrors() -> tuple[str, ...]:
+    """Local folders of package files to fill the cache from before any download
+    (``ENVCTL_MIRRORS``, colon-separated): an ``envctl cache export`` folder, a team's
+    wheel share.  A file found there is used only when its sha256 matches the lock."""
+    return tuple(p for p in os.environ.get("ENVCTL_MIRRORS", "").split(os.pathsep) if p)
+
+
 class PackageCache:
-    def __init__(self, root: Path | None = None) -> None:
+    def __init__(self, root: Path | None = None, mirrors: tuple[str, ...] | None = None) -> None:
         self.root = Path(root) if root else default_root()
+        self.mirrors = default_mirrors() if mirrors is None else mirrors
 
     def path_for(self, sha256: str, filename: str) -> Path:
         return self.root / "sha256" / sha256 / filename
@@ -63,23 +71,32 @@ class PackageCache:
         os.close(fd)
         tmp = Path(tmp_name)
         try:
-            self._fetch(url, filename, mirrors, tmp)
-            actual = sha256_of(tmp)
-            if actual != sha256:
-                raise CacheError(f"{filename} from {url} has sha256 {actual[:16]}..., the lock says "
-                                 f"{sha256[:16]}...", hint="the source changed the file; re-lock or use a mirror")
+            # A mirror or find-links folder may hold the same file: used only if its hash matches.
+            folders = [f for f in (_local(m) for m in (*mirrors, *self.mirrors)) if f is not None]
+            for source in [*folders, None]:
+                if source is not None:
+                    if not (source / filename).is_file():
+                        continue
+                    shutil.copyfile(source / filename, tmp)
+                    if sha256_of(tmp) == sha256:
+                        break
+                    continue
+                self._fetch(url, filename, tmp)
+                actual = sha256_of(tmp)
+                if actual != sha256:
+                    raise CacheError(
+                        f"{filename} from {url} has sha256 {actual[:16]}..., the lock says {sha256[:16]}...",
+                        hint="the index changed the file: re-lock (envctl lock --upgrade NAME), or import the "
+                             "verified file from a mirror (envctl cache import)")
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
         return target
 
-    def _fetch(self, url: str, filename: str, mirrors: tuple[str, ...], dest: Path) -> None:
-        # A local mirror or find-links folder serves the same file (matched by hash afterwards).
-        for mirror in mirrors:
-            local = _local(mirror)
-            if local is not None and (local / filename).is_file():
-                shutil.copyfile(local / filename, dest)
-                return
+    def has(self, sha256: str, filename: str) -> bool:
+        return self.path_for(sha256, filename).is_file()
+
+    def _fetch(self, url: str, filename: str, dest: Path) -> None:
         local_file = _local(url)
         if local_file is not None:
             if not local_file.is_file():

@@ -94,6 +94,44 @@ class Engine:
         repo, tag = split_ref(ref)
         self._call(f"tag {ref}", lambda: self.client.images.get(image_id).tag(repo, tag))
 
+    def untag(self, ref: str) -> None:
+        """Remove one name; the image stays while another name or image needs it."""
+        from docker.errors import APIError, ImageNotFound
+
+        try:
+            self.client.api.remove_image(ref, noprune=False)
+        except (ImageNotFound, APIError):
+            pass
+
+    def history(self, image_id: str) -> list[dict]:
+        return self._call(f"read the history of {image_id}", self.client.api.history, image_id)
+
+    def read_folder(self, image: str, path: str) -> dict[str, bytes]:
+        """The regular files directly in ``path`` of an image (name -> bytes), without running it."""
+        import io
+
+        def read() -> dict[str, bytes]:
+            container = self.client.containers.create(image, command=["true"], network_disabled=True)
+            try:
+                try:
+                    stream, _stat = container.get_archive(path)
+                except Exception as exc:  # noqa: BLE001 - a missing folder is an empty answer
+                    if "not found" in str(exc).lower() or "no such" in str(exc).lower():
+                        return {}
+                    raise
+                buf = io.BytesIO(b"".join(stream))
+            finally:
+                container.remove(force=True)
+            out = {}
+            with tarfile.open(fileobj=buf) as tar:
+                for member in tar.getmembers():
+                    parts = member.name.split("/")
+                    if member.isfile() and len(parts) == 2:
+                        out[parts[1]] = tar.extractfile(member).read()
+            return out
+
+        return self._call(f"read {path} from {image}", read)
+
     def remove_image(self, ref: str) -> None:
         from docker.errors import ImageNotFound
 

@@ -14,15 +14,40 @@ from envctl.lock import load_lock, require_current_lock
 REPO = Path(__file__).resolve().parent.parent
 
 
-def test_buildkit_plan_bind_mounts_the_packages_into_one_offline_run():
+def test_buildkit_plan_bind_mounts_each_layers_packages_into_its_own_offline_run():
     project = Project(REPO)
     spec = project.resolve("pytorch-2.13-cpu")
     lock = load_lock(project.lock_path(spec.name))
     text = plan_build(spec, lock, project=project, builder="buildkit").dockerfile
     assert text.count("FROM envctl/debian:bookworm") == 1
-    assert "RUN --mount=type=bind,source=wheels,target=/tmp/envctl/wheels" in text
-    assert "--no-index" in text and "--require-hashes" in text
+    # No cuda layer in a CPU lock: the venv, then torch, then the rest.
+    assert "RUN --mount=type=bind,source=layers/torch,target=/mnt" in text
+    assert "RUN --mount=type=bind,source=layers/packages,target=/mnt" in text
+    assert "layers/cuda" not in text
+    assert text.count("--no-index --no-deps --require-hashes") == 2
     assert "COPY" not in text  # no layer ever holds a package file
+    # Reproducible layers: hash-based .pyc under SOURCE_DATE_EPOCH, each layer sealed.
+    assert text.count("SOURCE_DATE_EPOCH=315532800 ") == 2
+    assert "seal_layer.py /opt/conda/envs/pytorch-2.13-cpu 1 torch 315532800" in text
+    assert "--mount=type=tmpfs,target=/tmp" in text  # a RUN leaves nothing in /tmp
+
+
+def test_cuda_lock_splits_into_cuda_torch_and_packages_layers():
+    project = Project(REPO)
+    spec = project.resolve("pytorch-2.14-cu130-pypi")
+    lock = load_lock(project.lock_path(spec.name))
+    plan = plan_build(spec, lock, project=project, builder="buildkit")
+    layers = {layer.name: {p.name for p in layer.packages} for layer in plan.layers}
+    assert [layer.name for layer in plan.layers] == ["cuda", "torch", "packages"]
+    assert {"nvidia-cudnn-cu13", "nvidia-nccl-cu13", "cuda-toolkit", "triton"} <= layers["cuda"]
+    assert layers["torch"] == {"torch", "torchvision"}
+    assert {"numpy", "pip", "sympy"} <= layers["packages"]
+    assert not any(name.startswith("nvidia-") for name in layers["packages"] | layers["torch"])
+    assert sum(len(v) for v in layers.values()) == len(lock.pip)  # every package in exactly one layer
+    text = plan.dockerfile
+    assert text.index("layers/cuda") < text.index("layers/torch") < text.index("layers/packages")
+    reqs = requirements_txt(plan.layers[1]).splitlines()
+    assert [r.split("==")[0] for r in reqs] == ["torch", "torchvision"]
 
 
 def test_classic_plan_renders_a_hermetic_two_stage_dockerfile():

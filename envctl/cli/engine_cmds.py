@@ -13,8 +13,8 @@ def register(app: typer.Typer) -> None:
 
 
 def base(
-    ref: str = typer.Option("envctl/debian:bookworm", "--tag", help="Name of the base image to make."),
-    suite: str = typer.Option("bookworm", help="Debian suite."),
+    ref: str = typer.Option(None, "--tag", help="Name of the base image to make [default: envctl/debian:SUITE]."),
+    suite: str = typer.Option("bookworm", help="Debian suite (bookworm: Python 3.11; trixie: Python 3.13)."),
     mirror: str = typer.Option("http://deb.debian.org/debian", help="Debian mirror."),
     no_toolchain: bool = typer.Option(False, "--no-toolchain",
                                       help="Leave out g++ and python3-dev (torch.compile will not work)."),
@@ -25,6 +25,7 @@ def base(
     from envctl.base import make_base, plan_base
     from envctl.engine import Engine
 
+    ref = ref or f"envctl/debian:{suite}"
     engine = Engine.connect()
     plan = plan_base(ref=ref, suite=suite, mirror=mirror, toolchain=not no_toolchain)
     with activity(f"making base {ref}") as progress:

@@ -50,8 +50,14 @@ def describe(project: Project, name: str) -> dict[str, Any]:
         index_text = f"{spec.torch_index_url} (torch) + " + index_text
     if pi.find_links:
         index_text += " + find-links " + ", ".join(pi.find_links)
+    libraries = None
+    if state.state == "locked":
+        from envctl.lock import cuda_libraries, load_lock
+
+        libraries = cuda_libraries(load_lock(state.path, platform=spec.platforms[0]).pip)
     return {
         "spec": spec.to_dict(),
+        "cuda_libraries": libraries,
         "spec_hash": spec.content_hash(),
         "lock_inputs_hash": spec.lock_inputs_hash(),
         "conda_specs": spec.conda_specs(),

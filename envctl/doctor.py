@@ -22,6 +22,24 @@ IMAGE_BYTES = {"cpu": 3 * 10**9, "cuda": 15 * 10**9}
 
 
 @dataclass(frozen=True)
+class ImageFacts:
+    """What the lock and a built image say about the image itself (None: not known)."""
+
+    cuda: str | None = None  # the CUDA runtime the locked wheels carry, e.g. "13.0"
+    size: int | None = None  # bytes of the built image
+    source: str = ""  # where the size came from
+
+
+def locked_cuda(lock) -> str | None:
+    """major.minor of the CUDA runtime wheel in a lock (nvidia-cuda-runtime[-cuXX]), if any."""
+    for p in lock.pip:
+        if p.name == "nvidia-cuda-runtime" or p.name.startswith("nvidia-cuda-runtime-cu"):
+            major_minor = parse_version(p.version)[:2]
+            return ".".join(map(str, major_minor))
+    return None
+
+
+@dataclass(frozen=True)
 class Finding:
     check: str
     status: str  # ok | warn | fail | info
@@ -75,8 +93,9 @@ def check_capability(gpu_name: str, capability: str, cuda: str, torch_version: s
                    f"{capability}", True)
 
 
-def evaluate(facts: HostFacts, spec: ImageSpec | None) -> list[Finding]:
+def evaluate(facts: HostFacts, spec: ImageSpec | None, image: ImageFacts | None = None) -> list[Finding]:
     out: list[Finding] = []
+    image = image or ImageFacts()
     if facts.engine_version:
         out.append(Finding("docker", "ok", f"Docker engine {facts.engine_version} reachable"))
     else:
@@ -94,7 +113,7 @@ def evaluate(facts: HostFacts, spec: ImageSpec | None) -> list[Finding]:
         names = ", ".join(f"{g.index}: {g.name} (sm {g.capability})" for g in facts.gpus)
         out.append(Finding("gpu", "ok", f"GPUs {names}; driver {facts.gpus[0].driver}"))
     if gpu_image and facts.gpus:
-        out.append(check_driver(facts.gpus[0].driver, spec.cuda_version))
+        out.append(check_driver(facts.gpus[0].driver, image.cuda or spec.cuda_version))
         for g in facts.gpus:
             out.append(check_capability(f"GPU {g.index} ({g.name})", g.capability, spec.cuda_version,
                                         spec.torch, spec.cuda))
@@ -104,15 +123,39 @@ def evaluate(facts: HostFacts, spec: ImageSpec | None) -> list[Finding]:
                                "no NVIDIA container runtime in the engine: install nvidia-container-toolkit "
                                "and run nvidia-ctk runtime configure --runtime=docker", not facts.nvidia_runtime))
     if facts.free_bytes is not None:
-        need = IMAGE_BYTES["cuda" if gpu_image else "cpu"]
+        need = image.size or IMAGE_BYTES["cuda" if gpu_image else "cpu"]
+        what = f"the image is {need / 1e9:.1f} GB ({image.source})" if image.size else \
+            f"an image needs about {need / 1e9:.0f} GB"
         status = "ok" if facts.free_bytes >= need else "fail"
         out.append(Finding("disk", status, f"{facts.free_bytes / 1e9:.0f} GB free at {facts.disk_path}"
-                           + ("" if status == "ok" else f"; an image needs about {need / 1e9:.0f} GB: free space "
-                              "(docker system prune)"), status == "fail"))
+                           + (f"; {what}" if spec is not None else "")
+                           + ("" if status == "ok" else ": free space (docker system prune)"), status == "fail"))
     if facts.virtual_packages:
         out.append(Finding("virtual packages", "info", "host offers " + ", ".join(facts.virtual_packages)
                            + " (envctl lock never uses these: it takes them from the spec)"))
     return out
+
+
+def image_facts(spec: ImageSpec, lock_path: Path, *, engine_timeout: int = 5) -> ImageFacts:
+    """The image's CUDA from its current lock, and its size from the built image when there is one."""
+    from envctl.errors import EnvctlError
+    from envctl.lock import require_current_lock
+
+    try:
+        lock = require_current_lock(spec, lock_path)
+    except EnvctlError:
+        return ImageFacts()
+    cuda = locked_cuda(lock)
+    try:
+        from envctl.build import find_built
+        from envctl.engine import Engine
+
+        built = find_built(Engine.connect(timeout=engine_timeout), spec, lock)
+    except EnvctlError:
+        built = None
+    if built is None:
+        return ImageFacts(cuda=cuda)
+    return ImageFacts(cuda=cuda, size=built.size, source=f"built image {built.short_id}")
 
 
 def gather(*, engine_timeout: int = 5) -> HostFacts:

@@ -55,7 +55,8 @@ class LockResult:
             conda, pip = self.conda.get(platform, []), self.pip.get(platform, [])
             sizes = [p.size for p in conda] + [p.size for p in pip]
             out["platforms"][platform] = {
-                "conda": len(conda), "pip": len(pip),
+                "conda": len(conda), "pip": len(pip), "cuda": self.spec.cuda,
+                "cuda_libraries": cuda_libraries(pip),
                 "bytes": sum(s for s in sizes if s) if all(sizes) else None,
                 "packages": [f"{p.name}={p.version}={p.build}" for p in conda]
                 + [f"{p.name}=={p.version}" for p in pip],
@@ -156,6 +157,12 @@ def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
         f"# conda-lock format; also installs with: conda-lock install -n {spec.name} {spec.name}.conda-lock.yml",
     ])
     return header + "\n" + body, lock_hash
+
+
+def cuda_libraries(packages) -> dict[str, str]:
+    from envctl.build.layers import cuda_libraries as libraries
+
+    return libraries(packages)
 
 
 def write_lock(path: Path, text: str, *, force: bool = False) -> bool:

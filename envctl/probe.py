@@ -66,8 +66,9 @@ def check_gpus(value: str) -> str:
     raise UsageError(f"--gpus {value}: expected all, none or a GPU count", hint="e.g. --gpus 1")
 
 
-def probe_config(spec: ImageSpec | None, lock: LockedEnv | None, *, gpus: str, level: str) -> dict[str, Any]:
-    """What the probe should expect and run, from the spec and its lock."""
+def probe_config(spec: ImageSpec | None, lock: LockedEnv | None, *, gpus: str, level: str,
+                 env_tree: str | None = None) -> dict[str, Any]:
+    """What the probe should expect and run, from the spec, its lock and the image's tree hash label."""
     config: dict[str, Any] = {"gpus": gpus if gpus in ("all", "none") else int(check_gpus(gpus)), "level": level}
     if spec is not None:
         config["expect"] = {
@@ -77,6 +78,13 @@ def probe_config(spec: ImageSpec | None, lock: LockedEnv | None, *, gpus: str, l
                           "conda": {p.name: f"{p.version}-{p.build}" for p in lock.conda} if lock.conda else None}
                          if lock is not None and (lock.pip or lock.conda) else None),
         }
+        if env_tree:
+            config["expect"]["env_tree"] = env_tree
+        if spec.cuda_version:
+            from envctl.matrix import load_matrix
+
+            arches, _ptx = load_matrix().arch_list(spec.cuda_version, spec.torch)
+            config["expect"]["arch_list"] = arches
         sm = spec.smoke
         config["benchmark"] = {"models": list(sm.models), "dtypes": list(sm.dtypes),
                                "batch_sizes": list(sm.batch_sizes), "max_autotune": sm.max_autotune,

@@ -25,5 +25,17 @@ say "making the local base image (kept when it exists)"
 "$VENV/bin/envctl" base
 "$VENV/bin/envctl" base --tag envctl/debian:bookworm-minimal --no-toolchain
 
+# The CUDA image test fills a fresh package cache with ~3 GB of wheels. Where this machine
+# keeps local copies of PyPI files (the build machines do), fill it from them: envctl takes
+# a mirror's file only when its sha256 matches the lock, and downloads the rest from PyPI.
+if [ -z "${ENVCTL_MIRRORS+x}" ]; then
+  mirrors=""
+  for d in /opt/pypi/files /opt/pypi-more/files /opt/wheels; do
+    [ -d "$d" ] && mirrors="${mirrors:+$mirrors:}$d"
+  done
+  export ENVCTL_MIRRORS="$mirrors"
+  say "package mirrors: ${ENVCTL_MIRRORS:-none (everything from PyPI)}"
+fi
+
 say "running pytest"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -58,3 +58,20 @@ def test_engine_missing_blocks_only_when_an_image_is_asked_for():
     assert next(f for f in evaluate(facts, None) if f.check == "docker").status == "warn"
     spec = Project(REPO).resolve("pytorch-2.13-cpu")
     assert next(f for f in evaluate(facts, spec) if f.check == "docker").blocking
+
+
+def test_doctor_takes_cuda_from_the_lock_and_size_from_the_built_image():
+    from envctl.doctor import HostFacts, ImageFacts, evaluate, locked_cuda
+    from envctl.lock import load_lock
+
+    spec = Project(REPO).resolve("pytorch-2.14-cu130-pypi")
+    lock = load_lock(Project(REPO).lock_path(spec.name))
+    assert locked_cuda(lock) == "13.0"  # nvidia-cuda-runtime 13.0.96 in the lock
+    facts = HostFacts(engine_version="20.10", free_bytes=5 * 10**9,
+                      gpus=[Gpu(0, "NVIDIA H100", "9.0", "575.51")])
+    image = ImageFacts(cuda="13.0", size=6_200_000_000, source="built image abc")
+    findings = {f.check: f for f in evaluate(facts, spec, image)}
+    assert findings["driver"].status == "fail" and "CUDA 13.0" in findings["driver"].message
+    assert findings["disk"].status == "fail" and "the image is 6.2 GB (built image abc)" in findings["disk"].message
+    roomy = HostFacts(engine_version="20.10", free_bytes=10 * 10**9)
+    assert next(f for f in evaluate(roomy, spec, image) if f.check == "disk").status == "ok"

@@ -41,6 +41,12 @@ def layer_of(name: str, groups: list[dict] | None = None) -> str:
     return defaults()["layers"][-1]["name"]
 
 
+def cuda_libraries(packages) -> dict[str, str]:
+    """name -> version of the CUDA libraries among locked pip packages (the cuda layer's members)."""
+    groups = defaults()["layers"]
+    return {p.name: p.version for p in packages if layer_of(p.name, groups) == groups[0]["name"]}
+
+
 def plan_layers(lock: LockedEnv) -> list[Layer]:
     """The non-empty layers of the lock's pip packages, in install order."""
     groups = defaults()["layers"]

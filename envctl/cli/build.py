@@ -131,7 +131,7 @@ def _is_step(line: str) -> bool:
 
 def images(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
     """List images built by envctl: labels, size, and whether their lock is still current."""
-    from envctl.build import LABEL_LOCK_HASH, LABEL_SPEC
+    from envctl.build import LABEL_LOCK_HASH, LABEL_SPEC, LABEL_TREE, image_layers
     from envctl.catalog import find_project
     from envctl.engine import Engine
     from envctl.errors import EnvctlError
@@ -139,7 +139,8 @@ def images(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
 
     project = find_project()
     rows = []
-    for img in Engine.connect().images(LABEL_SPEC):
+    engine = Engine.connect()
+    for img in engine.images(LABEL_SPEC):
         name = img.labels.get(LABEL_SPEC, "?")
         try:
             spec = project.resolve(name)
@@ -151,7 +152,9 @@ def images(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
         rows.append({"image": name, "id": img.short_id, "tags": img.tags, "size": img.size,
                      "created": img.labels.get("org.opencontainers.image.created", img.created),
                      "torch": img.labels.get("io.envctl.torch"), "cuda": img.labels.get("io.envctl.cuda"),
-                     "python": img.labels.get("io.envctl.python"), "lock": lock, "labels": img.labels})
+                     "python": img.labels.get("io.envctl.python"), "lock": lock,
+                     "layers": image_layers(engine, img.id), "env_tree": img.labels.get(LABEL_TREE),
+                     "labels": img.labels})
     rows.sort(key=lambda r: (r["image"], r["created"]))
     if json_out:
         console.print_json(rows)
@@ -159,9 +162,14 @@ def images(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     from rich.table import Table
 
     table = Table()
-    for col in ("image", "id", "tags", "torch", "cuda", "python", "size", "created", "lock"):
+    for col in ("image", "id", "tags", "torch", "cuda", "python", "size", "layers", "created", "lock"):
         table.add_column(col, no_wrap=col in ("image", "id", "lock"))
     for r in rows:
+        layers = ", ".join(f"{layer['layer']} {_mb(layer['bytes'])}" for layer in r["layers"]) or "-"
         table.add_row(r["image"], r["id"], ", ".join(r["tags"]) or "-", r["torch"] or "-", r["cuda"] or "-",
-                      r["python"] or "-", f"{r['size'] / 1e6:.0f} MB", r["created"], console.styled(r["lock"]))
+                      r["python"] or "-", _mb(r["size"]), layers, r["created"], console.styled(r["lock"]))
     console.out.print(table)
+
+
+def _mb(size: int) -> str:
+    return f"{size / 1e9:.1f} GB" if size >= 1e9 else f"{size / 1e6:.0f} MB"

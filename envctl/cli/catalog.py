@@ -82,6 +82,8 @@ def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu12
         ("pip", ", ".join(info["pip_requirements"]) or "-"),
         ("pip index", info["pip_index"]),
         ("lock", f"{info['lock']['state']} ({info['lock']['path']})"),
+        *([("cuda libs", ", ".join(f"{k} {v}" for k, v in info["cuda_libraries"].items()))]
+          if info["cuda_libraries"] else []),
         ("spec hash", info["spec_hash"]),
     ]
     for key, value in rows:

@@ -110,12 +110,15 @@ def doctor(
     """Check the host: engine, driver against CUDA, GPU arch, container runtime, disk, virtual packages."""
     from envctl.doctor import evaluate, gather, to_dicts
 
-    spec = None
+    spec = image = None
     if name:
         from envctl.catalog import find_project
+        from envctl.doctor import image_facts
 
-        spec = find_project().resolve(name)
-    findings = evaluate(gather(), spec)
+        project = find_project()
+        spec = project.resolve(name)
+        image = image_facts(spec, project.lock_path(spec.name))
+    findings = evaluate(gather(), spec, image)
     blocking = [f for f in findings if f.blocking and f.status == "fail"]
     if json_out:
         console.print_json({"image": name, "findings": to_dicts(findings), "ok": not blocking})

@@ -31,6 +31,8 @@ def verify(
     gpus: Optional[str] = typer.Option(None, "--gpus", help="all, none, or a GPU count (default from the spec)."),
     quick: bool = typer.Option(False, "--quick", help="Fewest runs and shapes: under a minute on a GPU."),
     full: bool = typer.Option(False, "--full", help="Every mode, shape and dtype the spec allows."),
+    checks_only: bool = typer.Option(False, "--checks-only",
+                                     help="Versions, libraries, drift and the file tree only: no benchmarks."),
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
 ) -> None:
     """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark."""
@@ -52,11 +54,13 @@ def verify(
     if image is None:
         raise EnvctlError(f"no image of {spec.name} built from the current spec and lock",
                           hint=f"run: envctl build {spec.name}")
-    config = probe_config(spec, lock, gpus=gpus, level=level)
+    from envctl.build import LABEL_TREE
+
+    config = probe_config(spec, lock, gpus=gpus, level=level, env_tree=image.labels.get(LABEL_TREE))
     started = time.time()
     with activity(f"verifying {spec.name} ({image.short_id}, {level})") as progress:
         progress("running the probe in a container")
-        report = run_in_image(engine, image.id, config, gpus=gpus, level=level)
+        report = run_in_image(engine, image.id, config, gpus=gpus, level=level, checks_only=checks_only)
     Records().add_run(kind="verify", image=spec.name, ok=report.ok, image_id=image.id,
                       spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, gpu=report.gpu,
                       driver=report.driver, summary=_summary(report), started=started,

@@ -15,7 +15,7 @@ import sys
 from probe_envinfo import run_quiet
 from probe_report import check, error_line
 from probe_versions import (arch_span, capability_covered, compare_torch_version,
-                            cudnn_int_to_tuple, diff_packages, normalize_name, parse_version)
+                            cudnn_int_to_tuple, diff_packages, normalize_name, parse_arch, parse_version)
 
 # pip/setuptools/wheel are not counted as drift unless the expected set names them.
 PIP_TOOLING = ("pip", "setuptools", "wheel")
@@ -56,11 +56,14 @@ def env_checks(env, cfg, device):
             checks.append(check("gpu available", "fail", "GPU required but torch is a CPU build"))
         else:
             checks.append(check("gpu available", "fail",
-                                f"GPU required but torch.cuda.is_available() is False "
-                                f"(driver {env['driver_version'] or 'not found'})"))
+                                f"GPU required but no GPU visible: torch.cuda.is_available() is False "
+                                f"(driver {env['driver_version'] or 'not found'}); run on a GPU host with "
+                                f"--gpus all, or --gpus none for the checks that need no GPU"))
+    elif gpus:
+        checks.append(check("gpu available", "skip", f"GPU not required ({len(gpus)} visible)"))
     else:
         checks.append(check("gpu available", "skip",
-                            f"GPU not required ({len(gpus)} visible)"))
+                            "no GPU visible (not required); the GPU checks need a GPU host and --gpus all"))
     want_gpus = cfg.get("gpus", "all")
     if isinstance(want_gpus, int) and not isinstance(want_gpus, bool) and want_gpus > 0:
         if len(gpus) >= want_gpus:
@@ -88,11 +91,26 @@ def env_checks(env, cfg, device):
             checks.append(check("gpu arch coverage", "pass",
                                 f"capability {', '.join(caps)} covered by {arch_span(arch)}"))
 
+    want_arch = expect.get("arch_list")
+    if want_arch and have_cuda:
+        checks.append(_arch_list_check(want_arch, arch))
     checks.append(_cudnn_check(env))
     checks.extend(_wheel_checks(env))
     checks.extend(_compiler_checks(env, device))
     checks.extend(_drift_checks(env, expect))
     return checks
+
+
+def _arch_list_check(want, arch):
+    """The compute capabilities the release matrix promises, against the ones compiled into torch."""
+    if not arch:
+        return check("arch list", "warn", "torch reports no compiled CUDA arch list")
+    compiled = {(p[1], p[2]) for p in (parse_arch(a) for a in arch) if p is not None and p[0] == "sm"}
+    missing = [cap for cap in want if tuple(int(x) for x in cap.split(".")) not in compiled]
+    if missing:
+        return check("arch list", "fail", f"capability {', '.join(missing)} missing from torch's arch list "
+                                          f"{arch_span(arch)} (the release matrix lists {', '.join(want)})")
+    return check("arch list", "pass", f"{', '.join(want)} all compiled in ({arch_span(arch)})")
 
 
 def _cudnn_check(env):

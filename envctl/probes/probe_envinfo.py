@@ -190,6 +190,12 @@ def collect_env_torch(env):
         env["arch_list"] = list(t.cuda.get_arch_list())
     except Exception:
         env["arch_list"] = []
+    if not env["arch_list"] and t.version.cuda:
+        # get_arch_list() answers [] without a GPU; the compiled-in flags need none.
+        try:
+            env["arch_list"] = [a for a in str(t._C._cuda_getArchFlags()).split() if a]
+        except Exception:
+            pass
     gpus = []
     if env["cuda_available"]:
         for i in range(t.cuda.device_count()):

@@ -21,6 +21,7 @@ file's folder (it is mounted read-only, so no bytecode is written):
     probe_models       the benchmark and round-trip models
     probe_bench        benchmark settings, runner, timing and checks
     probe_torchscript  the TorchScript round-trip (its child process is roundtrip.py)
+    probe_tree         the environment's files against the build's layer manifests
 
 Python >= 3.9 syntax only.
 """
@@ -48,6 +49,7 @@ from probe_envinfo import collect_env_basic, collect_env_torch  # noqa: E402
 from probe_models import MODELS  # noqa: E402
 from probe_report import check, emit, error_line  # noqa: E402
 from probe_torchscript import torchscript_check, torchscript_roundtrip  # noqa: E402
+from probe_tree import tree_check  # noqa: E402
 
 SCHEMA = "envctl.probe/1"
 EXIT_OK = 0
@@ -92,11 +94,14 @@ def validate_config(cfg):
     if not isinstance(expect, dict):
         raise ConfigError("expect must be an object")
     for key in expect:
-        if key not in ("torch", "cuda", "gpu_required", "packages"):
+        if key not in ("torch", "cuda", "gpu_required", "packages", "env_tree", "arch_list"):
             notes.append(f"unknown expect key {key!r} ignored")
-    for key in ("torch", "cuda"):
+    for key in ("torch", "cuda", "env_tree"):
         if key in expect and expect[key] is not None and not isinstance(expect[key], str):
             raise ConfigError(f"expect.{key} must be a string or null")
+    arch_list = expect.get("arch_list")
+    if arch_list is not None and not (isinstance(arch_list, list) and all(isinstance(a, str) for a in arch_list)):
+        raise ConfigError("expect.arch_list must be a list of capability strings such as \"9.0\"")
     if "gpu_required" in expect and not isinstance(expect["gpu_required"], bool):
         raise ConfigError("expect.gpu_required must be true or false")
     packages = expect.get("packages")
@@ -220,6 +225,8 @@ def probe(cfg, level, notes, checks_only=False):
         result["config_notes"] = notes
     env = collect_env_basic()
     result["env"] = env
+    # Before torch is imported: nothing the probe does may show up as a changed file.
+    tree = tree_check(sys.prefix, (cfg.get("expect") or {}).get("env_tree"))
     try:
         torch = _import_torch()
     except Exception as exc:
@@ -233,6 +240,7 @@ def probe(cfg, level, notes, checks_only=False):
     device = select_device(cfg, env)
     result["device"] = device
     checks.extend(env_checks(env, cfg, device))
+    checks.append(tree)
 
     if checks_only:
         result["checks_only"] = True

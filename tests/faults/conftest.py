@@ -1,0 +1,54 @@
+"""Helpers for the fault tests: envctl as a real subprocess, and checks of its one-line answers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def envctl(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300,
+           input: str | None = None) -> subprocess.CompletedProcess:
+    """Run envctl in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, "-m", "envctl", *args], capture_output=True, text=True, input=input,
+                          env={**os.environ, "NO_COLOR": "1", **(env or {})}, cwd=cwd, timeout=timeout)
+
+
+def assert_one_line_error(proc: subprocess.CompletedProcess, code: int, *needles: str) -> str:
+    """Exit ``code``, no traceback, an 'error:' line that holds every needle; returns that line."""
+    text = proc.stderr
+    assert "Traceback" not in text and "Traceback" not in proc.stdout, text[-3000:]
+    assert proc.returncode == code, (proc.returncode, text[-3000:])
+    lines = [ln for ln in text.splitlines() if ln.startswith("error: ")]
+    assert len(lines) == 1, text[-3000:]
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
+    return lines[0]
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A 20 MB tmpfs (a disk that fills up), unmounted afterwards."""
+    mnt = tmp_path / "tmpfs"
+    mnt.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=20m", "tmpfs", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def readonly_dir(tmp_path):
+    """A folder under a read-only bind mount (root ignores mode bits; a mount it cannot ignore)."""
+    src = tmp_path / "ro-src"
+    src.mkdir()
+    mnt = tmp_path / "ro"
+    mnt.mkdir()
+    subprocess.run(["mount", "--bind", str(src), str(mnt)], check=True)
+    subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)], check=True)
+    yield mnt
+    subprocess.run(["umount", "-l", str(mnt)], check=False)

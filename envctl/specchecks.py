@@ -57,17 +57,17 @@ def check_strings(spec) -> None:
             raise SpecError(path, f"conda[{i}]", f"{_show(item)} is not a conda match spec",
                             hint="list specs such as numpy=2.3 or pip; channels go under channels")
     for i, item in enumerate(spec.channels):
-        if not (_url_ok(item, ("http", "https", "file")) or
+        if not (_url_ok(item, ("http", "https", "file")) or _abs_path_ok(item) or
                 (len(item) <= MAX_ENTRY and _CHANNEL_NAME_RE.match(item))):
-            raise SpecError(path, f"channels[{i}]", f"{_show(item)} is not a channel name or http(s)/file URL")
+            raise SpecError(path, f"channels[{i}]",
+                            f"{_show(item)} is not a channel name, absolute folder or http(s)/file URL")
     urls = [("pip_index.index_url", spec.pip_index.index_url)]
     urls += [(f"pip_index.extra_index_urls[{i}]", u) for i, u in enumerate(spec.pip_index.extra_index_urls)]
     for key, url in urls:
         if not _url_ok(url, ("http", "https", "file")):
             raise SpecError(path, key, f"{_show(url)} is not an http(s) or file URL")
     for i, link in enumerate(spec.pip_index.find_links):
-        if not (_url_ok(link, ("http", "https", "file")) or
-                (link.startswith("/") and len(link) <= MAX_ENTRY and not _CONTROL_RE.search(link))):
+        if not (_url_ok(link, ("http", "https", "file")) or _abs_path_ok(link)):
             raise SpecError(path, f"pip_index.find_links[{i}]",
                             f"{_show(link)} is neither an absolute folder path nor an http(s)/file URL")
 
@@ -99,6 +99,10 @@ def _url_ok(value: str, schemes: tuple[str, ...]) -> bool:
     if parsed.scheme not in schemes:
         return False
     return bool(parsed.path) if parsed.scheme == "file" else bool(parsed.netloc)
+
+
+def _abs_path_ok(value: str) -> bool:
+    return value.startswith("/") and len(value) <= MAX_ENTRY and not _CONTROL_RE.search(value)
 
 
 def _show(value: str) -> str:

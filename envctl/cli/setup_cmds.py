@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 def setup(
     name: str = typer.Argument(..., help="Image whose lock to materialize."),
-    prefix: Optional[Path] = typer.Option(None, "--prefix", help="Where (default ~/.local/share/envctl/envs/NAME)."),
+    prefix_arg: Optional[str] = typer.Option(None, "--prefix", help="Where (default ~/.local/share/envctl/envs/NAME)."),
     repair: bool = typer.Option(False, "--repair", help="Fix a prefix that drifted from the lock."),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="Run the quick smoke probe afterwards."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -32,6 +32,12 @@ def setup(
     from envctl.records import Records
     from envctl.setup import setup_prefix
 
+    if prefix_arg is not None and not prefix_arg.strip():
+        from envctl.errors import UsageError
+
+        raise UsageError("--prefix is empty: it would name the current folder",
+                         hint="give the folder to make, e.g. --prefix ~/envs/NAME")
+    prefix = Path(prefix_arg) if prefix_arg is not None else None
     project = find_project()
     spec = project.resolve(name)
     lock = require_current_lock(spec, project.lock_path(spec.name))

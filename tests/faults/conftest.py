@@ -52,3 +52,24 @@ def readonly_dir(tmp_path):
     subprocess.run(["mount", "-o", "remount,bind,ro", str(mnt)], check=True)
     yield mnt
     subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+PIP_SPEC = {"version": 1, "name": "fixture-pip", "python": "3.11", "torch": "2.13.0", "cuda": "cpu",
+            "torch_source": "base", "python_source": "base", "channels": [], "pip": ["mpmath==1.3.0"],
+            "pip_index": {"index_url": "file:///opt/pypi/simple"}}
+
+
+@pytest.fixture(scope="session")
+def pip_project(tmp_path_factory) -> dict:
+    """A project whose one spec (fixture-pip) locks mpmath and pip from the local file index:
+    a pip prefix made in seconds.  Returns the environment for envctl subprocesses."""
+    import yaml
+
+    root = tmp_path_factory.mktemp("pip-project")
+    (root / "images").mkdir()
+    (root / "images" / "fixture-pip.yaml").write_text(yaml.safe_dump(PIP_SPEC))
+    env = {"ENVCTL_PROJECT": str(root), "ENVCTL_CACHE": str(root / "cache"),
+           "ENVCTL_RECORDS": str(root / "records.db")}
+    locked = envctl("lock", "fixture-pip", env=env)
+    assert locked.returncode == 0, locked.stderr[-2000:]
+    return env

@@ -129,11 +129,13 @@ def _parse(stdout: str, stderr: str, code: int | None, where: str) -> dict:
 
 
 def record(records: Records, outcomes: list[Outcome]) -> None:
+    """All outcomes in one transaction; when the database refuses, they are saved to a file it names."""
     now = time.time()
-    for o in outcomes:
-        records.write("INSERT OR REPLACE INTO compat (artifact_sha256, image, image_id, status, detail, checked)"
-                      " VALUES (?,?,?,?,?,?)", (o.artifact.sha256, o.target.label, o.target.key, o.status,
-                                                o.detail, now))
+    sql = "INSERT OR REPLACE INTO compat (artifact_sha256, image, image_id, status, detail, checked) VALUES (?,?,?,?,?,?)"
+    rows = [(o.artifact.sha256, o.target.label, o.target.key, o.status, o.detail, now) for o in outcomes]
+    records.write_many([(sql, r) for r in rows], what=f"{len(rows)} compat results", payload=[
+        {"artifact": o.artifact.name, "sha256": o.artifact.sha256, "target": o.target.label,
+         "image_id": o.target.key, "status": o.status, "detail": o.detail, "checked": now} for o in outcomes])
 
 
 def matrix(records: Records) -> dict:

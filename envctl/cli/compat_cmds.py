@@ -137,17 +137,17 @@ def run(
     results = []
     for target in targets:
         with activity(f"checking {len(arts)} artifacts under {target.label}"):
-            outcomes = run_compat(target, arts, registry, engine=engine, timeout=timeout)
-        record(records, outcomes)
-        results += outcomes
+            results += run_compat(target, arts, registry, engine=engine, timeout=timeout)
+    # The results first: a database that refuses them must not cost the user the run.
     if json_out:
         console.print_json([{"artifact": o.artifact.name, "target": o.target.label, "image_id": o.target.key,
                              "status": o.status, "detail": o.detail, "seconds": o.seconds} for o in results])
-        return
-    for o in results:
-        line = console.styled(f"{o.status:<10}", "green" if o.status == "ok" else "red")
-        line.append(f" {o.artifact.name} under {o.target.label}: {o.detail}")
-        console.out.print(line)
+    else:
+        for o in results:
+            line = console.styled(f"{o.status:<10}", "green" if o.status == "ok" else "red")
+            line.append(f" {o.artifact.name} under {o.target.label}: {o.detail}")
+            console.out.print(line)
+    record(records, results)
 
 
 @compat_app.command("matrix")
@@ -207,9 +207,7 @@ def check(
     outcomes = []
     for target in targets:
         with activity(f"checking {len(arts)} artifacts under {target.label}"):
-            result = run_compat(target, arts, registry, engine=engine, timeout=timeout)
-        record(records, result)
-        outcomes.append(result)
+            outcomes.append(run_compat(target, arts, registry, engine=engine, timeout=timeout))
     bad = regressions(outcomes[0], outcomes[1])
     if json_out:
         console.print_json({"from": targets[0].label, "to": targets[1].label, "checked": len(arts),
@@ -220,5 +218,6 @@ def check(
             console.out.print(console.styled(f"regressed  {before.artifact.name}: ok under {before.target.label}, "
                                              f"{after.status} under {after.target.label}: {after.detail}", "red"))
         console.status(f"{len(bad)} of {len(arts)} artifacts regress from {targets[0].label} to {targets[1].label}")
+    record(records, outcomes[0] + outcomes[1])
     if bad:
         raise typer.Exit(1)

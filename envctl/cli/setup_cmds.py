@@ -29,7 +29,7 @@ def setup(
     from envctl.cache import PackageCache
     from envctl.catalog import find_project
     from envctl.lock import require_current_lock
-    from envctl.records import Records
+    from envctl.records import record_run
     from envctl.setup import setup_prefix
 
     if prefix_arg is not None and not prefix_arg.strip():
@@ -57,11 +57,6 @@ def setup(
             report = run_local(str(prefix / "bin" / "python"), probe_config(spec, lock, gpus="all", level="quick"),
                                level="quick")
     ok = report is None or report.ok
-    if result.changed:
-        Records().add_run(kind="setup", image=spec.name, ok=ok, image_id=str(prefix), spec_hash=spec.content_hash(),
-                          lock_hash=lock.lock_hash, started=started, duration_s=time.time() - started,
-                          summary="repaired" if repair else "created",
-                          document=report.document if report else None)
     data = {"image": spec.name, "prefix": str(prefix), "changed": result.changed, "activate": str(result.activate),
             "probe_ok": None if report is None else report.ok,
             "drift_before": {"pip": result.before.pip_drift.describe(), "conda": result.before.conda_drift.describe()}}
@@ -80,6 +75,10 @@ def setup(
 
             _render(report, str(prefix))
         console.status(f"use it: source {result.activate}")
+    if result.changed:  # after the report: a database that refuses the record must not hide it
+        record_run(kind="setup", image=spec.name, ok=ok, image_id=str(prefix), spec_hash=spec.content_hash(),
+                   lock_hash=lock.lock_hash, started=started, duration_s=time.time() - started,
+                   summary="repaired" if repair else "created", document=report.document if report else None)
     if not ok:
         raise typer.Exit(1)
 

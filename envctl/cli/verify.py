@@ -40,7 +40,7 @@ def verify(
     from envctl.errors import EnvctlError
     from envctl.lock import require_current_lock
     from envctl.probe import check_gpus, probe_config, run_in_image
-    from envctl.records import Records
+    from envctl.records import record_run
 
     project = find_project()
     spec = project.resolve(name)
@@ -57,11 +57,11 @@ def verify(
     with activity(f"verifying {spec.name} ({image.short_id}, {level})") as progress:
         progress("running the probe in a container")
         report = run_in_image(engine, image.id, config, gpus=gpus, level=level)
-    Records().add_run(kind="verify", image=spec.name, ok=report.ok, image_id=image.id,
-                      spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, gpu=report.gpu,
-                      driver=report.driver, summary=_summary(report), started=started,
-                      duration_s=report.seconds, document=report.document)
-    _show(report, json_out, title=f"{spec.name} ({image.short_id})")
+    # The report first: a database that refuses the record must not cost the user the run.
+    _show(report, json_out, title=f"{spec.name} ({image.short_id})", then=lambda: record_run(
+        kind="verify", image=spec.name, ok=report.ok, image_id=image.id, spec_hash=spec.content_hash(),
+        lock_hash=lock.lock_hash, gpu=report.gpu, driver=report.driver, summary=_summary(report),
+        started=started, duration_s=report.seconds, document=report.document))
 
 
 def smoke(
@@ -74,7 +74,7 @@ def smoke(
 ) -> None:
     """Run the smoke probe in a local interpreter: the host's, or a prefix made by envctl setup."""
     from envctl.probe import check_gpus, probe_config, run_local
-    from envctl.records import Records
+    from envctl.records import record_run
 
     check_gpus(gpus)
     spec = lock = None
@@ -91,10 +91,9 @@ def smoke(
     with activity(f"probing {python} ({level})") as progress:
         progress("running the probe")
         report = run_local(python, config, level=level)
-    Records().add_run(kind="smoke", image=name or "local", ok=report.ok, image_id=python, gpu=report.gpu,
-                      driver=report.driver, summary=_summary(report), started=started,
-                      duration_s=report.seconds, document=report.document)
-    _show(report, json_out, title=python)
+    _show(report, json_out, title=python, then=lambda: record_run(
+        kind="smoke", image=name or "local", ok=report.ok, image_id=python, gpu=report.gpu, driver=report.driver,
+        summary=_summary(report), started=started, duration_s=report.seconds, document=report.document))
 
 
 def history(
@@ -129,11 +128,12 @@ def _summary(report) -> str:
     return "; ".join(f"{c['name']}: {c['message']}" for c in failed)[:500]
 
 
-def _show(report, json_out: bool, *, title: str) -> None:
+def _show(report, json_out: bool, *, title: str, then=lambda: None) -> None:
     if json_out:
         console.print_json(report.document)
     else:
         _render(report, title)
+    then()
     if not report.ok:
         raise typer.Exit(1)
 

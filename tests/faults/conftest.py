@@ -73,3 +73,34 @@ def pip_project(tmp_path_factory) -> dict:
     locked = envctl("lock", "fixture-pip", env=env)
     assert locked.returncode == 0, locked.stderr[-2000:]
     return env
+
+
+@pytest.fixture(scope="session")
+def made_artifacts(tmp_path_factory) -> dict:
+    """A scripted TorchScript model, a torch.export archive and their sample inputs, made once."""
+    import torch
+
+    folder = tmp_path_factory.mktemp("made-artifacts")
+
+    class Double(torch.nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x * 2 + 1
+
+    x = torch.randn(2, 4)
+    torch.jit.script(Double()).save(folder / "double.pt")
+    torch.save((x,), folder / "double.inputs.pt")
+    torch.export.save(torch.export.export(Double(), (x,)), folder / "double.pt2")
+    return {"pt": folder / "double.pt", "pt2": folder / "double.pt2", "inputs": folder / "double.inputs.pt",
+            "folder": folder}
+
+
+@pytest.fixture
+def artifact_env(tmp_path) -> dict:
+    """Its own records database and artifact store."""
+    return {"ENVCTL_RECORDS": str(tmp_path / "db" / "records.db"), "ENVCTL_ARTIFACTS": str(tmp_path / "store")}
+
+
+FAKE_PROBE = """#!/bin/sh
+# A stand-in interpreter: prints one passing probe document, as smoke.py would.
+echo '{"schema": "envctl.probe/1", "ok": true, "checks": [{"name": "torch version", "status": "pass", "message": "fine"}], "benchmarks": [], "env": {}}'
+"""

@@ -104,3 +104,57 @@ FAKE_PROBE = """#!/bin/sh
 # A stand-in interpreter: prints one passing probe document, as smoke.py would.
 echo '{"schema": "envctl.probe/1", "ok": true, "checks": [{"name": "torch version", "status": "pass", "message": "fine"}], "benchmarks": [], "env": {}}'
 """
+
+
+def descendants(pid: int) -> set[int]:
+    """Every live process below ``pid`` (read from /proc)."""
+    parents: dict[int, int] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                stat = Path(f"/proc/{entry}/stat").read_text()
+            except OSError:
+                continue
+            parents[int(entry)] = int(stat.rsplit(")", 1)[1].split()[1])
+    out, frontier = set(), {pid}
+    while frontier:
+        frontier = {p for p, pp in parents.items() if pp in frontier} - out
+        out |= frontier
+    return out
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def start_envctl(*args: str, env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "envctl", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1", **(env or {})})
+
+
+def wait_for(predicate, timeout: float = 120, interval: float = 0.01):
+    """Poll until ``predicate()`` is truthy; its value, or a failure after ``timeout`` seconds."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    pytest.fail(f"timed out after {timeout}s waiting for {predicate}")
+
+
+def child_with(pid: int, needle: str) -> int | None:
+    """A descendant of ``pid`` whose command line holds ``needle``."""
+    for child in descendants(pid):
+        try:
+            if needle in Path(f"/proc/{child}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace"):
+                return child
+        except OSError:
+            continue
+    return None

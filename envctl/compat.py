@@ -121,7 +121,7 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
                              "/opt/envctl-compat/manifest.json", "--timeout", str(timeout)],
                 mounts=[(str(RUNNER.parent), "/opt/envctl-probe", True), (str(registry.root), "/artifacts", True),
                         (tmp, "/opt/envctl-compat", True)],
-                network="none", timeout=overall, **LIMITS)
+                network="none", timeout=overall, sandbox=True, **LIMITS)
             stdout, stderr, code = result.stdout, result.stderr, result.exit_code
             if result.timed_out:
                 raise ProbeError(f"compat run in {target.label} ran past {overall:.0f}s")
@@ -240,7 +240,7 @@ def compute_reference(target: Target, folder: Path, kind: str, file: str, *, nam
                 target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--reference", kind,
                              f"/artifact/{file}", "/artifact/inputs.pt", "/out/outputs.pt"],
                 mounts=[(str(RUNNER.parent), "/opt/envctl-probe", True), (str(folder), "/artifact", True),
-                        (tmp, "/out", False)], network="none", timeout=limit, **LIMITS)
+                        (tmp, "/out", False)], network="none", timeout=limit, sandbox=True, **LIMITS)
             stdout, code, timed_out = result.stdout, result.exit_code, result.timed_out
         else:
             try:

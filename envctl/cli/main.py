@@ -82,6 +82,17 @@ def run() -> None:
 
         console.error(str(exc), exc.hint)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # The machine's answer, not a bug: a full disk, a read-only mount, a folder where a file
+        # belongs.  One line naming the path; the modules wrap the cases they can explain better.
+        from envctl import console
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        hints = {28: "free space on that disk, or point ENVCTL_CACHE / ENVCTL_RECORDS elsewhere",
+                 30: "that file system is read-only: point envctl at a writable path",
+                 13: "check the permissions of that path, or point envctl at a writable one"}
+        console.error(f"{where}{exc.strerror or exc}", hints.get(exc.errno, "check that path"))
+        sys.exit(1)
     except Terminated:
         sys.stderr.write("terminated\n")
         sys.exit(143)

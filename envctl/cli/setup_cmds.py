@@ -116,7 +116,7 @@ def doctor(
     from envctl.doctor import evaluate, gather, to_dicts
 
     spec = None
-    if name:
+    if name is not None:  # '' is a name too, and an impossible one
         from envctl.catalog import find_project
 
         spec = find_project().resolve(name)

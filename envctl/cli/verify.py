@@ -103,8 +103,17 @@ def history(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List recorded builds, verifications and setups, newest first."""
+    from envctl.errors import UsageError
     from envctl.records import Records
+    from envctl.spec import NAME_RE
 
+    if name is not None and not NAME_RE.match(name):
+        raise UsageError(f"{name!r} is not an image name (lowercase letters, digits, . _ -)",
+                         hint="envctl catalog lists the images")
+    if kind is not None and kind not in ("build", "verify", "smoke", "setup"):
+        raise UsageError(f"--kind {kind}: allowed: build, verify, smoke, setup")
+    if limit < 1:
+        raise UsageError(f"--limit {limit}: give a positive number of rows")
     runs = Records().runs(image=name, kind=kind, limit=limit)
     if json_out:
         console.print_json([r.to_dict() for r in runs])

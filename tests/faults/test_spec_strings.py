@@ -66,3 +66,9 @@ def test_lock_refuses_a_pip_option_before_running_pip(project):
     before = (project / "locks" / "pytorch-2.13-cpu.conda-lock.yml").read_bytes()
     assert_one_line_error(envctl("lock", "pytorch-2.13-cpu"), 2, "pip[1]", "'--no-deps' is a pip option")
     assert (project / "locks" / "pytorch-2.13-cpu.conda-lock.yml").read_bytes() == before
+
+
+def test_history_and_doctor_refuse_impossible_names(project):
+    assert_one_line_error(envctl("history", "../etc"), 2, "'../etc' is not an image name")
+    assert envctl("doctor", "").returncode == 2
+    assert "Traceback" not in envctl("doctor", "").stderr

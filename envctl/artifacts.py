@@ -11,14 +11,56 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import stat
+import tempfile
 import time
 import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 from envctl.cache import sha256_of
-from envctl.errors import ArtifactError
+from envctl.errors import ArtifactError, RecordsError
 from envctl.records import Records
+
+MAX_MEMBER = 64 << 20  # bytes read from any archive member (model.json, version): a zip bomb stops here
+
+
+def _check_regular(what: str, path: Path) -> None:
+    """A regular file: not missing, not a folder, not a device or pipe (/dev/zero, /dev/stdin)."""
+    try:
+        mode = path.stat().st_mode
+    except OSError as exc:
+        raise ArtifactError(f"{what} {path} does not exist" if not path.exists() and not path.is_symlink()
+                            else f"{what} {path}: {exc.strerror}") from None
+    if stat.S_ISDIR(mode):
+        raise ArtifactError(f"{what} {path} is a folder, not a file", hint="give the saved model file")
+    if not stat.S_ISREG(mode):
+        raise ArtifactError(f"{what} {path} is not a regular file (a device or pipe)",
+                            hint="save it to a file first")
+
+
+def check_tensor_file(what: str, path: Path) -> None:
+    """Sample inputs and reference outputs are torch.save archives (a zip holding data.pkl)."""
+    try:
+        with zipfile.ZipFile(path) as zf:
+            if not any(n.endswith("/data.pkl") or n == "data.pkl" for n in zf.namelist()):
+                raise ArtifactError(f"{what} {path} is a zip archive but not a torch.save file (no data.pkl)",
+                                    hint="save tensors with torch.save((x,), PATH)")
+    except (zipfile.BadZipFile, OSError):
+        raise ArtifactError(f"{what} {path} is not a torch.save file", hint="save tensors with torch.save((x,), PATH)") from None
+
+
+def _read_capped(zf: zipfile.ZipFile, member: str) -> bytes:
+    if zf.getinfo(member).file_size > MAX_MEMBER:
+        raise ArtifactError(f"archive member {member} claims {zf.getinfo(member).file_size} bytes, more than "
+                            f"{MAX_MEMBER >> 20} MB: not a model archive envctl reads",
+                            hint="a real model.json is far smaller; is the file a zip bomb?")
+    with zf.open(member) as fh:
+        data = fh.read(MAX_MEMBER + 1)
+    if len(data) > MAX_MEMBER:
+        raise ArtifactError(f"archive member {member} inflates past {MAX_MEMBER >> 20} MB: not read")
+    return data
 
 
 @dataclass(frozen=True)
@@ -52,11 +94,11 @@ def inspect_archive(path: Path) -> ArchiveInfo:
             prefix = names[0].split("/", 1)[0] + "/" if names else ""
 
             def read(member: str) -> str | None:
-                return zf.read(prefix + member).decode().strip() if prefix + member in names else None
+                return _read_capped(zf, prefix + member).decode().strip() if prefix + member in names else None
 
             if read("archive_format") == "pt2" or any(n.endswith("models/model.json") for n in names):
                 model = next(n for n in names if n.endswith("models/model.json"))
-                meta = json.loads(zf.read(model))
+                meta = json.loads(_read_capped(zf, model))
                 schema = meta.get("schema_version") or {}
                 return ArchiveInfo(
                     kind="export", format_version=read(".data/version") or read("archive_version"),
@@ -110,12 +152,21 @@ class Registry:
         return self.root / sha256
 
     def add(self, path: Path, *, name: str | None = None, inputs: Path | None = None,
-            outputs: Path | None = None, saved_with: str | None = None) -> tuple[Artifact, bool]:
-        """Register ``path``; (artifact, added). The same content twice is a no-op."""
+            outputs: Path | None = None, saved_with: str | None = None,
+            reference: Callable[[Path, str, str], Path] | None = None) -> tuple[Artifact, bool]:
+        """Register ``path``; (artifact, added). The same content twice is a no-op.
+
+        All or nothing: the files (and the reference outputs ``reference(folder, kind, file)``
+        computes) go to a private temporary folder, which is renamed into the store, and only
+        then is the registration written; parallel adds of one file end in one registration.
+        """
         for what, given in (("artifact", path), ("--inputs", inputs), ("--outputs", outputs)):
-            if given is not None and not given.is_file():
-                raise ArtifactError(f"{what} {given} does not exist")
+            if given is not None:
+                _check_regular(what, given)
         info = inspect_archive(path)
+        for what, given in (("--inputs", inputs), ("--outputs", outputs)):
+            if given is not None:
+                check_tensor_file(what, given)
         sha = sha256_of(path)
         existing = self.get(sha)
         if existing:
@@ -125,26 +176,79 @@ class Registry:
             raise ArtifactError(f"an artifact named {name!r} exists with other content",
                                 hint="pass --name to register this file under another name")
         folder = self.folder(sha)
-        tmp = folder.with_name(folder.name + ".tmp")
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
         suffix = ".pt2" if info.kind == "export" else ".pt"
         meta = asdict(info) | {"file": f"artifact{suffix}", "source": str(path), "saved_with": saved_with,
-                               "inputs": None, "outputs": None}
+                               "inputs": None, "outputs": None, "hashes": {}}
         try:
-            shutil.copyfile(path, tmp / f"artifact{suffix}")
-            if inputs is not None:
-                shutil.copyfile(inputs, tmp / "inputs.pt")
-                meta["inputs"] = "inputs.pt"
-            if outputs is not None:
-                shutil.copyfile(outputs, tmp / "outputs.pt")
+            self.root.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".add-{sha[:12]}-", dir=self.root))
+        except OSError as exc:
+            raise ArtifactError(f"cannot write the artifact store {self.root}: {exc.strerror}",
+                                hint="set ENVCTL_ARTIFACTS to a writable folder with free space") from None
+        try:
+            try:
+                shutil.copyfile(path, tmp / meta["file"])
+                for key, given in (("inputs", inputs), ("outputs", outputs)):
+                    if given is not None:
+                        shutil.copyfile(given, tmp / f"{key}.pt")
+                        meta[key] = f"{key}.pt"
+                tmp.chmod(0o755)
+            except OSError as exc:
+                raise ArtifactError(f"cannot write the artifact store {self.root}: {exc.strerror}",
+                                    hint="set ENVCTL_ARTIFACTS to a writable folder with free space") from None
+            if reference is not None:
+                reference(tmp, info.kind, meta["file"])
                 meta["outputs"] = "outputs.pt"
-            os.replace(tmp, folder)
+            for key in ("inputs", "outputs"):
+                if meta[key]:
+                    meta["hashes"][meta[key]] = sha256_of(tmp / meta[key])
+            self._place(tmp, folder)
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        self.records.write("INSERT INTO artifacts (sha256, name, kind, size, info, added) VALUES (?,?,?,?,?,?)",
-                           (sha, name, info.kind, path.stat().st_size, json.dumps(meta, sort_keys=True), time.time()))
+        try:
+            self.records.write("INSERT INTO artifacts (sha256, name, kind, size, info, added) VALUES (?,?,?,?,?,?)",
+                               (sha, name, info.kind, path.stat().st_size, json.dumps(meta, sort_keys=True),
+                                time.time()), what=f"the registration of {name}", payload=meta | {"sha256": sha})
+        except RecordsError:
+            if self.get(sha):  # a parallel add of the same file registered it first
+                return self.get(sha), False
+            raise
         return self.get(sha), True
+
+    def _place(self, tmp: Path, folder: Path) -> None:
+        """Rename the finished folder into the store; a leftover of an unregistered add is replaced."""
+        try:
+            os.rename(tmp, folder)
+            return
+        except OSError:
+            if not folder.exists():
+                raise
+        trash = Path(tempfile.mkdtemp(prefix=".old-", dir=self.root))
+        try:
+            os.rename(folder, trash / "x")
+        except OSError:
+            pass  # a parallel add moved it already
+        try:
+            os.rename(tmp, folder)
+        except OSError:
+            if not folder.exists():
+                raise
+        shutil.rmtree(trash, ignore_errors=True)
+
+    def verify(self, artifact: Artifact) -> None:
+        """The stored files still have the hashes they were registered with (checked on every use)."""
+        folder = self.folder(artifact.sha256)
+        files = {artifact.info["file"]: artifact.sha256, **(artifact.info.get("hashes") or {})}
+        for name, want in sorted(files.items()):
+            path = folder / name
+            try:
+                actual = sha256_of(path) if path.is_file() else None
+            except OSError:
+                actual = None
+            if actual != want:
+                problem = "is missing" if actual is None else f"has sha256 {actual[:12]}..., not {want[:12]}..."
+                raise ArtifactError(f"stored file {path} of artifact {artifact.name} {problem}; the store was "
+                                    f"altered", hint=f"remove {folder} and its registration, then add the file again")
 
     def set_outputs(self, artifact: Artifact, outputs: Path) -> Artifact:
         shutil.copyfile(outputs, self.folder(artifact.sha256) / "outputs.pt")

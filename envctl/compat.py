@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import html
 import json
+import shutil
 import subprocess
 import tempfile
 import time
@@ -79,11 +80,35 @@ def _manifest(registry: Registry, artifacts: list[Artifact], root: str) -> list[
     return entries
 
 
+MAX_TIMEOUT = 24 * 3600.0
+
+
+def check_timeout(value: float) -> float:
+    """Seconds per artifact: finite, positive, at most a day (0, -5, nan, inf are not timeouts)."""
+    import math
+
+    if not (math.isfinite(value) and 0 < value <= MAX_TIMEOUT):
+        from envctl.errors import UsageError
+
+        raise UsageError(f"--timeout {value}: give seconds per artifact, more than 0 and at most {MAX_TIMEOUT:.0f}")
+    return value
+
+
+def _clean(text: str) -> str:
+    """A detail from inside the sandbox: printable text only (no terminal escapes), one line, capped."""
+    import re
+
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", "?", str(text))[:500]
+
+
 def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine=None,
         timeout: float = 60.0) -> list[Outcome]:
     """Check every artifact under one target; one container (or interpreter) start in all."""
     if not artifacts:
         return []
+    check_timeout(timeout)
+    for art in artifacts:  # a swapped or missing stored file must not earn a verdict under the good hash
+        registry.verify(art)
     overall = timeout * len(artifacts) + 120
     with tempfile.TemporaryDirectory(prefix="envctl-compat-") as tmp:
         manifest = Path(tmp) / "manifest.json"
@@ -96,7 +121,7 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
                              "/opt/envctl-compat/manifest.json", "--timeout", str(timeout)],
                 mounts=[(str(RUNNER.parent), "/opt/envctl-probe", True), (str(registry.root), "/artifacts", True),
                         (tmp, "/opt/envctl-compat", True)],
-                network="none", timeout=overall, **LIMITS)
+                network="none", timeout=overall, sandbox=True, **LIMITS)
             stdout, stderr, code = result.stdout, result.stderr, result.exit_code
             if result.timed_out:
                 raise ProbeError(f"compat run in {target.label} ran past {overall:.0f}s")
@@ -112,8 +137,12 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
             stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
     doc = _parse(stdout, stderr, code, target.label)
     by_id = {r["id"]: r for r in doc["results"]}
-    return [Outcome(a, target, by_id[a.sha256]["status"], by_id[a.sha256].get("detail", ""),
-                    by_id[a.sha256].get("seconds")) for a in artifacts]
+    out = []
+    for a in artifacts:
+        res = by_id.get(a.sha256) or {"status": "crash", "detail": "the runner gave no result for it"}
+        status = res.get("status") if res.get("status") in STATUSES else "crash"
+        out.append(Outcome(a, target, status, _clean(res.get("detail", "")), res.get("seconds")))
+    return out
 
 
 def _parse(stdout: str, stderr: str, code: int | None, where: str) -> dict:
@@ -129,11 +158,13 @@ def _parse(stdout: str, stderr: str, code: int | None, where: str) -> dict:
 
 
 def record(records: Records, outcomes: list[Outcome]) -> None:
+    """All outcomes in one transaction; when the database refuses, they are saved to a file it names."""
     now = time.time()
-    for o in outcomes:
-        records.write("INSERT OR REPLACE INTO compat (artifact_sha256, image, image_id, status, detail, checked)"
-                      " VALUES (?,?,?,?,?,?)", (o.artifact.sha256, o.target.label, o.target.key, o.status,
-                                                o.detail, now))
+    sql = "INSERT OR REPLACE INTO compat (artifact_sha256, image, image_id, status, detail, checked) VALUES (?,?,?,?,?,?)"
+    rows = [(o.artifact.sha256, o.target.label, o.target.key, o.status, o.detail, now) for o in outcomes]
+    records.write_many([(sql, r) for r in rows], what=f"{len(rows)} compat results", payload=[
+        {"artifact": o.artifact.name, "sha256": o.artifact.sha256, "target": o.target.label,
+         "image_id": o.target.key, "status": o.status, "detail": o.detail, "checked": now} for o in outcomes])
 
 
 def matrix(records: Records) -> dict:
@@ -194,27 +225,38 @@ td {{ color: white; font-weight: 600; }} td.none {{ color: #6e7781; background: 
 """
 
 
-def compute_reference(target: Target, registry: Registry, artifact: Artifact, *, engine=None) -> Path:
-    """Run the artifact on its sample inputs under ``target`` and store what it produced."""
-    folder = registry.folder(artifact.sha256)
+def compute_reference(target: Target, folder: Path, kind: str, file: str, *, name: str, engine=None,
+                      timeout: float = 60.0) -> Path:
+    """Run the artifact in ``folder`` on its sample inputs under ``target``; write folder/outputs.pt.
+
+    ``timeout`` is the same per-artifact limit as compat's, plus 30 s for the start."""
+    check_timeout(timeout)
+    limit = timeout + 30  # the interpreter (or container) start and the torch import
     with tempfile.TemporaryDirectory(prefix="envctl-ref-") as tmp:
         out = Path(tmp) / "outputs.pt"
         Path(tmp).chmod(0o777)
         if target.kind == "image":
             result = engine.run(
-                target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--reference", artifact.kind,
-                             f"/artifact/{artifact.info['file']}", "/artifact/inputs.pt", "/out/outputs.pt"],
+                target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--reference", kind,
+                             f"/artifact/{file}", "/artifact/inputs.pt", "/out/outputs.pt"],
                 mounts=[(str(RUNNER.parent), "/opt/envctl-probe", True), (str(folder), "/artifact", True),
-                        (tmp, "/out", False)], network="none", timeout=300, **LIMITS)
-            stdout, code = result.stdout, result.exit_code
+                        (tmp, "/out", False)], network="none", timeout=limit, sandbox=True, **LIMITS)
+            stdout, code, timed_out = result.stdout, result.exit_code, result.timed_out
         else:
-            proc = subprocess.run([target.ref, str(RUNNER), "--reference", artifact.kind,
-                                   str(folder / artifact.info["file"]), str(folder / "inputs.pt"), str(out)],
-                                  capture_output=True, text=True, timeout=300)
-            stdout, code = proc.stdout, proc.returncode
-        if code != 0 or not out.exists():
-            detail = stdout.strip().splitlines()[-1] if stdout.strip() else f"exit {code}"
-            raise EnvctlError(f"cannot compute reference outputs of {artifact.name} under {target.label}: {detail}",
+            try:
+                proc = subprocess.run([target.ref, str(RUNNER), "--reference", kind, str(folder / file),
+                                       str(folder / "inputs.pt"), str(out)], capture_output=True, text=True,
+                                      timeout=limit)
+                stdout, code, timed_out = proc.stdout, proc.returncode, False
+            except subprocess.TimeoutExpired:
+                stdout, code, timed_out = "", None, True
+            except OSError as exc:
+                stdout, code, timed_out = f"cannot run {target.ref}: {exc.strerror}", None, False
+        if timed_out or code != 0 or not out.exists():
+            detail = (f"no answer within {limit:.0f}s" if timed_out else
+                      _clean(stdout.strip().splitlines()[-1]) if stdout.strip() else f"exit {code}")
+            raise EnvctlError(f"cannot compute reference outputs of {name} under {target.label}: {detail}; "
+                              f"nothing was registered",
                               hint="give them with --outputs FILE, or pick an environment where it runs")
-        registry.set_outputs(artifact, out)
+        shutil.copyfile(out, folder / "outputs.pt")
     return folder / "outputs.pt"

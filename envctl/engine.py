@@ -10,11 +10,17 @@ from __future__ import annotations
 import json
 import re
 import tarfile
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
 
 from envctl.errors import BuildError, EngineError
+
+# Seconds an ordinary engine call (ping, inspect, list, tag) may take: a socket that accepts and
+# never answers must not hang envctl.  Builds and container waits carry their own, longer limits.
+CALL_TIMEOUT = 30
+BUILD_TIMEOUT = 6 * 3600
 
 START_HINT = ("start the engine: sudo scripts/engine-up.sh (installs Debian's docker.io if needed), "
               "or systemctl start docker; set DOCKER_HOST if it listens elsewhere")
@@ -55,18 +61,26 @@ class Engine:
         self.client = client
 
     @classmethod
-    def connect(cls, timeout: int = 600) -> Engine:
-        import docker
-        from docker.errors import DockerException
+    def connect(cls, timeout: int | None = None) -> Engine:
+        import os
 
+        import docker
+
+        if timeout is None:
+            try:
+                timeout = max(1, int(os.environ.get("ENVCTL_ENGINE_TIMEOUT", CALL_TIMEOUT)))
+            except ValueError:
+                timeout = CALL_TIMEOUT
+        socket = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         try:
             client = docker.from_env(timeout=timeout)
             client.ping()
-        except DockerException as exc:
-            raise EngineError(f"Docker engine not reachable: {_short(exc)}", hint=START_HINT) from None
-        except Exception as exc:  # requests' connection errors surface raw from ping
-            raise EngineError(f"Docker engine not reachable: {_short(exc)}", hint=START_HINT) from None
-        return cls(client)
+        except Exception as exc:  # noqa: BLE001 - docker and requests errors (timeouts included) alike
+            what = f"did not answer within {timeout}s" if "timed out" in str(exc).lower() else _short(exc)
+            raise EngineError(f"Docker engine at {socket} not reachable: {what}", hint=START_HINT) from None
+        engine = cls(client)
+        engine.socket = socket
+        return engine
 
     def version(self) -> str:
         return str(self.client.version().get("Version", "?"))
@@ -142,6 +156,16 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - engine errors become envctl errors
             raise EngineError(f"cannot remove image {ref}: {_short(exc)}") from None
 
+    @contextmanager
+    def _long_calls(self):
+        """Calls that may rightly take long (import, push): the build limit instead of CALL_TIMEOUT."""
+        api = self.client.api
+        before, api.timeout = api.timeout, BUILD_TIMEOUT
+        try:
+            yield
+        finally:
+            api.timeout = before
+
     def _call(self, what: str, fn, *args, **kwargs):
         """One SDK call, its errors turned into EngineError naming what was being done."""
         try:
@@ -153,7 +177,9 @@ class Engine:
     def import_rootfs(self, tar_path: Path, ref: str, *, changes: list[str]) -> str:
         repo, tag = split_ref(ref)
         try:
-            out = self.client.api.import_image_from_file(str(tar_path), repository=repo, tag=tag, changes=changes)
+            with self._long_calls():
+                out = self.client.api.import_image_from_file(str(tar_path), repository=repo, tag=tag,
+                                                             changes=changes)
         except Exception as exc:
             raise EngineError(f"docker import of {ref} failed: {_short(exc)}",
                               hint="check free disk space (df -h /var/lib/docker)") from None
@@ -228,7 +254,7 @@ class Engine:
         stream = self.client.api.build(
             fileobj=_tar_context(context), custom_context=True, dockerfile=dockerfile,
             tag=tag, labels=labels, rm=True, forcerm=True, pull=False, decode=True, platform=platform,
-            network_mode=network_mode, nocache=no_cache)
+            network_mode=network_mode, nocache=no_cache, timeout=BUILD_TIMEOUT)
         try:
             for chunk in stream:
                 if "stream" in chunk:
@@ -257,7 +283,9 @@ class Engine:
         repo, tag = split_ref(ref)
         hint = "check the registry address and that you are logged in (docker login)"
         try:
-            for chunk in self.client.api.push(repo, tag=tag, stream=True, decode=True):
+            with self._long_calls():
+                chunks = self.client.api.push(repo, tag=tag, stream=True, decode=True)  # its socket keeps that limit
+            for chunk in chunks:
                 if "error" in chunk:
                     raise EngineError(f"push of {ref} failed: {chunk['error']}", hint=hint)
                 if "status" in chunk:
@@ -272,7 +300,7 @@ class Engine:
             gpus: str | int | None = None, network: str = "none", timeout: float = 600,
             environment: dict[str, str] | None = None, mem_limit: str | None = None,
             nano_cpus: int | None = None, pids_limit: int | None = None,
-            stdin_data: bytes | None = None) -> RunResult:
+            stdin_data: bytes | None = None, sandbox: bool = False) -> RunResult:
         """Run ``command`` in a fresh container; returns exit code and output, removes the container."""
         from docker.types import DeviceRequest, Mount
 
@@ -285,6 +313,10 @@ class Engine:
             mounts=[Mount(target=t, source=s, type="bind", read_only=ro) for s, t, ro in mounts],
             environment=environment or {}, device_requests=device_requests,
             mem_limit=mem_limit, nano_cpus=nano_cpus, pids_limit=pids_limit)
+        if sandbox:  # untrusted input (artifacts): nothing to write but /tmp, no root, no capabilities
+            kwargs.update(read_only=True, tmpfs={"/tmp": "rw,nosuid,nodev,size=512m"}, user="65534:65534",
+                          cap_drop=["ALL"], security_opt=["no-new-privileges"],
+                          environment={"HOME": "/tmp", **(environment or {})})
         try:
             container = self.client.containers.run(**{k: v for k, v in kwargs.items() if v is not None})
         except Exception as exc:
@@ -300,7 +332,10 @@ class Engine:
                 code = status.get("StatusCode")
             except Exception:  # requests' ReadTimeout: the container ran past its time
                 timed_out, code = True, None
-                container.kill()
+                try:
+                    container.kill()
+                except Exception:  # noqa: BLE001 - it may have ended meanwhile; removal below is forced
+                    pass
             stdout = container.logs(stdout=True, stderr=False).decode(errors="replace")
             stderr = container.logs(stdout=False, stderr=True).decode(errors="replace")
             container.reload()

@@ -93,3 +93,8 @@ class ArtifactError(EnvctlError):
     """An artifact is not a TorchScript/torch.export archive, or is unknown."""
 
     exit_code = 2
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised where the program is so it unwinds like Ctrl-C: every ``finally`` and
+    ``except BaseException`` that stops children, removes containers and temp files runs."""

@@ -167,9 +167,12 @@ def cuda_libraries(packages) -> dict[str, str]:
 
 def write_lock(path: Path, text: str, *, force: bool = False) -> bool:
     """Write atomically; False when the file already holds exactly ``text``."""
-    if path.exists():
-        if path.read_text() == text:
-            return False
+    if path.is_file():
+        try:
+            if path.read_text(encoding="utf-8") == text:
+                return False
+        except UnicodeDecodeError:
+            pass  # not envctl's text: read_header calls it unmarked below
         marked = read_header(path)[0]
         if not marked and not force:
             raise LockError(f"{path} was not written by envctl (no '{HEADER_MARK}' header); not overwriting",
@@ -244,6 +247,9 @@ def require_current_lock(spec: ImageSpec, path: Path, *, platform: str = "linux-
     if state.state == "edited":
         raise StaleLockError(f"{path} was edited by hand: its body no longer has the hash its header records",
                              hint=f"regenerate it: envctl lock {spec.name}")
+    if state.state == "foreign":
+        raise StaleLockError(f"{path} was not written by envctl (empty, not UTF-8, or no '{HEADER_MARK}' header)",
+                             hint=f"regenerate it: envctl lock {spec.name} --force")
     if state.state != "locked":
         raise StaleLockError(f"{path} is {state.state}: images/{spec.name}.yaml changed since it was locked",
                              hint=f"run: envctl lock {spec.name}")

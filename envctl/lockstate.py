@@ -39,7 +39,15 @@ def body_hash(body: str) -> str:
 def read_header(path: Path) -> tuple[bool, str | None, str | None, bool]:
     """(has envctl's marker, spec-inputs hash, lock hash, whether the body still has that hash)."""
     marked, inputs, lock = False, None, None
-    lines = path.read_text().splitlines(keepends=True)
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    except UnicodeDecodeError:  # not text envctl wrote: unmarked, so lock_state calls it foreign
+        return False, None, None, False
+    except OSError as exc:  # a folder, unreadable
+        from envctl.errors import LockError
+
+        raise LockError(f"{path}: cannot read the lockfile: {exc.strerror}",
+                        hint="move it away and run envctl lock again") from None
     n = 0
     for n, raw in enumerate(lines):
         line = raw.rstrip("\n")
@@ -55,6 +63,10 @@ def read_header(path: Path) -> tuple[bool, str | None, str | None, bool]:
 
 
 def lock_state(spec: ImageSpec, path: Path) -> LockState:
+    if path.is_dir():
+        from envctl.errors import LockError
+
+        raise LockError(f"{path} is a folder, not a lockfile", hint="move it away and run envctl lock again")
     if not path.is_file():
         return LockState("not locked", path)
     marked, inputs, lock, intact = read_header(path)

@@ -3,6 +3,12 @@
 An embedded SQLite file (``$ENVCTL_RECORDS`` or ``records.db`` in the user's
 data dir).  Plain SQL, one schema version table, JSON documents stored whole
 so later questions can be asked of old runs.
+
+Several envctl processes share one database (WAL journal).  A write that finds
+the database locked is retried with backoff for ``$ENVCTL_RECORDS_WAIT``
+seconds (30); a write that still fails (locked, damaged, read-only) saves what
+it would have written to a JSON file and names that file in its error, so
+finished work is never lost to the database.
 """
 
 from __future__ import annotations
@@ -12,7 +18,8 @@ import os
 import socket
 import sqlite3
 import time
-from contextlib import closing
+import tempfile
+from contextlib import closing, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -88,45 +95,109 @@ class Run:
         return dict(self.__dict__)
 
 
+_HINT = "set ENVCTL_RECORDS to another file, or move the damaged or read-only one away"
+
+
+def _busy(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))
+
+
 class Records:
     """Open (and create) the database; short transactions, no long-held locks."""
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path else default_path()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+
+        def create() -> None:
             with closing(self._connect()) as db, db:
-                db.executescript(_SCHEMA)
-                row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                row = None
+                try:
+                    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                except sqlite3.OperationalError as exc:
+                    if "no such table" not in str(exc):
+                        raise
                 if row is None:
-                    db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
+                    db.executescript(_SCHEMA)
+                    db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
                 elif int(row[0]) > SCHEMA_VERSION:
                     raise RecordsError(f"{self.path}: records schema {row[0]} is newer than this envctl "
                                        f"understands ({SCHEMA_VERSION})", hint="upgrade envctl")
+            try:  # several envctl processes at once: readers never wait for a writer
+                with closing(self._connect()) as db:
+                    db.execute("PRAGMA journal_mode=WAL")
+            except sqlite3.DatabaseError:
+                pass  # a read-only database keeps its journal mode; reads still work
+
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._retrying(create)
         except sqlite3.DatabaseError as exc:
-            raise RecordsError(f"{self.path}: cannot open the records database: {exc}",
-                               hint="set ENVCTL_RECORDS to another file, or move the damaged one away") from None
+            raise RecordsError(f"{self.path}: cannot open the records database: {exc}", hint=_HINT) from None
         except OSError as exc:
             raise RecordsError(f"{self.path}: {exc.strerror}",
                                hint="set ENVCTL_RECORDS to a writable path") from None
 
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=10)
+        db = sqlite3.connect(self.path, timeout=1)
         db.row_factory = sqlite3.Row
         return db
+
+    @staticmethod
+    def _retrying(fn):
+        """``fn()``, retried with backoff while another process holds the database."""
+        try:
+            wait = max(0.0, float(os.environ.get("ENVCTL_RECORDS_WAIT", "30")))
+        except ValueError:
+            wait = 30.0
+        deadline, delay = time.monotonic() + wait, 0.1
+        while True:
+            try:
+                return fn()
+            except sqlite3.OperationalError as exc:
+                left = deadline - time.monotonic()
+                if not _busy(exc) or left <= 0:
+                    raise
+                time.sleep(min(delay, left))
+                delay = min(delay * 2, 2.0)
+
+    @contextmanager
+    def _reading(self):
+        try:
+            with closing(self._connect()) as db:
+                yield db
+        except sqlite3.DatabaseError as exc:
+            raise RecordsError(f"{self.path}: cannot read the records database: {exc}", hint=_HINT) from None
+
+    def _writing(self, what: str, statements: list[tuple[str, tuple]], payload: Any) -> int | None:
+        """Run ``statements`` in one transaction; on failure save ``payload`` and say where."""
+        def run() -> int | None:
+            with closing(self._connect()) as db, db:
+                last = None
+                for sql, args in statements:
+                    last = db.execute(sql, args).lastrowid
+                return last
+
+        try:
+            return self._retrying(run)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            saved = save_unsaved(self.path, what, payload)
+            where = f"saved to {saved}" if saved else "and it could not be saved to a file either"
+            raise RecordsError(f"{self.path}: cannot record {what} ({exc}); the result is {where}",
+                               hint=_HINT) from None
 
     def add_run(self, *, kind: str, image: str, ok: bool, image_id: str | None = None,
                 spec_hash: str | None = None, lock_hash: str | None = None, gpu: str | None = None,
                 driver: str | None = None, summary: str | None = None, started: float | None = None,
                 duration_s: float | None = None, document: Any = None) -> int:
-        with closing(self._connect()) as db, db:
-            cur = db.execute(
-                "INSERT INTO runs (kind, image, image_id, spec_hash, lock_hash, host, gpu, driver, ok,"
-                " summary, started, duration_s, document) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (kind, image, image_id, spec_hash, lock_hash, socket.gethostname(), gpu, driver, int(ok),
-                 summary, started if started is not None else time.time(), duration_s,
-                 json.dumps(document, sort_keys=True) if document is not None else None))
-            return int(cur.lastrowid)
+        row = (kind, image, image_id, spec_hash, lock_hash, socket.gethostname(), gpu, driver, int(ok),
+               summary, started if started is not None else time.time(), duration_s,
+               json.dumps(document, sort_keys=True) if document is not None else None)
+        sql = ("INSERT INTO runs (kind, image, image_id, spec_hash, lock_hash, host, gpu, driver, ok,"
+               " summary, started, duration_s, document) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+        payload = {"table": "runs", "row": dict(zip(
+            ("kind", "image", "image_id", "spec_hash", "lock_hash", "host", "gpu", "driver", "ok", "summary",
+             "started", "duration_s"), row[:-1]), document=document)}
+        return int(self._writing(f"the {kind} run of {image}", [(sql, row)], payload) or 0)
 
     def runs(self, image: str | None = None, kind: str | None = None, limit: int = 50) -> list[Run]:
         query, args = "SELECT * FROM runs WHERE 1=1", []
@@ -138,13 +209,13 @@ class Records:
             args.append(kind)
         query += " ORDER BY started DESC, id DESC LIMIT ?"
         args.append(limit)
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             return [_run(row) for row in db.execute(query, args)]
 
     def latest(self) -> dict[tuple[str, str], Run]:
         """The newest run per (image, kind)."""
         out: dict[tuple[str, str], Run] = {}
-        with closing(self._connect()) as db:
+        with self._reading() as db:
             rows = db.execute("SELECT * FROM runs r WHERE id = (SELECT id FROM runs s WHERE s.image = r.image"
                               " AND s.kind = r.kind ORDER BY started DESC, id DESC LIMIT 1)")
             for row in rows:
@@ -154,12 +225,47 @@ class Records:
 
     def execute(self, sql: str, args: tuple = ()) -> Iterator[sqlite3.Row]:
         """A read query for the modules that own the other tables (compat, artifacts)."""
-        with closing(self._connect()) as db:
-            yield from db.execute(sql, args).fetchall()
+        with self._reading() as db:
+            rows = db.execute(sql, args).fetchall()
+        yield from rows
 
-    def write(self, sql: str, args: tuple = ()) -> None:
-        with closing(self._connect()) as db, db:
-            db.execute(sql, args)
+    def write(self, sql: str, args: tuple = (), *, what: str = "the change", payload: Any = None) -> None:
+        self.write_many([(sql, args)], what=what, payload=payload)
+
+    def write_many(self, statements: list[tuple[str, tuple]], *, what: str = "the change",
+                   payload: Any = None) -> None:
+        """Several statements in one transaction (all or none)."""
+        self._writing(what, statements, payload if payload is not None else
+                      [{"sql": sql, "args": list(args)} for sql, args in statements])
+
+
+def record_run(**fields: Any) -> int:
+    """Open the database and add a run; when even opening fails, the run goes to a file named in the error."""
+    try:
+        records = Records()
+    except RecordsError as exc:
+        saved = save_unsaved(default_path(), f"the {fields.get('kind')} run of {fields.get('image')}", fields)
+        where = f"saved to {saved}" if saved else "and it could not be saved to a file either"
+        raise RecordsError(f"{exc.message}; the result is {where}", hint=exc.hint) from None
+    return records.add_run(**fields)
+
+
+def save_unsaved(db_path: Path, what: str, payload: Any) -> Path | None:
+    """Write ``payload`` to a JSON file beside the database (else in the temp folder); its path."""
+    name = f"envctl-unsaved-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.json"
+    text = json.dumps({"what": what, "database": str(db_path), "saved": time.time(), "data": payload},
+                      indent=1, sort_keys=True, default=str)
+    for folder in (db_path.parent, Path(tempfile.gettempdir())):
+        target = folder / name
+        try:
+            fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)
+            with os.fdopen(fd, "w") as fh:
+                fh.write(text)
+            os.replace(tmp, target)
+            return target
+        except OSError:
+            continue
+    return None
 
 
 def _run(row: sqlite3.Row) -> Run:

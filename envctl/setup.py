@@ -4,6 +4,13 @@ Plan, then apply: ``inspect_prefix`` compares what a prefix holds with the lock
 (pure reads), ``setup_prefix`` installs what is missing — conda packages with
 py-rattler from the verified cache, then pip packages with ``--no-index
 --require-hashes`` — and, with ``repair``, removes what should not be there.
+
+A prefix is envctl's when it holds ``.envctl-prefix`` (written before anything
+else) and complete when it holds ``envctl-activate.sh`` (written last, after
+the final check): an interrupted setup is never called "up to date", and a
+non-empty folder envctl did not make is never mixed into.  "Up to date" means
+every installed file still has the hash its package recorded (RECORD for pip,
+conda-meta paths for conda), not only the right names and versions.
 """
 
 from __future__ import annotations
@@ -19,7 +26,7 @@ from pathlib import Path
 from typing import Callable
 
 from envctl.cache import PackageCache
-from envctl.errors import EnvctlError
+from envctl.errors import EnvctlError, UsageError
 from envctl.lock import LockedEnv
 from envctl.pipresolve import normalize
 from envctl.spec import ImageSpec
@@ -30,6 +37,8 @@ _LIST_DISTS = ("import importlib.metadata as m, json, re; print(json.dumps({re.s
                "d.metadata['Name']).lower(): d.version for d in m.distributions() if d.metadata['Name'] "
                "and (d.read_text('INSTALLER') or '').strip() != 'conda'}))")
 PIP_TOOLING = ("pip", "setuptools", "wheel")
+MARKER = ".envctl-prefix"
+ACTIVATE = "envctl-activate.sh"
 
 
 @dataclass
@@ -37,10 +46,11 @@ class Drift:
     missing: list[str] = field(default_factory=list)
     extra: list[str] = field(default_factory=list)
     different: list[str] = field(default_factory=list)
+    damaged: list[str] = field(default_factory=list)  # "name (first changed file)"
 
     @property
     def clean(self) -> bool:
-        return not (self.missing or self.extra or self.different)
+        return not (self.missing or self.extra or self.different or self.damaged)
 
     def describe(self) -> str:
         parts = []
@@ -50,6 +60,8 @@ class Drift:
             parts.append("different " + ", ".join(self.different))
         if self.extra:
             parts.append("extra " + ", ".join(self.extra))
+        if self.damaged:
+            parts.append("damaged " + ", ".join(self.damaged))
         return "; ".join(parts) or "none"
 
 
@@ -61,10 +73,11 @@ class PrefixState:
     pip: dict[str, str]
     conda_drift: Drift
     pip_drift: Drift
+    complete: bool = True  # the last step of a setup (the activation file) was done
 
     @property
     def up_to_date(self) -> bool:
-        return self.exists and self.conda_drift.clean and self.pip_drift.clean
+        return self.exists and self.complete and self.conda_drift.clean and self.pip_drift.clean
 
 
 def _diff(have: dict[str, str], want: dict[str, str]) -> Drift:
@@ -89,8 +102,79 @@ def inspect_prefix(prefix: Path, lock: LockedEnv) -> PrefixState:
     want_pip = {normalize(p.name): p.version for p in lock.pip}
     # An installer the lock does not name (a conda python's own pip) is not drift.
     pip = {n: v for n, v in pip.items() if n in want_pip or n not in PIP_TOOLING}
-    return PrefixState(exists=prefix.exists(), python=python, conda=conda, pip=pip,
-                       conda_drift=_diff(conda, want_conda), pip_drift=_diff(pip, want_pip))
+    conda_drift, pip_drift = _diff(conda, want_conda), _diff(pip, want_pip)
+    conda_drift.damaged = _damaged_conda(prefix)
+    pip_drift.damaged = [d for d in _damaged_pip(prefix) if d.split(" ")[0] in want_pip]
+    return PrefixState(exists=prefix.exists(), python=python, conda=conda, pip=pip, conda_drift=conda_drift,
+                       pip_drift=pip_drift, complete=(prefix / ACTIVATE).is_file())
+
+
+def _file_sha256(path: Path) -> str | None:
+    from envctl.cache import sha256_of
+
+    try:
+        return sha256_of(path) if path.is_file() and not path.is_symlink() else None
+    except OSError:
+        return None
+
+
+def _damaged_pip(prefix: Path) -> list[str]:
+    """pip distributions with a file whose sha256 differs from (or is missing against) its RECORD."""
+    import base64
+    import csv
+
+    out = []
+    for record in sorted(prefix.glob("lib/python*/site-packages/*.dist-info/RECORD")):
+        site = record.parent.parent
+        name = normalize(record.parent.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+        try:
+            rows = list(csv.reader(record.read_text(encoding="utf-8", errors="replace").splitlines()))
+        except csv.Error:
+            out.append(f"{name} (unreadable RECORD)")
+            continue
+        for row in rows:
+            # .pyc files are caches the interpreter rewrites (some wheels ship them): not content.
+            if len(row) < 2 or not row[1].startswith("sha256=") or row[0].endswith(".pyc"):
+                continue
+            digest = _file_sha256(site / row[0])
+            want = row[1][len("sha256="):]
+            if digest is None or base64.urlsafe_b64encode(bytes.fromhex(digest)).rstrip(b"=").decode() != want:
+                out.append(f"{name} ({row[0]})")
+                break
+    return out
+
+
+def _damaged_conda(prefix: Path) -> list[str]:
+    """conda packages with a file whose sha256 differs from what conda-meta recorded for it."""
+    out = []
+    for meta in sorted((prefix / "conda-meta").glob("*.json")):
+        try:
+            data = json.loads(meta.read_text())
+        except ValueError:
+            out.append(f"{meta.stem} (unreadable {meta.name})")
+            continue
+        for entry in (data.get("paths_data") or {}).get("paths", []):
+            want = entry.get("sha256_in_prefix") or entry.get("sha256")
+            if not want or entry.get("path_type", "hardlink") not in ("hardlink", "copy"):
+                continue
+            if _file_sha256(prefix / entry["_path"]) != want:
+                out.append(f"{data['name']} ({entry['_path']})")
+                break
+    return out
+
+
+def check_target(prefix: Path) -> None:
+    """Refuse a prefix that is a file, or a non-empty folder envctl did not make (never mix into it)."""
+    if prefix.exists() and not prefix.is_dir():
+        raise UsageError(f"--prefix {prefix} is a file, not a folder", hint="give a new or empty folder")
+    if prefix.is_dir() and not (prefix / MARKER).exists() and not (prefix / ACTIVATE).exists():
+        try:
+            occupied = next(prefix.iterdir(), None) is not None
+        except OSError as exc:
+            raise EnvctlError(f"cannot read --prefix {prefix}: {exc.strerror}") from None
+        if occupied:
+            raise UsageError(f"--prefix {prefix} is a non-empty folder that envctl did not make; not mixing into it",
+                             hint="give a new or empty folder (setup makes it)")
 
 
 @dataclass
@@ -104,19 +188,31 @@ class SetupResult:
 
 def setup_prefix(spec: ImageSpec, lock: LockedEnv, prefix: Path, *, cache: PackageCache, repair: bool = False,
                  progress: Callable[[str], None] = lambda _m: None) -> SetupResult:
+    check_target(prefix)
     before = inspect_prefix(prefix, lock)
-    activate = prefix / "envctl-activate.sh"
+    activate = prefix / ACTIVATE
     if before.up_to_date:
         return SetupResult(prefix, False, before, before, activate)
+    # An interrupted setup (marker, no activation file) is finished by the next one.
+    resumed = (prefix / MARKER).exists() and not before.complete
     fresh = not before.exists or (not before.conda and not before.pip)
-    if not fresh and not repair:
+    if not fresh and not repair and not resumed:
         drift = "; ".join(f"{kind}: {d.describe()}" for kind, d in
                           (("conda", before.conda_drift), ("pip", before.pip_drift)) if not d.clean)
         raise EnvctlError(f"{prefix} has drifted from the lock of {spec.name}: {drift}",
                           hint=f"run: envctl setup {spec.name} --prefix {prefix} --repair")
-    prefix.mkdir(parents=True, exist_ok=True)
+    try:
+        prefix.mkdir(parents=True, exist_ok=True)
+        (prefix / MARKER).write_text(f"made by envctl setup for {spec.name}\n")
+        activate.unlink(missing_ok=True)  # complete again only when this setup finishes
+    except OSError as exc:
+        raise EnvctlError(f"cannot write the prefix {prefix}: {exc.strerror}",
+                          hint="give a --prefix on a writable disk") from None
     if lock.conda and not before.conda_drift.clean:
         progress(f"installing {len(lock.conda)} conda packages with py-rattler")
+        for damaged in before.conda_drift.damaged:  # forget it, so rattler links it afresh
+            for meta in (prefix / "conda-meta").glob(f"{damaged.split(' ')[0]}-*.json"):
+                meta.unlink()
         _install_conda(lock, prefix, cache, remove=[n.split("==")[0] for n in before.conda_drift.extra])
     if lock.pip:
         if not (prefix / "bin" / "python").exists():
@@ -124,13 +220,18 @@ def setup_prefix(spec: ImageSpec, lock: LockedEnv, prefix: Path, *, cache: Packa
         state = inspect_prefix(prefix, lock)
         if not state.pip_drift.clean:
             progress(f"installing pip packages: {state.pip_drift.describe()}")
-            _install_pip(spec, lock, prefix, cache, extra=[n.split("==")[0] for n in state.pip_drift.extra])
-    activate.write_text(f"# source this file to use the {spec.name} environment (made by envctl setup)\n"
-                        f"export PATH=\"{prefix}/bin:$PATH\"\nexport CONDA_PREFIX=\"{prefix}\"\n")
+            _install_pip(spec, lock, prefix, cache, extra=[n.split("==")[0] for n in state.pip_drift.extra]
+                         + [d.split(" ")[0] for d in state.pip_drift.damaged])
     after = inspect_prefix(prefix, lock)
-    if not after.up_to_date:
+    if not (after.conda_drift.clean and after.pip_drift.clean):
         raise EnvctlError(f"{prefix} still differs from the lock after setup: pip {after.pip_drift.describe()}; "
                           f"conda {after.conda_drift.describe()}", hint="remove the prefix and run setup again")
+    # The last step: only now is the prefix complete (an interrupted setup never gets here).
+    from envctl.lock import atomic_write
+
+    atomic_write(activate, f"# source this file to use the {spec.name} environment (made by envctl setup)\n"
+                           f"export PATH=\"{prefix}/bin:$PATH\"\nexport CONDA_PREFIX=\"{prefix}\"\n")
+    after.complete = True
     return SetupResult(prefix, True, before, after, activate)
 
 

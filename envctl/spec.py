@@ -262,7 +262,7 @@ def parse_spec(data: Any, *, path: str, expected_name: str | None = None) -> Ima
     d = defaults()
     r = _Reader(path, data)
     version = r._take("version", 1)
-    if version != 1:
+    if version != 1 or isinstance(version, bool):  # true == 1 in Python; not a version
         raise r.fail("version", f"unsupported spec version {version!r}; allowed: 1")
     name = r.str("name", pattern=NAME_RE, what="a valid image name (lowercase letters, digits, . _ -)")
     if expected_name and name != expected_name:
@@ -313,6 +313,9 @@ def parse_spec(data: Any, *, path: str, expected_name: str | None = None) -> Ima
     )
     _check_against_matrix(spec)
     _check_consistency(spec)
+    from envctl.specchecks import check_strings
+
+    check_strings(spec)
     return spec
 
 
@@ -372,6 +375,19 @@ def _check_consistency(spec: ImageSpec) -> None:
                         "torch_source find-links needs at least one folder or URL")
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """safe_load that refuses a key given twice (YAML keeps the last one silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen: set = set()
+        for key_node, _value in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
+            seen.add(key)
+        return super().construct_mapping(node, deep=deep)
+
+
 def load_spec(path: Path) -> ImageSpec:
     """Read and validate ``images/NAME.yaml``."""
     try:
@@ -381,7 +397,7 @@ def load_spec(path: Path) -> ImageSpec:
     except UnicodeDecodeError as exc:
         raise SpecError(str(path), None, f"not UTF-8 text (byte {exc.start})") from None
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""

@@ -52,7 +52,7 @@ def build(
 
     from envctl.engine import Engine
     from envctl.errors import BuildError
-    from envctl.records import Records
+    from envctl.records import record_run
 
     engine = Engine.connect()
     base = engine.image(spec.base)
@@ -62,18 +62,18 @@ def build(
         result = _run_build(engine, plan, cache, rebuild=rebuild, no_cache=no_cache, platform=platform,
                             quiet=json_out)
     except BuildError as exc:
-        Records().add_run(kind="build", image=spec.name, ok=False, spec_hash=spec.content_hash(),
-                          lock_hash=lock.lock_hash, summary=str(exc))
         console.error(f"build of {spec.name} failed at {exc.step or 'an unknown step'}: {exc}",
                       exc.hint if exc.hint and not exc.hint.startswith("full log") else None)
         for line in exc.tail[-12:]:
             console.err.print("  | " + line)
         console.status(f"full log: {exc.log_path}")
+        record_run(kind="build", image=spec.name, ok=False, spec_hash=spec.content_hash(),
+                   lock_hash=lock.lock_hash, summary=str(exc))
         raise typer.Exit(1)
     if result.built:
-        Records().add_run(kind="build", image=spec.name, ok=True, image_id=result.image.id,
-                          spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, duration_s=result.seconds,
-                          summary=f"{result.tag} {result.image.size} bytes", document=result.to_dict())
+        record_run(kind="build", image=spec.name, ok=True, image_id=result.image.id,
+                   spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, duration_s=result.seconds,
+                   summary=f"{result.tag} {result.image.size} bytes", document=result.to_dict())
     if push:
         ref = f"{push.rstrip('/')}/{result.tag.split('/', 1)[-1]}"
         engine.tag(result.image.id, ref)

@@ -60,27 +60,32 @@ def add(
     outputs: Optional[Path] = typer.Option(None, "--outputs", help="Reference outputs for those inputs."),
     image: Optional[str] = typer.Option(None, "--image", help="Compute reference outputs in this image."),
     python: Optional[str] = typer.Option(None, "--python", help="Compute reference outputs with this interpreter."),
+    timeout: float = typer.Option(60.0, "--timeout", help="Seconds for the reference run (as compat's)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Register an artifact by content hash (adding the same file twice is a no-op)."""
-    from envctl.compat import compute_reference
+    from envctl.compat import check_timeout, compute_reference
     from envctl.errors import UsageError
 
+    check_timeout(timeout)
     if (image or python) and inputs is None:
         raise UsageError("--image/--python compute reference outputs from --inputs; give --inputs too")
     if outputs is not None and (image or python):
         raise UsageError("give either --outputs or an environment to compute them, not both")
     _, registry = _registry()
-    art, added = registry.add(file, name=name, inputs=inputs, outputs=outputs)
+    reference = None
+    if inputs is not None and outputs is None and (image or python):
+        targets, engine = _targets([image] if image else [], [python] if python else [])
+        label = name or file.stem
+
+        def reference(folder, kind, stored):
+            with activity(f"computing reference outputs of {label} under {targets[0].label}"):
+                return compute_reference(targets[0], folder, kind, stored, name=label, engine=engine,
+                                         timeout=timeout)
+    art, added = registry.add(file, name=name, inputs=inputs, outputs=outputs, reference=reference)
     if not added and (inputs or outputs or image or python):
         console.status(f"note: {file} is already registered as {art.name}; its stored inputs and outputs stay "
                        f"(--inputs/--outputs/--image/--python ignored)")
-    if added and inputs is not None and outputs is None:
-        targets, engine = _targets([image] if image else [], [python] if python else [])
-        if targets:
-            with activity(f"computing reference outputs of {art.name} under {targets[0].label}"):
-                compute_reference(targets[0], registry, art, engine=engine)
-            art = registry.get(art.sha256)
     if json_out:
         console.print_json(art.to_dict() | {"added": added})
         return
@@ -125,10 +130,11 @@ def run(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Load and run every selected artifact under each image, each in isolation."""
-    from envctl.compat import record
+    from envctl.compat import check_timeout, record
     from envctl.compat import run as run_compat
     from envctl.errors import UsageError
 
+    check_timeout(timeout)
     if not images and not pythons:
         raise UsageError("name at least one --image or --python")
     records, registry = _registry()
@@ -137,17 +143,17 @@ def run(
     results = []
     for target in targets:
         with activity(f"checking {len(arts)} artifacts under {target.label}"):
-            outcomes = run_compat(target, arts, registry, engine=engine, timeout=timeout)
-        record(records, outcomes)
-        results += outcomes
+            results += run_compat(target, arts, registry, engine=engine, timeout=timeout)
+    # The results first: a database that refuses them must not cost the user the run.
     if json_out:
         console.print_json([{"artifact": o.artifact.name, "target": o.target.label, "image_id": o.target.key,
                              "status": o.status, "detail": o.detail, "seconds": o.seconds} for o in results])
-        return
-    for o in results:
-        line = console.styled(f"{o.status:<10}", "green" if o.status == "ok" else "red")
-        line.append(f" {o.artifact.name} under {o.target.label}: {o.detail}")
-        console.out.print(line)
+    else:
+        for o in results:
+            line = console.styled(f"{o.status:<10}", "green" if o.status == "ok" else "red")
+            line.append(f" {o.artifact.name} under {o.target.label}: {o.detail}")
+            console.out.print(line)
+    record(records, results)
 
 
 @compat_app.command("matrix")
@@ -193,9 +199,10 @@ def check(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The upgrade gate: exit 1 when an artifact that is ok under --from is not ok under --to."""
-    from envctl.compat import record, regressions
+    from envctl.compat import check_timeout, record, regressions
     from envctl.compat import run as run_compat
 
+    check_timeout(timeout)
     records, registry = _registry()
     arts = registry.select(artifact)
     if not arts:
@@ -207,9 +214,7 @@ def check(
     outcomes = []
     for target in targets:
         with activity(f"checking {len(arts)} artifacts under {target.label}"):
-            result = run_compat(target, arts, registry, engine=engine, timeout=timeout)
-        record(records, result)
-        outcomes.append(result)
+            outcomes.append(run_compat(target, arts, registry, engine=engine, timeout=timeout))
     bad = regressions(outcomes[0], outcomes[1])
     if json_out:
         console.print_json({"from": targets[0].label, "to": targets[1].label, "checked": len(arts),
@@ -220,5 +225,6 @@ def check(
             console.out.print(console.styled(f"regressed  {before.artifact.name}: ok under {before.target.label}, "
                                              f"{after.status} under {after.target.label}: {after.detail}", "red"))
         console.status(f"{len(bad)} of {len(arts)} artifacts regress from {targets[0].label} to {targets[1].label}")
+    record(records, outcomes[0] + outcomes[1])
     if bad:
         raise typer.Exit(1)

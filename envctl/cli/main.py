@@ -49,17 +49,53 @@ compat_cmds.register(app)
 cache_cmds.register(app)
 
 
+def _on_sigterm(signum, frame) -> None:
+    import signal
+
+    from envctl.errors import Terminated
+
+    global _terminated
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)  # one unwinding; a second TERM must not cut the cleanup
+    _terminated = True
+    raise Terminated()
+
+
+_terminated = False
+
+
 def run() -> None:
     """Console-script entry: envctl errors become one line, a hint and an exit code."""
-    from envctl.errors import EnvctlError
+    import signal
 
+    from envctl.errors import EnvctlError, Terminated
+
+    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
-        app()
+        try:
+            app()
+        except SystemExit:
+            if _terminated:  # typer turns the interrupt into exit 130; SIGTERM's code is 143
+                raise Terminated() from None
+            raise
     except EnvctlError as exc:
         from envctl import console
 
         console.error(str(exc), exc.hint)
         sys.exit(exc.exit_code)
+    except OSError as exc:
+        # The machine's answer, not a bug: a full disk, a read-only mount, a folder where a file
+        # belongs.  One line naming the path; the modules wrap the cases they can explain better.
+        from envctl import console
+
+        where = f"{exc.filename}: " if exc.filename else ""
+        hints = {28: "free space on that disk, or point ENVCTL_CACHE / ENVCTL_RECORDS elsewhere",
+                 30: "that file system is read-only: point envctl at a writable path",
+                 13: "check the permissions of that path, or point envctl at a writable one"}
+        console.error(f"{where}{exc.strerror or exc}", hints.get(exc.errno, "check that path"))
+        sys.exit(1)
+    except Terminated:
+        sys.stderr.write("terminated\n")
+        sys.exit(143)
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)

@@ -20,7 +20,7 @@ def register(app: typer.Typer) -> None:
 
 def setup(
     name: str = typer.Argument(..., help="Image whose lock to materialize."),
-    prefix: Optional[Path] = typer.Option(None, "--prefix", help="Where (default ~/.local/share/envctl/envs/NAME)."),
+    prefix_arg: Optional[str] = typer.Option(None, "--prefix", help="Where (default ~/.local/share/envctl/envs/NAME)."),
     repair: bool = typer.Option(False, "--repair", help="Fix a prefix that drifted from the lock."),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="Run the quick smoke probe afterwards."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -29,9 +29,15 @@ def setup(
     from envctl.cache import PackageCache
     from envctl.catalog import find_project
     from envctl.lock import require_current_lock
-    from envctl.records import Records
+    from envctl.records import record_run
     from envctl.setup import setup_prefix
 
+    if prefix_arg is not None and not prefix_arg.strip():
+        from envctl.errors import UsageError
+
+        raise UsageError("--prefix is empty: it would name the current folder",
+                         hint="give the folder to make, e.g. --prefix ~/envs/NAME")
+    prefix = Path(prefix_arg) if prefix_arg is not None else None
     project = find_project()
     spec = project.resolve(name)
     lock = require_current_lock(spec, project.lock_path(spec.name))
@@ -51,11 +57,6 @@ def setup(
             report = run_local(str(prefix / "bin" / "python"), probe_config(spec, lock, gpus="all", level="quick"),
                                level="quick")
     ok = report is None or report.ok
-    if result.changed:
-        Records().add_run(kind="setup", image=spec.name, ok=ok, image_id=str(prefix), spec_hash=spec.content_hash(),
-                          lock_hash=lock.lock_hash, started=started, duration_s=time.time() - started,
-                          summary="repaired" if repair else "created",
-                          document=report.document if report else None)
     data = {"image": spec.name, "prefix": str(prefix), "changed": result.changed, "activate": str(result.activate),
             "probe_ok": None if report is None else report.ok,
             "drift_before": {"pip": result.before.pip_drift.describe(), "conda": result.before.conda_drift.describe()}}
@@ -74,6 +75,10 @@ def setup(
 
             _render(report, str(prefix))
         console.status(f"use it: source {result.activate}")
+    if result.changed:  # after the report: a database that refuses the record must not hide it
+        record_run(kind="setup", image=spec.name, ok=ok, image_id=str(prefix), spec_hash=spec.content_hash(),
+                   lock_hash=lock.lock_hash, started=started, duration_s=time.time() - started,
+                   summary="repaired" if repair else "created", document=report.document if report else None)
     if not ok:
         raise typer.Exit(1)
 
@@ -111,7 +116,7 @@ def doctor(
     from envctl.doctor import evaluate, gather, to_dicts
 
     spec = image = None
-    if name:
+    if name is not None:  # '' is a name too, and an impossible one
         from envctl.catalog import find_project
         from envctl.doctor import image_facts
 

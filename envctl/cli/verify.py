@@ -42,7 +42,7 @@ def verify(
     from envctl.errors import EnvctlError
     from envctl.lock import require_current_lock
     from envctl.probe import check_gpus, probe_config, run_in_image
-    from envctl.records import Records
+    from envctl.records import record_run
 
     project = find_project()
     spec = project.resolve(name)
@@ -61,11 +61,11 @@ def verify(
     with activity(f"verifying {spec.name} ({image.short_id}, {level})") as progress:
         progress("running the probe in a container")
         report = run_in_image(engine, image.id, config, gpus=gpus, level=level, checks_only=checks_only)
-    Records().add_run(kind="verify", image=spec.name, ok=report.ok, image_id=image.id,
-                      spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, gpu=report.gpu,
-                      driver=report.driver, summary=_summary(report), started=started,
-                      duration_s=report.seconds, document=report.document)
-    _show(report, json_out, title=f"{spec.name} ({image.short_id})")
+    # The report first: a database that refuses the record must not cost the user the run.
+    _show(report, json_out, title=f"{spec.name} ({image.short_id})", then=lambda: record_run(
+        kind="verify", image=spec.name, ok=report.ok, image_id=image.id, spec_hash=spec.content_hash(),
+        lock_hash=lock.lock_hash, gpu=report.gpu, driver=report.driver, summary=_summary(report),
+        started=started, duration_s=report.seconds, document=report.document))
 
 
 def smoke(
@@ -78,7 +78,7 @@ def smoke(
 ) -> None:
     """Run the smoke probe in a local interpreter: the host's, or a prefix made by envctl setup."""
     from envctl.probe import check_gpus, probe_config, run_local
-    from envctl.records import Records
+    from envctl.records import record_run
 
     check_gpus(gpus)
     spec = lock = None
@@ -95,10 +95,9 @@ def smoke(
     with activity(f"probing {python} ({level})") as progress:
         progress("running the probe")
         report = run_local(python, config, level=level)
-    Records().add_run(kind="smoke", image=name or "local", ok=report.ok, image_id=python, gpu=report.gpu,
-                      driver=report.driver, summary=_summary(report), started=started,
-                      duration_s=report.seconds, document=report.document)
-    _show(report, json_out, title=python)
+    _show(report, json_out, title=python, then=lambda: record_run(
+        kind="smoke", image=name or "local", ok=report.ok, image_id=python, gpu=report.gpu, driver=report.driver,
+        summary=_summary(report), started=started, duration_s=report.seconds, document=report.document))
 
 
 def history(
@@ -108,8 +107,17 @@ def history(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """List recorded builds, verifications and setups, newest first."""
+    from envctl.errors import UsageError
     from envctl.records import Records
+    from envctl.spec import NAME_RE
 
+    if name is not None and not NAME_RE.match(name):
+        raise UsageError(f"{name!r} is not an image name (lowercase letters, digits, . _ -)",
+                         hint="envctl catalog lists the images")
+    if kind is not None and kind not in ("build", "verify", "smoke", "setup"):
+        raise UsageError(f"--kind {kind}: allowed: build, verify, smoke, setup")
+    if limit < 1:
+        raise UsageError(f"--limit {limit}: give a positive number of rows")
     runs = Records().runs(image=name, kind=kind, limit=limit)
     if json_out:
         console.print_json([r.to_dict() for r in runs])
@@ -133,11 +141,12 @@ def _summary(report) -> str:
     return "; ".join(f"{c['name']}: {c['message']}" for c in failed)[:500]
 
 
-def _show(report, json_out: bool, *, title: str) -> None:
+def _show(report, json_out: bool, *, title: str, then=lambda: None) -> None:
     if json_out:
         console.print_json(report.document)
     else:
         _render(report, title)
+    then()
     if not report.ok:
         raise typer.Exit(1)
 

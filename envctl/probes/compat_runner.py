@@ -90,7 +90,10 @@ def child(kind, artifact, inputs_path, outputs_path, write_outputs=False):
         return {"status": "ok", "detail": f"wrote {len(got)} reference outputs"}
     if not outputs_path:
         return {"status": "ok", "detail": "ran (no reference outputs to compare)"}
-    want = torch.load(outputs_path, map_location="cpu", weights_only=True)
+    try:  # a bare tensor, a list or a dict of tensors: compared as the same flat list as the outputs
+        want = _flatten(torch.load(outputs_path, map_location="cpu", weights_only=True))
+    except Exception as exc:  # noqa: BLE001
+        return {"status": "run-error", "detail": "cannot read reference outputs: " + _first_line(exc)}
     if len(got) != len(want):
         return {"status": "mismatch", "detail": f"{len(got)} outputs, reference has {len(want)}"}
     worst_abs = worst_rel = 0.0

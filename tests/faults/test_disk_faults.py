@@ -1,0 +1,64 @@
+"""Item 9 (and 12's lock part): a broken lockfile, a full disk (a 20 MB tmpfs), a read-only mount,
+a file where a folder belongs: one line naming the path, nothing half-written."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+from tests.faults.conftest import assert_one_line_error, envctl
+
+
+def _lock(env) -> Path:
+    return Path(env["ENVCTL_PROJECT"]) / "locks" / "fixture-pip.conda-lock.yml"
+
+
+def test_a_lockfile_that_is_not_utf8_or_empty_is_one_line_and_can_be_regenerated(pip_project):
+    lock = _lock(pip_project)
+    good = lock.read_bytes()
+    try:
+        for junk in (b"\xff\xfe\x00garbage", b""):
+            lock.write_bytes(junk)
+            for args in (["setup", "fixture-pip", "--prefix", "/nonexistent/x"], ["export", "fixture-pip"],
+                         ["lock", "--check", "fixture-pip"]):
+                result = envctl(*args, env=pip_project)
+                assert "Traceback" not in result.stderr and result.returncode == 1, result.stderr
+                assert "changed since it was locked" not in result.stderr
+            refused = envctl("lock", "fixture-pip", env=pip_project)
+            assert_one_line_error(refused, 1, str(lock), "not written by envctl")
+        regenerated = envctl("lock", "fixture-pip", "--force", env=pip_project)
+        assert regenerated.returncode == 0, regenerated.stderr
+        assert lock.read_bytes() == good
+    finally:
+        lock.write_bytes(good)
+
+
+def test_a_lock_path_that_is_a_folder_is_one_line(pip_project):
+    lock = _lock(pip_project)
+    good = lock.read_bytes()
+    lock.unlink()
+    lock.mkdir()
+    try:
+        assert_one_line_error(envctl("export", "fixture-pip", env=pip_project), 1, str(lock), "is a folder")
+    finally:
+        lock.rmdir()
+        lock.write_bytes(good)
+
+
+def test_cache_export_to_a_full_disk_a_read_only_folder_or_a_file(pip_project, tmpfs, readonly_dir, tmp_path):
+    subprocess.run(["dd", "if=/dev/zero", f"of={tmpfs}/filler", "bs=1M", "count=20"], capture_output=True)
+    full = envctl("cache", "export", "fixture-pip", str(tmpfs / "mirror"), env=pip_project)
+    assert_one_line_error(full, 1, "No space left on device")
+    assert not [p for p in (tmpfs / "mirror").rglob("*") if p.name.startswith(".")] if (tmpfs / "mirror").exists() \
+        else True
+    assert_one_line_error(envctl("cache", "export", "fixture-pip", str(readonly_dir / "m"), env=pip_project), 1,
+                          str(readonly_dir / "m"), "Read-only file system")
+    file = tmp_path / "a-file"
+    file.write_text("x")
+    assert_one_line_error(envctl("cache", "export", "fixture-pip", str(file), env=pip_project), 1, str(file))
+
+
+def test_a_read_only_cache_is_one_line(pip_project, readonly_dir, tmp_path):
+    result = envctl("setup", "fixture-pip", "--prefix", str(tmp_path / "P"), "--no-probe",
+                    env={**pip_project, "ENVCTL_CACHE": str(readonly_dir / "cache")})
+    assert_one_line_error(result, 1, str(readonly_dir / "cache"), "Read-only file system")

@@ -137,25 +137,44 @@ def evaluate(facts: HostFacts, spec: ImageSpec | None, image: ImageFacts | None 
 
 
 def image_facts(spec: ImageSpec, lock_path: Path, *, engine_timeout: int = 5) -> ImageFacts:
-    """The image's CUDA from its current lock, and its size from the built image when there is one."""
+    """The image's CUDA from its current lock, and its size from the built image when there is one.
+
+    The lockfile is read as plain YAML, not through conda-lock: doctor must run on a GPU host
+    that has little more than Python, and quickly.
+    """
+    import yaml
+
     from envctl.errors import EnvctlError
-    from envctl.lock import require_current_lock
+    from envctl.lock import LockedEnv
+    from envctl.lockstate import lock_state, read_header
 
     try:
-        lock = require_current_lock(spec, lock_path)
-    except EnvctlError:
+        if lock_state(spec, lock_path).state != "locked":
+            return ImageFacts()
+        data = yaml.safe_load(lock_path.read_text(encoding="utf-8"))
+        lock_hash = read_header(lock_path)[2] or ""
+    except (EnvctlError, OSError, ValueError, yaml.YAMLError):
         return ImageFacts()
-    cuda = locked_cuda(lock)
+    pins = [_Pin(str(p.get("name", "")), str(p.get("version", ""))) for p in (data or {}).get("package") or []
+            if isinstance(p, dict) and p.get("manager") == "pip" and p.get("platform") == spec.platforms[0]]
+    cuda = locked_cuda(LockedEnv(spec.name, spec.platforms[0], "", lock_hash, [], pins))
     try:
         from envctl.build import find_built
         from envctl.engine import Engine
 
-        built = find_built(Engine.connect(timeout=engine_timeout), spec, lock)
+        built = find_built(Engine.connect(timeout=engine_timeout), spec,
+                           LockedEnv(spec.name, spec.platforms[0], "", lock_hash, [], []))
     except EnvctlError:
         built = None
     if built is None:
         return ImageFacts(cuda=cuda)
     return ImageFacts(cuda=cuda, size=built.size, source=f"built image {built.short_id}")
+
+
+@dataclass(frozen=True)
+class _Pin:
+    name: str
+    version: str
 
 
 def gather(*, engine_timeout: int = 5) -> HostFacts:

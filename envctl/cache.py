@@ -142,18 +142,46 @@ def export_mirror(cache: PackageCache, files: list[tuple[str, str, str]], dest: 
 
 
 def import_mirror(cache: PackageCache, source: Path) -> int:
-    """Put every package file of ``source`` into the cache under its own sha256."""
+    """Put every package file of ``source`` into the cache under its own sha256.
+
+    Where the folder carries the manifest ``envctl cache export`` wrote, every file must
+    have the hash the manifest gives it: a truncated or swapped copy stops the import,
+    named, before anything is stored.
+    """
+    import json
+
     if not source.is_dir():
         raise CacheError(f"{source} is not a folder", hint="give the folder envctl cache export wrote")
-    count = 0
+    manifest: dict[str, str] = {}
+    listing = source / "envctl-mirror.json"
+    if listing.exists():
+        try:
+            manifest = json.loads(listing.read_text(encoding="utf-8"))
+            if not isinstance(manifest, dict):
+                raise ValueError("not a mapping")
+        except (OSError, ValueError) as exc:
+            raise CacheError(f"{listing} is not a mirror manifest ({exc})",
+                             hint="export the folder again with envctl cache export") from None
+    files = []
     for path in sorted(source.iterdir()):
         if not path.is_file() or not path.name.endswith((".whl", ".conda", ".tar.bz2")):
             continue
-        target = cache.path_for(sha256_of(path), path.name)
+        digest = sha256_of(path)
+        claimed = manifest.get(path.name)
+        if claimed and claimed != digest:
+            raise CacheError(f"{path} has sha256 {digest[:16]}..., the mirror's manifest says {claimed[:16]}...: "
+                             f"the copy is damaged; nothing was imported",
+                             hint="copy the file again from the machine that exported it")
+        files.append((path, digest))
+    missing = sorted(set(manifest) - {p.name for p, _ in files})
+    if missing:
+        raise CacheError(f"{source} lacks {len(missing)} file(s) its manifest lists, e.g. {missing[0]}; "
+                         f"nothing was imported", hint="copy the whole folder envctl cache export wrote")
+    for path, digest in files:
+        target = cache.path_for(digest, path.name)
         if not target.exists():
             target.parent.mkdir(parents=True, exist_ok=True)
             tmp = target.with_name(f".{target.name}.tmp")
             shutil.copyfile(path, tmp)
             os.replace(tmp, target)
-        count += 1
-    return count
+    return len(files)

@@ -40,3 +40,28 @@ def test_a_wrong_file_from_the_source_is_refused_and_not_cached(tmp_path):
     with pytest.raises(CacheError, match="has sha256"):
         cache.get(url=src.as_uri(), sha256="0" * 64, filename=src.name)
     assert not list((tmp_path / "cache").rglob("*.conda"))
+
+
+def test_import_refuses_a_truncated_file_its_manifest_disowns_and_stores_nothing(tmp_path):
+    channel = build_channel(tmp_path / "fixture")
+    files = _files(channel)
+    export_mirror(PackageCache(tmp_path / "cache-here"), files, tmp_path / "mirror")
+    victim = tmp_path / "mirror" / files[0][2]
+    victim.write_bytes(victim.read_bytes()[:100])  # a copy cut short
+    there = PackageCache(tmp_path / "cache-there")
+    with pytest.raises(CacheError) as err:
+        import_mirror(there, tmp_path / "mirror")
+    assert str(victim) in str(err.value) and "manifest says" in str(err.value)
+    assert not (tmp_path / "cache-there").exists() or not list((tmp_path / "cache-there").rglob("*.conda"))
+
+
+def test_a_mirror_file_with_another_hash_is_passed_over_for_the_source(tmp_path):
+    src = tmp_path / "src" / "pkg-1.0-0.conda"
+    src.parent.mkdir()
+    src.write_bytes(b"the real bytes")
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / src.name).write_bytes(b"another build of it")
+    cache = PackageCache(tmp_path / "cache", mirrors=(str(mirror),))
+    got = cache.get(url=src.as_uri(), sha256=sha256_of(src), filename=src.name)
+    assert got.read_bytes() == b"the real bytes"  # the mirror's copy did not match the lock

@@ -59,12 +59,15 @@ class PackageCache:
             raise CacheError(f"the lock gives no sha256 for {filename}", hint="re-lock with envctl lock")
         target = self.path_for(sha256, filename)
         if target.exists():
+            if _verified(target, sha256):
+                return target
             actual = sha256_of(target)
             if actual != sha256:
                 raise CacheError(
                     f"cached file {filename} does not match the lock: sha256 {actual[:16]}... expected "
                     f"{sha256[:16]}... ({target})",
                     hint=f"the cache was altered; delete {target.parent} and build again")
+            _remember(target, sha256)
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(prefix=".fetch-", dir=target.parent)
@@ -91,6 +94,7 @@ class PackageCache:
             os.replace(tmp, target)
         finally:
             tmp.unlink(missing_ok=True)
+        _remember(target, sha256)
         return target
 
     def has(self, sha256: str, filename: str) -> bool:
@@ -109,6 +113,30 @@ class PackageCache:
         except OSError as exc:
             raise CacheError(f"cannot download {filename} from {url}: {exc}",
                              hint="check the network, or import the package cache from a machine that has it") from None
+
+
+# A file is hashed again whenever anything about it changed since it was last verified:
+# its inode, size, mtime or ctime (every write changes ctime, and ctime cannot be set back),
+# the test git's index makes of its files.  An untouched GB of CUDA wheels is not re-read.
+def _stamp(path: Path) -> str:
+    st = path.stat()
+    return f"{st.st_ino} {st.st_size} {st.st_mtime_ns} {st.st_ctime_ns}"
+
+
+def _verified(path: Path, sha256: str) -> bool:
+    memo = path.with_name(f".{path.name}.verified")
+    try:
+        return memo.read_text() == f"{sha256} {_stamp(path)}"
+    except OSError:
+        return False
+
+
+def _remember(path: Path, sha256: str) -> None:
+    try:
+        memo = path.with_name(f".{path.name}.verified")
+        memo.write_text(f"{sha256} {_stamp(path)}")
+    except OSError:  # a read-only cache still works; it just hashes every time
+        pass
 
 
 def _local(url: str) -> Path | None:

@@ -203,8 +203,14 @@ def atomic_write(path: Path, text: str) -> None:
 
 
 def load_lock(path: Path, *, platform: str = "linux-64") -> LockedEnv:
-    """Read a lockfile through conda-lock's parser; the packages of one platform."""
-    from conda_lock.lockfile import parse_conda_lock_file
+    """Read a lockfile (conda-lock's format, version 1); the packages of one platform.
+
+    Read as plain YAML against the format's required keys, not through conda-lock's
+    parser: importing conda-lock costs ~0.4 s, and build, verify, setup and doctor read
+    a lock on every call.  ``tests/test_lock.py`` checks that conda-lock's own parser
+    reads every committed lock to the same packages.
+    """
+    from urllib.parse import unquote
 
     if not path.is_file():
         raise StaleLockError(f"{path} does not exist", hint=f"run: envctl lock {path.name.split('.')[0]}")
@@ -212,31 +218,56 @@ def load_lock(path: Path, *, platform: str = "linux-64") -> LockedEnv:
     if marked and not intact:
         raise StaleLockError(f"{path} was edited by hand: its body no longer has the hash its header records",
                              hint=f"regenerate it: envctl lock {path.name.split('.')[0]}")
-    try:
-        lockfile = parse_conda_lock_file(path)
-    except Exception as exc:  # conda-lock raises pydantic/yaml errors of many kinds
-        raise LockError(f"{path} is not a valid conda-lock file: {str(exc).splitlines()[0]}",
-                        hint="regenerate it with envctl lock") from None
+    entries, meta = _read_lockfile(path)
     conda, pip = [], []
-    for d in lockfile.package:
-        if d.platform != platform:
+    for d in entries:
+        if d["platform"] != platform:
             continue
-        filename = Path(d.url.split("?")[0]).name
-        if d.manager == "conda":
+        url, digests, deps = d["url"], d["hash"], dict(d.get("dependencies") or {})
+        filename = Path(url.split("?")[0]).name
+        if d["manager"] == "conda":
             conda.append(condasolve.CondaPackage(
-                name=d.name, version=d.version, build=d.build or "", subdir=d.url.rstrip("/").split("/")[-2],
-                url=d.url, sha256=d.hash.sha256 or "", md5=d.hash.md5 or "", filename=filename,
-                dependencies=dict(d.dependencies)))
+                name=d["name"], version=str(d["version"]), build=str(d.get("build") or ""),
+                subdir=url.rstrip("/").split("/")[-2], url=url, sha256=digests.get("sha256") or "",
+                md5=digests.get("md5") or "", filename=filename, dependencies=deps))
         else:
-            from urllib.parse import unquote
-
             pip.append(pipresolve.PipPackage(
-                name=d.name, version=d.version, url=d.url, sha256=d.hash.sha256 or "",
-                filename=unquote(filename), requested=False, dependencies=dict(d.dependencies)))
-    meta = lockfile.metadata.custom_metadata or {}
-    return LockedEnv(name=meta.get("envctl.image", path.name.split(".")[0]), platform=platform,
+                name=d["name"], version=str(d["version"]), url=url, sha256=digests.get("sha256") or "",
+                filename=unquote(filename), requested=False, dependencies=deps))
+    custom = (meta or {}).get("custom_metadata") or {}
+    return LockedEnv(name=custom.get("envctl.image", path.name.split(".")[0]), platform=platform,
                      inputs_hash=inputs or "", lock_hash=lock_hash or "",
                      conda=sorted(conda, key=lambda p: p.name), pip=sorted(pip, key=lambda p: p.name))
+
+
+_REQUIRED = ("name", "version", "manager", "platform", "url", "hash")
+
+
+def _read_lockfile(path: Path) -> tuple[list[dict], dict]:
+    """The ``package`` entries and ``metadata`` of a conda-lock v1 file, checked key by key."""
+    def bad(problem: str) -> LockError:
+        return LockError(f"{path} is not a valid conda-lock file: {problem}", hint="regenerate it with envctl lock")
+
+    try:
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    except UnicodeDecodeError as exc:
+        raise bad(f"not UTF-8 text (byte {exc.start})") from None
+    except yaml.YAMLError as exc:
+        raise bad(f"not YAML ({str(exc).splitlines()[0]})") from None
+    if not isinstance(data, dict) or data.get("version") != 1:
+        raise bad("no 'version: 1'")
+    entries = data.get("package")
+    if not isinstance(entries, list):
+        raise bad("no 'package' list")
+    for i, d in enumerate(entries):
+        if not isinstance(d, dict):
+            raise bad(f"package[{i}] is not a mapping")
+        missing = [k for k in _REQUIRED if k not in d]
+        if missing:
+            raise bad(f"package[{i}] ({d.get('name', '?')}) lacks {', '.join(missing)}")
+        if d["manager"] not in ("conda", "pip") or not isinstance(d["hash"], dict):
+            raise bad(f"package[{i}] ({d['name']}): bad manager or hash")
+    return entries, data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
 
 
 def require_current_lock(spec: ImageSpec, path: Path, *, platform: str = "linux-64") -> LockedEnv:

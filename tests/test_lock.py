@@ -155,3 +155,22 @@ def test_refuses_to_overwrite_a_foreign_file(tmp_path):
     with pytest.raises(LockError, match="not written by envctl"):
         write_lock(path, "new\n")
     assert path.read_text() == "hand written\n"
+
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("name", sorted(p.name.removesuffix(".conda-lock.yml") for p in (REPO / "locks").glob("*.conda-lock.yml")))
+def test_conda_locks_own_parser_reads_every_committed_lock_to_the_same_packages(name):
+    # envctl reads locks as plain YAML for speed; conda-lock (and micromamba) must agree with it.
+    from conda_lock.lockfile import parse_conda_lock_file
+
+    from envctl.lock import load_lock
+
+    path = REPO / "locks" / f"{name}.conda-lock.yml"
+    theirs = parse_conda_lock_file(path)
+    ours = load_lock(path)
+    assert sorted((d.name, d.version, d.url, d.hash.sha256) for d in theirs.package if d.manager == "pip") == \
+        sorted((p.name, p.version, p.url, p.sha256) for p in ours.pip)
+    assert sorted((d.name, d.version, d.hash.md5) for d in theirs.package if d.manager == "conda") == \
+        sorted((p.name, p.version, p.md5) for p in ours.conda)

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 from envctl.build.context import assemble_context
 from envctl.build.layers import MANIFEST_DIR, layer_sizes, merge_manifests, parse_manifests, tree_hash
@@ -81,8 +82,7 @@ def build_image(engine: Engine, plan: BuildPlan, *, cache: PackageCache, log_dir
     labels = {"org.opencontainers.image.created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")}
     log_dir.mkdir(parents=True, exist_ok=True)
     log_path = log_dir / f"{plan.spec.name}-{time.strftime('%Y%m%d-%H%M%S')}.log"
-    with tempfile.TemporaryDirectory(prefix="envctl-ctx-", dir=cache.root) as tmp:
-        context = Path(tmp)
+    with _context_dir(cache, plan.spec.name) as context:
         size = assemble_context(plan, cache, context, progress=progress)
         progress(f"building {plan.tag} ({size / 1e6:.0f} MB of packages)")
         with log_path.open("w") as log:
@@ -111,6 +111,27 @@ def build_image(engine: Engine, plan: BuildPlan, *, cache: PackageCache, log_dir
     image = engine.image(image_id)
     return BuildResult(image, plan.tag, True, time.monotonic() - start, log_path, size,
                        layers=image_layers(engine, image_id))
+
+
+@contextmanager
+def _context_dir(cache: PackageCache, name: str) -> Iterator[Path]:
+    """The image's build context folder, the same path on every build and held by one build at a time.
+
+    BuildKit keeps what it received from a context folder by the folder's path and sends only
+    files whose name, size or time changed: the context holds hard links into the package
+    cache, so a rebuild after a small pin sends that pin, not the GBs of CUDA libraries.
+    """
+    import fcntl
+    import shutil
+
+    root = cache.root / "contexts"
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        context = root / name
+        shutil.rmtree(context, ignore_errors=True)
+        context.mkdir()
+        yield context
 
 
 def stamp_tree(engine: Engine, image_id: str, plan: BuildPlan, *, labels: dict[str, str],

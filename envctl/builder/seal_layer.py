@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 
 MANIFESTS = os.path.join(".envctl", "layers")
 
@@ -44,12 +45,13 @@ def written(prefix, epoch):
             rel = os.path.relpath(path, prefix)
             if rel.startswith(MANIFESTS + os.sep):
                 continue
-            if os.path.islink(path):
-                files[rel] = "link:" + os.readlink(path)
-            else:
-                files[rel] = sha256_of(path)
+            files[rel] = "link:" + os.readlink(path) if os.path.islink(path) else path
         if os.lstat(root).st_mtime != epoch:
             folders.append(root)
+    # hashlib releases the GIL on large buffers: the layer's GBs are hashed on every core.
+    regular = [rel for rel, value in files.items() if not value.startswith("link:")]
+    with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+        files.update(zip(regular, pool.map(sha256_of, [files[rel] for rel in regular])))
     return files, folders
 
 

@@ -90,7 +90,8 @@ def resolve_settings(cfg, level, device_kind):
     base["adjusted"] = adjusted
     base["compile_cache"] = ("fresh inductor/triton cache per probe run: compile_s is cold for the "
                              "first compile mode of each model; later modes may reuse its kernels; "
-                             "warm_compile_s is a second process reusing that cache")
+                             "warm_compile_s (first dtype and batch size of each model) is a second "
+                             "process reusing that cache")
     # runs and warmup are minimums now: timing goes on by time until precise (probe_timing)
     timing = policy_for(device_kind, level)
     timing["min_rounds"] = max(timing["min_rounds"], base["runs"])

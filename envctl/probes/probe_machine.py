@@ -155,6 +155,22 @@ def host_speed():
     return out
 
 
+def dispatch_us(n=100):
+    """Microseconds per tiny CPU torch op right now: the host speed that eager dispatch sees."""
+    import torch
+
+    x = _DISPATCH.get("x")
+    if x is None:
+        x = _DISPATCH["x"] = torch.zeros(1)
+    t0 = time.perf_counter()
+    for _ in range(n):
+        x.add_(1)
+    return (time.perf_counter() - t0) * 1e6 / n
+
+
+_DISPATCH = {}
+
+
 def throttle_names(mask):
     return [name for bit, name in THROTTLE_BITS.items() if mask and mask & bit]
 

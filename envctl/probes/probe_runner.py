@@ -17,7 +17,7 @@ import time
 import warnings
 
 from probe_bench import TOLERANCE, compare_outputs, first_tensor, torch_dtype
-from probe_machine import noise_notes
+from probe_machine import dispatch_us, noise_notes
 from probe_models import MODEL_SHAPES, build_model
 from probe_report import add_warnings, error_line
 from probe_timing import absolute_conclusive, measure, ratio_verdict
@@ -126,6 +126,7 @@ def _fill_timing(row, stats, ratio, verdict, policy, batch):
     if ratio is not None:
         row["speedup"] = {"median": round(ratio["median"], 4), "low": round(ratio["low"], 4),
                           "high": round(ratio["high"], 4), "rounds": ratio["n"],
+                          "host_dependent": ratio.get("host_dependent"),
                           "iqr_pct": round(ratio["iqr_pct"], 2) if ratio["iqr_pct"] is not None else None,
                           **verdict}
 
@@ -175,7 +176,7 @@ def run_group(name, model, x, ref, dtype_name, batch, device, settings, jit_warn
                 if monitor is not None:
                     samples.append(monitor.sample())
                 result = measure({m: guarded(m, c) for m, c in calls.items()}, BASE, cuda, policy,
-                                 after_block=after_block,
+                                 after_block=after_block, host_probe=dispatch_us,
                                  on_start=(lambda: samples.append(monitor.sample())) if monitor else None)
                 if monitor is not None:
                     window = monitor.window(samples[-1], monitor.sample())
@@ -187,7 +188,7 @@ def run_group(name, model, x, ref, dtype_name, batch, device, settings, jit_warn
         gi = len(groups)
         groups.append({"model": name, "dtype": dtype_name, "batch": batch, "window": window,
                        "notes": notes, "timing": {k: result[k] for k in ("rounds", "warmup_s",
-                       "warmup_settled", "measure_s", "stopped")} if result else None})
+                       "warmup_settled", "measure_s", "stopped", "host_us")} if result else None})
         for mode, call in calls.items():
             row = rows[mode]
             row["group"] = gi

@@ -32,8 +32,10 @@ def warm_compile(rows, settings, device):
     compiled = [r for r in rows if r["mode"].startswith("compile-") and r.get("compile_s") is not None]
     if not compiled:
         return None
-    job = {"device": device, "models": settings["models"], "dtypes": settings["dtypes"],
-           "batch_sizes": settings["batch_sizes"],
+    # the first dtype and batch size of each model: a warm compile is a cache hit for every
+    # shape alike, and each one costs a few seconds
+    job = {"device": device, "models": settings["models"], "dtypes": settings["dtypes"][:1],
+           "batch_sizes": settings["batch_sizes"][:1],
            "modes": [m for m in settings["modes"] if m.startswith("compile-")],
            "cudnn_benchmark": settings.get("cudnn_benchmark", False),
            "inductor_freezing": settings.get("inductor_freezing", False)}

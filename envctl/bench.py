@@ -59,7 +59,7 @@ def _from_record(rec_id: int, records) -> BenchRun:
 
 def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
     """Runs named by ``ref``: a JSON file, ``#ID`` (a record), or an image name (its newest
-    ``count`` recorded verify/smoke runs with benchmarks, newest first)."""
+    ``count`` recorded verify/smoke/bench runs with benchmarks, newest first)."""
     path = Path(ref)
     if ref.endswith(".json") or path.is_file():
         try:
@@ -74,7 +74,7 @@ def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
     if ref.lstrip("#").isdigit():
         return [_from_record(int(ref.lstrip("#")), records)]
     found = []
-    for row in records.execute("SELECT id, image, document FROM runs WHERE image = ? AND kind IN ('verify','smoke')"
+    for row in records.execute("SELECT id, image, document FROM runs WHERE image = ? AND kind IN ('verify','smoke','bench')"
                                " AND document IS NOT NULL ORDER BY started DESC, id DESC", (ref,)):
         doc = json.loads(row["document"])
         if doc.get("benchmarks"):
@@ -85,6 +85,36 @@ def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
         raise EnvctlError(f"no recorded benchmark run of {ref}",
                           hint=f"run: envctl verify {ref} (or name a probe JSON file or #ID)")
     return found
+
+
+def measure_image(name: str, *, level: str, gpus: str) -> BenchRun:
+    """Run the probe in the built image of ``name`` now, record it (kind "bench"), return the run."""
+    import time
+
+    from envctl.build import find_built
+    from envctl.catalog import find_project
+    from envctl.engine import Engine
+    from envctl.lock import require_current_lock
+    from envctl.probe import check_gpus, probe_config, run_in_image
+    from envctl.records import Records
+
+    project = find_project()
+    spec = project.resolve(name)
+    lock = require_current_lock(spec, project.lock_path(spec.name))
+    engine = Engine.connect()
+    image = find_built(engine, spec, lock)
+    if image is None:
+        raise EnvctlError(f"no image of {spec.name} built from the current spec and lock",
+                          hint=f"run: envctl build {spec.name}")
+    gpus = check_gpus(gpus)
+    started = time.time()
+    report = run_in_image(engine, image.id, probe_config(spec, lock, gpus=gpus, level=level), gpus=gpus,
+                          level=level)
+    rec = Records().add_run(kind="bench", image=spec.name, ok=report.ok, image_id=image.id,
+                            spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, gpu=report.gpu,
+                            driver=report.driver, summary=f"{len(report.benchmarks)} benchmark rows",
+                            started=started, duration_s=report.seconds, document=report.document)
+    return BenchRun(f"{spec.name} #{rec}", report.document, rec)
 
 
 def _ratio(row: dict) -> dict | None:
@@ -164,7 +194,9 @@ def compare_row(key: Key, a: dict, b: dict, noise_pct: float) -> RowChange:
         rc.change = (sb["median"] / sa["median"], sb["low"] / sa["high"], sb["high"] / sa["low"])
         med, lo, hi = rc.change
         band = noise_pct / 100.0
-        if hi < 1.0 and med < 1.0 - band:
+        if not (sa.get("conclusive") and sb.get("conclusive")):
+            rc.verdict = "inconclusive"  # a speedup that is itself unsettled settles no change
+        elif hi < 1.0 and med < 1.0 - band:
             rc.verdict = "slower"
         elif lo > 1.0 and med > 1.0 + band:
             rc.verdict = "faster"
@@ -172,11 +204,14 @@ def compare_row(key: Key, a: dict, b: dict, noise_pct: float) -> RowChange:
             rc.verdict = "same"
         else:
             rc.verdict = "inconclusive"
-            rc.notes.append(f"change interval {lo:.2f}-{hi:.2f}x is wider than the noise")
+            rc.notes.append(f"change {lo:.2f}-{hi:.2f}x is within the intervals and the "
+                            f"{noise_pct:.0f}% run-to-run noise")
         for side, sp in (("A", sa), ("B", sb)):
             if not sp.get("conclusive"):
                 rc.notes.append(f"{side}: {sp.get('verdict')} ({'; '.join(sp.get('why') or [])})")
-    elif key[3] != "eager":
+    elif key[3] == "eager":
+        rc.verdict = "base"
+    else:
         rc.verdict = "no speedup data"
     alo, ahi, blo, bhi = (a.get("ci_low_ms"), a.get("ci_high_ms"), b.get("ci_low_ms"), b.get("ci_high_ms"))
     if None not in (alo, ahi, blo, bhi):

@@ -19,6 +19,7 @@ from typing import Any
 from envctl.errors import EnvctlError, UsageError
 
 SPREAD_FLOOR_PCT = 5.0  # assumed run-to-run spread of a speedup when only one run is recorded
+SAME_BAND = 0.05  # a change interval within noise +- 5% of 1.0 is "same"
 Key = tuple  # (model, dtype, batch, mode)
 
 
@@ -200,7 +201,7 @@ def compare_row(key: Key, a: dict, b: dict, noise_pct: float) -> RowChange:
             rc.verdict = "slower"
         elif lo > 1.0 and med > 1.0 + band:
             rc.verdict = "faster"
-        elif lo >= 1.0 - 2 * band and hi <= 1.0 + 2 * band:
+        elif lo >= 1.0 - band - SAME_BAND and hi <= 1.0 + band + SAME_BAND:
             rc.verdict = "same"
         else:
             rc.verdict = "inconclusive"

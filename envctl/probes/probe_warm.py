@@ -55,7 +55,18 @@ def warm_compile(rows, settings, device):
         w = warm.get((r["model"], r["dtype"], r["batch"], r["mode"]))
         if w is not None:
             r["warm_compile_s"] = w.get("warm_compile_s")
+            r["warm_cache_hits"] = w.get("cache_hits")
     return None
+
+
+def _cache_hits():
+    """Inductor FX-graph cache hits so far in this process (0 where the counter is missing)."""
+    try:
+        from torch._dynamo.utils import counters
+
+        return int(counters["inductor"]["fxgraph_cache_hit"])
+    except Exception:
+        return 0
 
 
 def _child(job):
@@ -89,6 +100,7 @@ def _child(job):
                     if cuda:
                         torch.cuda.synchronize()
                     for mode in job["modes"]:
+                        hits0 = _cache_hits()
                         t0 = time.perf_counter()
                         try:
                             fn = torch.compile(model, mode=mode[len("compile-"):])
@@ -99,7 +111,8 @@ def _child(job):
                             if cuda:
                                 torch.cuda.synchronize()
                             rows.append(dict(row, mode=mode,
-                                             warm_compile_s=round(time.perf_counter() - t0, 4)))
+                                             warm_compile_s=round(time.perf_counter() - t0, 4),
+                                             cache_hits=_cache_hits() - hits0))
                         except Exception as exc:
                             rows.append(dict(row, mode=mode, warm_compile_s=None,
                                              error=f"{type(exc).__name__}: {exc}"[:300]))

@@ -47,8 +47,8 @@ if _HERE not in sys.path:  # the script's folder is normally sys.path[0]; not un
 
 from probe_bench import COMPILE_MODES, DTYPES, benchmark_checks, resolve_settings  # noqa: E402
 from probe_checks import env_checks  # noqa: E402
-from probe_machine import Monitor, public  # noqa: E402
 from probe_envinfo import collect_env_basic, collect_env_torch  # noqa: E402
+from probe_machine import Monitor, public  # noqa: E402
 from probe_models import MODELS  # noqa: E402
 from probe_report import check, emit, error_line  # noqa: E402
 from probe_runner import run_benchmarks  # noqa: E402

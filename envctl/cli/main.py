@@ -7,6 +7,7 @@ import sys
 import typer
 
 from envctl import __version__
+from envctl.cli import bench_cmds
 from envctl.cli import build as build_cmds
 from envctl.cli import cache_cmds
 from envctl.cli import catalog as catalog_cmds
@@ -47,6 +48,7 @@ verify_cmds.register(app)
 setup_cmds.register(app)
 compat_cmds.register(app)
 cache_cmds.register(app)
+bench_cmds.register(app)
 
 
 def _on_sigterm(signum, frame) -> None:

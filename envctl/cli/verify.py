@@ -168,9 +168,10 @@ def _render(report, title: str) -> None:
         torch_version = (env.get("torch") or {}).get("version")
         bench = Table(title=f"benchmarks on {doc.get('device')} (torch {torch_version})",
                       title_justify="left")
-        for col in ("model", "mode", "dtype", "batch", "compile s", "median ms", "spread %", "speedup",
+        for col in ("model", "mode", "dtype", "batch", "compile s", "warm s", "median ms [95%]", "speedup",
                     "agree", "breaks"):
             bench.add_column(col, justify="right" if col not in ("model", "mode", "dtype") else "left")
+        why = []
         for r in rows:
             base = eager.get((r["model"], r["dtype"], r["batch"]))
             med = r.get("median_ms")
@@ -178,12 +179,23 @@ def _render(report, title: str) -> None:
                 bench.add_row(r["model"], r["mode"], r["dtype"], str(r["batch"]), "-", "-", "-", "-",
                               console.styled("error"), "")
                 continue
+            speedup, sp = "-", r.get("speedup")
+            if isinstance(sp, dict):  # a speedup is printed only where its interval says it is real
+                speedup = f"{sp['median']:.2f}x" if sp.get("conclusive") else "inconclusive (noisy host)"
+                if not sp.get("conclusive"):
+                    why.append(f"{r['model']} {r['dtype']} b{r['batch']} {r['mode']}: " + "; ".join(sp.get("why") or []))
+            elif base and med and "speedup" not in r:  # a document from an older probe
+                speedup = f"{base / med:.2f}x"
+            interval = (f"{med:.3f} [{r['ci_low_ms']:.3f}-{r['ci_high_ms']:.3f}]"
+                        if med is not None and r.get("ci_low_ms") is not None else _num(med, 3))
             bench.add_row(
-                r["model"], r["mode"], r["dtype"], str(r["batch"]), _num(r.get("compile_s"), 2), _num(med, 3),
-                _num(r.get("spread_pct"), 1), f"{base / med:.2f}x" if base and med else "-",
+                r["model"], r["mode"], r["dtype"], str(r["batch"]), _num(r.get("compile_s"), 2),
+                _num(r.get("warm_compile_s"), 2), interval, speedup,
                 console.styled("yes" if r.get("agree") else "NO", "green" if r.get("agree") else "red"),
                 str(r.get("graph_breaks") if r.get("graph_breaks") is not None else "-"))
         console.out.print(bench)
+        for line in why:
+            console.out.print(line)
     verdict = "PASSED" if report.ok else f"FAILED ({len(report.failed)} checks)"
     console.status(f"{title}: {verdict} in {report.seconds:.1f}s")
 

@@ -19,7 +19,11 @@ file's folder (it is mounted read-only, so no bytecode is written):
     probe_envinfo      the environment report (versions, GPUs, driver, compilers, packages)
     probe_checks       the environment checks (versions, GPUs, libraries, compilers, drift)
     probe_models       the benchmark and round-trip models
-    probe_bench        benchmark settings, runner, timing and checks
+    probe_bench        benchmark settings and checks
+    probe_runner       the benchmark runner: build every mode, time them side by side
+    probe_timing       block timing, intervals and verdicts
+    probe_machine      GPU clocks/temperature/power/throttling and CPU load around the timing
+    probe_warm         warm compile: a second process reusing the compile caches
     probe_torchscript  the TorchScript round-trip (its child process is roundtrip.py)
     probe_tree         the environment's files against the build's layer manifests
 
@@ -42,14 +46,17 @@ _HERE = os.path.dirname(os.path.abspath(__file__))
 if _HERE not in sys.path:  # the script's folder is normally sys.path[0]; not under -P or -I
     sys.path.insert(0, _HERE)
 
-from probe_bench import (COMPILE_MODES, DTYPES, benchmark_checks, resolve_settings,  # noqa: E402
-                         run_benchmarks)
+from probe_bench import COMPILE_MODES, DTYPES, benchmark_checks, resolve_settings  # noqa: E402
 from probe_checks import env_checks  # noqa: E402
 from probe_envinfo import collect_env_basic, collect_env_torch  # noqa: E402
+from probe_machine import Monitor, public  # noqa: E402
 from probe_models import MODELS  # noqa: E402
 from probe_report import check, emit, error_line  # noqa: E402
-from probe_torchscript import torchscript_check, torchscript_roundtrip  # noqa: E402
+from probe_runner import run_benchmarks  # noqa: E402
+from probe_torchscript import (finish_roundtrip, start_roundtrip, torchscript_check,  # noqa: E402
+                               wait_roundtrip)
 from probe_tree import tree_check  # noqa: E402
+from probe_warm import warm_compile  # noqa: E402
 
 SCHEMA = "envctl.probe/1"
 EXIT_OK = 0
@@ -216,6 +223,20 @@ def select_device(cfg, env):
     return "cpu"
 
 
+def _monitor(torch, device):
+    """The machine-state sampler for the benchmark device (NVML handle by PCI bus id)."""
+    if not device.startswith("cuda"):
+        return Monitor(False)
+    index = torch.cuda.current_device()
+    bus = None
+    try:
+        p = torch.cuda.get_device_properties(index)
+        bus = f"{p.pci_domain_id:08x}:{p.pci_bus_id:02x}:{p.pci_device_id:02x}.0"
+    except Exception:
+        pass
+    return Monitor(True, index, bus)
+
+
 def probe(cfg, level, notes, checks_only=False):
     """Run everything; returns (result dict, exit code)."""
     start = time.perf_counter()
@@ -227,6 +248,7 @@ def probe(cfg, level, notes, checks_only=False):
     result["env"] = env
     # Before torch is imported: nothing the probe does may show up as a changed file.
     tree = tree_check(sys.prefix, (cfg.get("expect") or {}).get("env_tree"))
+    tree_s = time.perf_counter() - start
     try:
         torch = _import_torch()
     except Exception as exc:
@@ -234,6 +256,8 @@ def probe(cfg, level, notes, checks_only=False):
         result["duration_s"] = round(time.perf_counter() - start, 3)
         return result, EXIT_FAIL
     checks = result["checks"]
+    phases = result["phases"] = {"tree_s": round(tree_s, 3),
+                                 "torch_import_s": round(time.perf_counter() - start - tree_s, 3)}
     checks.append(check("torch import", "pass",
                         f"torch {torch.__version__} from {os.path.dirname(torch.__file__)}"))
     collect_env_torch(env)
@@ -241,6 +265,7 @@ def probe(cfg, level, notes, checks_only=False):
     result["device"] = device
     checks.extend(env_checks(env, cfg, device))
     checks.append(tree)
+    phases["env_s"] = round(time.perf_counter() - start - tree_s - phases["torch_import_s"], 3)
 
     if checks_only:
         result["checks_only"] = True
@@ -251,15 +276,34 @@ def probe(cfg, level, notes, checks_only=False):
     result["settings"] = settings
     jit_warnings = []
     workdir = tempfile.mkdtemp(prefix="envctl-smoke-")
+    monitor = _monitor(torch, device)
+    before, groups = monitor.sample(), []
+    result["machine"] = {"before": public(before), "after": None, "groups": groups,
+                         "notes": []}
+    mark = time.perf_counter()
     try:
+        # the round-trip's fresh process imports torch while the first model compiles; the
+        # runner waits for it before it times anything
+        ts_state = start_roundtrip(jit_warnings, workdir)
         try:
-            rows = run_benchmarks(settings, device, jit_warnings)
+            rows = run_benchmarks(settings, device, jit_warnings, monitor, groups,
+                                  before_timing=lambda: wait_roundtrip(ts_state))
         except Exception as exc:  # the runner itself broke: keep going
             rows = []
             checks.append(check("benchmarks", "fail", f"benchmark runner crashed: {error_line(exc)}"))
+        whole = monitor.window(before, monitor.sample())
+        result["machine"].update(after=whole["after"], other_cpu_cores=whole["other_cpu_cores"],
+                                 seconds=whole["seconds"], cores=whole["cores"])
+        phases["benchmarks_s"], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
+        if settings.get("warm_compile"):
+            note = warm_compile(rows, settings, device)
+            if note:
+                result["machine"]["notes"].append(note)
+            phases["warm_compile_s"], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
         result["benchmarks"] = rows
         checks.extend(benchmark_checks(rows))
-        ts = torchscript_roundtrip(jit_warnings, workdir)
+        ts = finish_roundtrip(ts_state)
+        phases["torchscript_s"] = round(time.perf_counter() - mark, 3)
         result["torchscript"] = ts
         checks.append(torchscript_check(ts))
     finally:

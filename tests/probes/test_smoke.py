@@ -136,6 +136,23 @@ class TestQuickRun:
             assert {r["batch"] for r in data["benchmarks"]} == {1}
             assert all(r["peak_mem_bytes"] is None for r in data["benchmarks"])
 
+    def test_timing_fields(self, quick_run):
+        data = quick_run[1]
+        for r in data["benchmarks"]:
+            assert r["ci_low_ms"] <= r["median_ms"] <= r["ci_high_ms"], r
+            assert r["blocks"] >= 3 and r["calls_per_block"] >= 1 and isinstance(r["conclusive"], bool)
+            sp = r["speedup"]
+            if r["mode"] == "eager":
+                assert sp is None
+                continue
+            assert sp["low"] <= sp["median"] <= sp["high"] and sp["rounds"] == r["blocks"]
+            assert sp["verdict"] in ("faster", "slower", "same", "inconclusive")
+            assert sp["conclusive"] == (sp["verdict"] != "inconclusive") and (sp["conclusive"] or sp["why"])
+        machine = data["machine"]
+        assert machine["before"]["host"]["torch_op_us"] > 0 and machine["other_cpu_cores"] is not None
+        assert len(machine["groups"]) == 2 and all(g["timing"]["rounds"] >= 3 for g in machine["groups"])
+        assert data["settings"]["timing"]["budget_s"] > 0 and data["settings"]["warm_compile"] is False
+
     def test_torchscript_roundtrip(self, quick_run):
         ts = quick_run[1]["torchscript"]
         assert ts["ok"] is True and ts["fresh_process"] is True, ts
@@ -370,7 +387,8 @@ def _top_level_imports(path):
 def test_probe_folder_has_the_modules():
     names = {p.name for p in PROBE_FILES}
     assert {"smoke.py", "roundtrip.py", "probe_report.py", "probe_versions.py", "probe_envinfo.py",
-            "probe_checks.py", "probe_models.py", "probe_bench.py", "probe_torchscript.py"} <= names
+            "probe_checks.py", "probe_models.py", "probe_bench.py", "probe_torchscript.py",
+            "probe_runner.py", "probe_timing.py", "probe_machine.py", "probe_warm.py"} <= names
 
 
 @pytest.mark.parametrize("path", PROBE_FILES, ids=lambda p: p.name)

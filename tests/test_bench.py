@@ -1,0 +1,149 @@
+"""envctl.bench: comparing runs (speedups with intervals, run-to-run spread, the regression gate),
+loading them from files and the records DB, and the HTML page; `envctl bench` as users run it."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from envctl.bench import BenchRun, compare, comparison_dict, load_runs, run_spread
+from envctl.bench_html import render_html
+from envctl.errors import EnvctlError
+from envctl.records import Records
+
+GPU_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" / "gpu"
+
+
+def _row(mode, ms, sp=None, width=0.02, conclusive=True, group=0):
+    row = {"model": "resnet50", "dtype": "fp32", "batch": 1, "mode": mode, "status": "ok", "median_ms": ms,
+           "ci_low_ms": ms * 0.98, "ci_high_ms": ms * 1.02, "group": group, "speedup": None}
+    if sp is not None:
+        row["speedup"] = {"median": sp, "low": sp * (1 - width), "high": sp * (1 + width),
+                          "conclusive": conclusive, "verdict": "faster" if conclusive else "inconclusive",
+                          "why": [] if conclusive else ["interval too wide"]}
+    return row
+
+
+def _doc(compile_speedup, eager_ms=6.0, **kw):
+    return {"schema": "envctl.probe/1", "device": "cuda:0", "level": "standard",
+            "env": {"gpus": [{"name": "H100"}], "torch": {"version": "2.11.0"}},
+            "machine": {"groups": [{"window": {"after": {"gpu": {"sm_mhz": 1980, "temp_c": 40, "power_w": 150}}}}]},
+            "benchmarks": [_row("eager", eager_ms),
+                           _row("compile-default", eager_ms / compile_speedup, compile_speedup, **kw),
+                           _row("script", eager_ms / 2.5, 2.5)]}
+
+
+def test_regression_beyond_spread_and_threshold_fails_the_gate():
+    a = [BenchRun("a1", _doc(1.80)), BenchRun("a2", _doc(1.78))]
+    b = [BenchRun("b1", _doc(1.20)), BenchRun("b2", _doc(1.22))]
+    c = compare(a, b, threshold_pct=10, gate_modes=("compile-default",))
+    row = next(r for r in c.rows if r.key[3] == "compile-default")
+    assert row.verdict == "slower" and row.change[0] == pytest.approx(1.20 / 1.80)
+    assert row.change[1] < row.change[0] < row.change[2]
+    assert c.exit_code == 1 and [r.key for r in c.gate] == [row.key]
+    assert "2 runs of A" in c.spread_note  # the spread of one image is stated
+    script = next(r for r in c.rows if r.key[3] == "script")
+    assert script.verdict == "same"
+    assert comparison_dict(c)["regressions"] == [["resnet50", "fp32", 1, "compile-default"]]
+
+
+def test_change_within_run_to_run_spread_is_not_a_regression():
+    # A's own two runs differ by 12%: a 10% drop in B is within that noise
+    a = [BenchRun("a1", _doc(1.80)), BenchRun("a2", _doc(1.60))]
+    b = [BenchRun("b1", _doc(1.62))]
+    spread = run_spread(a)
+    assert spread[("resnet50", "fp32", 1, "compile-default")]["speedup_pct"] == pytest.approx(11.76, rel=0.01)
+    c = compare(a, b, threshold_pct=5, gate_modes=("compile-default",))
+    assert c.exit_code == 0
+    assert next(r for r in c.rows if r.key[3] == "compile-default").verdict != "slower"
+
+
+def test_inconclusive_side_settles_nothing_and_absolute_needs_intervals():
+    a = [BenchRun("a", _doc(1.8, eager_ms=6.0))]
+    b = [BenchRun("b", _doc(1.0, eager_ms=9.0, width=0.5, conclusive=False))]
+    c = compare(a, b, gate_modes=("compile-default",))
+    row = next(r for r in c.rows if r.key[3] == "compile-default")
+    assert row.verdict == "inconclusive" and c.exit_code == 0
+    assert any(n.startswith("B: inconclusive") for n in row.notes)
+    eager = next(r for r in c.rows if r.key[3] == "eager")
+    assert eager.verdict == "base" and eager.abs_verdict == "B slower"  # 9 ms vs 6 ms, intervals apart
+    assert any("SM 1980 MHz" in n for n in eager.notes)  # the machine state explains it
+    assert "assumed" in c.spread_note  # one run each: the spread is not invented as measured
+
+
+def test_load_runs_from_records_and_files(tmp_path):
+    records = Records(tmp_path / "r.db")
+    for speedup in (1.5, 1.7):
+        records.add_run(kind="verify", image="img", ok=True, document=_doc(speedup))
+    records.add_run(kind="build", image="img", ok=True, document={"not": "a probe"})
+    runs = load_runs("img", records=records)
+    assert [r.document["benchmarks"][1]["speedup"]["median"] for r in runs] == [1.7, 1.5]  # newest first
+    one = load_runs(f"#{runs[1].record_id}", records=records)
+    assert one[0].label == f"img #{runs[1].record_id}"
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(_doc(2.0)))
+    assert load_runs(str(path))[0].rows[("resnet50", "fp32", 1, "script")]["median_ms"] == 2.4
+    with pytest.raises(EnvctlError, match="no recorded benchmark run of other"):
+        load_runs("other", records=records)
+
+
+def test_html_has_bars_and_intervals_for_each_run():
+    runs = [BenchRun("run <1>", _doc(1.8)), BenchRun("run 2", _doc(1.2, width=0.4, conclusive=False))]
+    page = render_html(runs, compare(runs[:1], runs[1:]))
+    assert page.count("<svg") == 1 and "run &lt;1&gt;" in page and "<1>" not in page
+    assert "1.80x [1.76-1.84] faster" in page and "1.20x [0.72-1.68] inconclusive" in page
+    assert 'fill-opacity="0.35"' in page  # an inconclusive bar is drawn faded
+    assert "compile-default (2)" in page and "6.000 [5.880-6.120]" in page
+
+
+def _envctl(*args, env=None):
+    return subprocess.run([sys.executable, "-m", "envctl", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "NO_COLOR": "1", "COLUMNS": "250", **(env or {})})
+
+
+def test_cli_compare_exit_codes_json_and_html(tmp_path):
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_doc(1.8)))
+    b.write_text(json.dumps(_doc(1.2)))
+    page = tmp_path / "cmp.html"
+    bad = _envctl("bench", "compare", str(a), str(b), "--html", str(page))
+    assert bad.returncode == 1, bad.stderr
+    assert bad.stdout.splitlines()[2].startswith("run-to-run spread unknown")
+    assert "regression beyond 10%: compile-default on resnet50 fp32 b1" in bad.stderr
+    assert "<svg" in page.read_text()
+    ok = _envctl("bench", "compare", str(a), str(a), "--json")
+    assert ok.returncode == 0
+    data = json.loads(ok.stdout)
+    assert {r["mode"]: r["verdict"] for r in data["rows"]} == {"eager": "base", "compile-default": "same",
+                                                                "script": "same"}
+    gated_off = _envctl("bench", "compare", str(a), str(b), "--fail-on", "script")
+    assert gated_off.returncode == 0  # only the chosen modes gate
+
+
+def test_cli_show_recorded_h100_runs(tmp_path):
+    page = tmp_path / "h100.html"
+    res = _envctl("bench", "show", str(GPU_RESULTS / "standard-1.json"), str(GPU_RESULTS / "standard-2.json"),
+                  "--html", str(page))
+    assert res.returncode == 0, res.stderr
+    assert "compile-reduce-overhead" in res.stdout and "inconclusive" in res.stdout
+    assert page.read_text().count("<svg") == 8  # 2 models x 2 dtypes x 2 batch sizes
+
+
+def test_verify_table_prints_no_speedup_for_an_inconclusive_row(capsys):
+    from envctl.cli.verify import _render
+    from envctl.probe import ProbeReport
+
+    doc = _doc(1.8)
+    doc["benchmarks"][1]["speedup"].update(median=0.02, low=0.01, high=3.0, conclusive=False,
+                                           verdict="inconclusive", why=["other processes used 1.6 of 2 CPU cores"])
+    doc.update(checks=[], ok=True)
+    _render(ProbeReport(doc, 0, 1.0), "t")
+    out = capsys.readouterr().out
+    assert "inconclusive (noisy host)" in out and "0.02x" not in out
+    assert "resnet50 fp32 b1 compile-default: other processes used 1.6 of 2 CPU cores" in out
+    assert "2.50x" in out and "6.000 [5.880-6.120]" in out

@@ -177,14 +177,18 @@ class Comparison:
 
 
 def _state_line(run: BenchRun, row: dict) -> str | None:
-    g = run.group_state(row)
-    w = (g or {}).get("window") or {}
+    g = run.group_state(row) or {}
+    w = g.get("window") or {}
+    host = ((g.get("timing") or {}).get("host_us") or {}).get("median")
+    parts = []
     gpu = (w.get("after") or {}).get("gpu")
     if gpu:
-        return f"SM {gpu.get('sm_mhz')} MHz, {gpu.get('temp_c')} C, {gpu.get('power_w')} W"
+        parts.append(f"SM {gpu.get('sm_mhz')} MHz, {gpu.get('temp_c')} C, {gpu.get('power_w')} W")
+    if host is not None:  # host-bound modes (eager at small batch) follow the host's dispatch speed
+        parts.append(f"host {host:.1f} us/op")
     if w.get("other_cpu_cores") is not None:
-        return f"other processes {w['other_cpu_cores']} cores"
-    return None
+        parts.append(f"other processes {w['other_cpu_cores']} cores")
+    return ", ".join(parts) or None
 
 
 def compare_row(key: Key, a: dict, b: dict, noise_pct: float) -> RowChange:

@@ -79,7 +79,7 @@ def _build(mode, model, x, row, cuda, counters, jit_warnings):
     mark_step = getattr(getattr(torch, "compiler", None), "cudagraph_mark_step_begin", None)
     if cuda:
         torch.cuda.reset_peak_memory_stats()
-    breaks0, frames0 = _breaks(counters), _frames(counters)
+    breaks0 = _breaks(counters)
     t0 = time.perf_counter()
     if mode == "eager":
         fn = model
@@ -107,9 +107,9 @@ def _build(mode, model, x, row, cuda, counters, jit_warnings):
         torch.cuda.synchronize()
         row["peak_mem_bytes"] = int(torch.cuda.max_memory_allocated())
     row["compile_s"] = round(time.perf_counter() - t0, 4)
-    if is_compile:
+    if is_compile:  # a first call may compile several frames; later compiles are recompiles
         row["graph_breaks"] = _breaks(counters) - breaks0
-        row["recompiles"] = max(0, _frames(counters) - frames0 - 1)
+        row["recompiles"] = 0
     return call
 
 

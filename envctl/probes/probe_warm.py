@@ -55,18 +55,26 @@ def warm_compile(rows, settings, device):
         w = warm.get((r["model"], r["dtype"], r["batch"], r["mode"]))
         if w is not None:
             r["warm_compile_s"] = w.get("warm_compile_s")
-            r["warm_cache_hits"] = w.get("cache_hits")
+            r["warm_cache"] = w.get("cache")
     return None
 
 
-def _cache_hits():
-    """Inductor FX-graph cache hits so far in this process (0 where the counter is missing)."""
+def _cache_counts():
+    """(FX-graph cache hits, bypasses) so far in this process; with inductor freezing (the CPU
+    default here) the FX-graph cache is bypassed and only the compiled-kernel caches are reused."""
     try:
         from torch._dynamo.utils import counters
 
-        return int(counters["inductor"]["fxgraph_cache_hit"])
+        return int(counters["inductor"]["fxgraph_cache_hit"]), int(counters["inductor"]["fxgraph_cache_bypass"])
     except Exception:
+        return 0, 0
+
+
+def _cache_files():
+    root = os.environ.get("TORCHINDUCTOR_CACHE_DIR")
+    if not root or not os.path.isdir(root):
         return 0
+    return sum(len(files) for _, _, files in os.walk(root))
 
 
 def _child(job):
@@ -85,6 +93,7 @@ def _child(job):
 
         inductor_config.freezing = job["inductor_freezing"]
     mark_step = getattr(getattr(torch, "compiler", None), "cudagraph_mark_step_begin", None)
+    files_at_start = _cache_files()  # what the cold run left for this process to reuse
     rows = []
     for mi, key in enumerate(job["models"]):  # the parent's order, seeds and shapes
         for dtype_name in job["dtypes"]:
@@ -100,7 +109,7 @@ def _child(job):
                     if cuda:
                         torch.cuda.synchronize()
                     for mode in job["modes"]:
-                        hits0 = _cache_hits()
+                        hits0, bypass0 = _cache_counts()
                         t0 = time.perf_counter()
                         try:
                             fn = torch.compile(model, mode=mode[len("compile-"):])
@@ -110,9 +119,12 @@ def _child(job):
                             fn(x)
                             if cuda:
                                 torch.cuda.synchronize()
+                            hits, bypass = _cache_counts()
                             rows.append(dict(row, mode=mode,
                                              warm_compile_s=round(time.perf_counter() - t0, 4),
-                                             cache_hits=_cache_hits() - hits0))
+                                             cache={"files_at_start": files_at_start,
+                                                    "fxgraph_hits": hits - hits0,
+                                                    "fxgraph_bypassed": bypass - bypass0}))
                         except Exception as exc:
                             rows.append(dict(row, mode=mode, warm_compile_s=None,
                                              error=f"{type(exc).__name__}: {exc}"[:300]))

@@ -183,5 +183,9 @@ def test_warm_compile_reuses_the_cold_caches():
     doc = json.loads(proc.stdout)
     row = next(r for r in doc["benchmarks"] if r["mode"] == "compile-default")
     assert row["status"] == "ok" and row["compile_s"] > 0 and row["warm_compile_s"] > 0, row
-    assert row["warm_cache_hits"] >= 1  # warm means the cache was used, not compiled again
+    cache = row["warm_cache"]
+    assert cache["files_at_start"] > 0  # the second process saw the cache the cold compile filled
+    # on the CPU inductor freezing bypasses the FX-graph cache (kernels are still reused): the
+    # record says which, rather than claiming a hit
+    assert cache["fxgraph_hits"] + cache["fxgraph_bypassed"] >= 1
     assert "warm_compile_s" in doc["phases"] and doc["settings"]["warm_compile"] is True

@@ -21,9 +21,21 @@ def _latest_runs() -> dict:
 
 
 def catalog_rows(project: Project) -> list[dict[str, Any]]:
+    """One row per spec; a spec that cannot be read is a row with its ``error`` (listed last)."""
+    from envctl.errors import EnvctlError
+    from envctl.spec import load_spec
+
     latest = _latest_runs()
+    specs, broken = [], []
+    for name in project.names():
+        try:
+            specs.append(load_spec(project.spec_path(name)))
+        except EnvctlError as exc:
+            broken.append({"name": name, "torch": "-", "cuda": "-", "python": "-", "torch_source": "-",
+                           "description": "", "lock": "-", "last_build": None, "last_verify": None,
+                           "error": str(exc), "hint": exc.hint})
     rows = []
-    specs = sorted(project.specs(), key=lambda s: (parse_version(s.torch), s.cuda != "cpu", s.cuda, s.name))
+    specs.sort(key=lambda s: (parse_version(s.torch), s.cuda != "cpu", s.cuda, s.name))
     for spec in specs:
         build = latest.get((spec.name, "build"))
         verify = latest.get((spec.name, "verify"))
@@ -33,8 +45,9 @@ def catalog_rows(project: Project) -> list[dict[str, Any]]:
             "lock": lock_state(spec, project.lock_path(spec.name)).state,
             "last_build": build.to_dict() if build else None,
             "last_verify": verify.to_dict() if verify else None,
+            "error": None,
         })
-    return rows
+    return rows + broken
 
 
 def describe(project: Project, name: str) -> dict[str, Any]:

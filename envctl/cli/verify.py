@@ -105,6 +105,7 @@ def history(
     kind: Optional[str] = typer.Option(None, "--kind", help="build, verify, smoke or setup."),
     limit: int = typer.Option(20, "--limit", help="How many rows."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    wide: bool = typer.Option(False, "--wide", help="One table at its full width, whatever the terminal."),
 ) -> None:
     """List recorded builds, verifications and setups, newest first."""
     from envctl.errors import UsageError
@@ -122,16 +123,24 @@ def history(
     if json_out:
         console.print_json([r.to_dict() for r in runs])
         return
-    from rich.table import Table
+    from envctl.cli.tables import Column, print_table
 
-    table = Table()
-    for col in ("id", "when", "kind", "image", "ok", "image id", "gpu", "seconds", "summary"):
-        table.add_column(col, no_wrap=col in ("when", "image", "image id"))
-    for r in runs:
-        table.add_row(str(r.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), r.kind, r.image,
-                      console.styled("ok" if r.ok else "fail"), (r.image_id or "-").split(":")[-1][:12],
-                      r.gpu or "-", f"{r.duration_s:.1f}" if r.duration_s else "-", r.summary or "")
-    console.out.print(table)
+    columns = [Column("id", justify="right"), Column("when", priority=3), Column("kind"),
+               Column("image", priority=2), Column("ok"), Column("image id", short=False),
+               Column("gpu", priority=1), Column("seconds", justify="right"), Column("summary", short=False)]
+    cells = [[str(r.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), r.kind, r.image,
+              console.styled("ok" if r.ok else "fail"), _image_id(r.image_id), r.gpu or "-",
+              f"{r.duration_s:.1f}" if r.duration_s else "-", r.summary or ""] for r in runs]
+    print_table(console.out, columns, cells, wide=wide)
+
+
+def _image_id(image_id: str | None) -> str:
+    """A Docker id shortened as docker does; a prefix or interpreter path whole (two must not look alike)."""
+    if not image_id:
+        return "-"
+    if image_id.startswith("sha256:"):
+        return image_id.split(":", 1)[1][:12]
+    return image_id
 
 
 def _summary(report) -> str:

@@ -100,7 +100,9 @@ def test_export_requirements_carries_every_hash():
 
     lock = load_lock(project.lock_path(spec.name))
     text = export(spec, lock, "requirements")
-    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    lines = [ln for ln in text.splitlines() if not ln.startswith(("#", "--"))]
     assert len(lines) == len(lock.pip) and all("--hash=sha256:" in ln for ln in lines)
     env_yml = yaml.safe_load(export(spec, lock, "environment.yml").split("\n", 1)[1])
-    assert env_yml["dependencies"][-1]["pip"][0].startswith("filelock==")
+    pip = env_yml["dependencies"][-1]["pip"]
+    assert pip[:2] == ["--index-url https://pypi.org/simple", "--find-links /opt/wheels"]
+    assert pip[2].startswith("filelock==")

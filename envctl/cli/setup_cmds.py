@@ -95,10 +95,14 @@ def export(
     from envctl.lock import require_current_lock
 
     if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: allowed: {', '.join(FORMATS)}")
+        raise UsageError(f"--format {fmt} is not a format", hint=f"use one of: {', '.join(FORMATS)}")
     project = find_project()
     spec = project.resolve(name)
-    text = render(spec, require_current_lock(spec, project.lock_path(spec.name)), fmt)
+    lock = require_current_lock(spec, project.lock_path(spec.name))
+    text = render(spec, lock, fmt)
+    if fmt == "explicit" and lock.pip:
+        console.status(f"note: {len(lock.pip)} pip packages are not expressible in an explicit file; "
+                       f"install them with: envctl export {spec.name} --format requirements")
     if output is None:
         console.out.file.write(text)
         return

@@ -55,7 +55,11 @@ def catalog(json_out: bool = JSON_OPT, wide: bool = WIDE_OPT) -> None:
         from envctl.errors import BrokenSpecError
 
         more = f" ({len(broken) - 1} more broken: {', '.join(r['name'] for r in broken[1:])})" if broken[1:] else ""
-        raise BrokenSpecError(broken[0]["error"] + more, hint=broken[0]["hint"] or "fix the spec named above")
+        error = BrokenSpecError(broken[0]["error"] + more, hint=broken[0]["hint"] or "fix the spec named above")
+        if json_out:  # the rows carry the errors: stdout stays one JSON document
+            console.error(str(error), error.hint)
+            raise typer.Exit(error.exit_code)
+        raise error
 
 
 def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu126."),

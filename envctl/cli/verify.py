@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -69,7 +69,9 @@ def verify(
 
 
 def smoke(
-    python: str = typer.Option(sys.executable, "--python", help="Interpreter to probe (a prefix's bin/python)."),
+    python: Optional[str] = typer.Option(None, "--python",
+                                         help="Interpreter to probe: a path (a prefix's bin/python) or a command "
+                                              "on PATH [default: python3 on PATH]."),
     name: Optional[str] = typer.Option(None, "--image", help="Check against this image's spec and lock."),
     gpus: str = typer.Option("all", "--gpus", help="all, none, or a GPU count."),
     quick: bool = typer.Option(False, "--quick", help="Fewest runs and shapes."),
@@ -90,14 +92,54 @@ def smoke(
         spec = project.resolve(name)
         lock = require_current_lock(spec, project.lock_path(spec.name))
     level = _level(quick, full, "quick" if spec is None else spec.smoke.level)
+    python, why = _interpreter(python)
     config = probe_config(spec, lock, gpus=gpus, level=level)
     started = time.time()
-    with activity(f"probing {python} ({level})") as progress:
+    with activity(f"probing {python} ({why}, {level})") as progress:
         progress("running the probe")
         report = run_local(python, config, level=level)
     _show(report, json_out, title=python, then=lambda: record_run(
         kind="smoke", image=name or "local", ok=report.ok, image_id=python, gpu=report.gpu, driver=report.driver,
         summary=_summary(report), started=started, duration_s=report.seconds, document=report.document))
+
+
+def _interpreter(python: str | None) -> tuple[str, str]:
+    """The interpreter to probe and why that one; a usage error naming it when it cannot work."""
+    import os
+    import shutil
+    import subprocess
+
+    from envctl.errors import UsageError
+
+    if python is None:
+        found, why = shutil.which("python3"), "python3 on PATH"
+        if found is None:
+            raise UsageError("no --python given and no python3 on PATH",
+                             hint="give the interpreter to probe: --python /path/to/bin/python")
+    elif os.sep in python or python.startswith("~"):
+        found, why = str(Path(python).expanduser()), "given by --python"
+        if not Path(found).is_file() or not os.access(found, os.X_OK):
+            raise UsageError(f"--python {python}: " + ("no such file" if not Path(found).exists()
+                                                       else "not an executable file"),
+                             hint="give the path of a python executable, or a command on PATH such as python3")
+    else:
+        found, why = shutil.which(python), f"{python} on PATH"
+        if found is None:
+            raise UsageError(f"--python {python}: no such command on PATH",
+                             hint="give the path of a python executable, or a command on PATH such as python3")
+    try:
+        probe = subprocess.run([found, "-c", "import importlib.util, sys; "
+                                "print(sys.version.split()[0], importlib.util.find_spec('torch') is not None)"],
+                               capture_output=True, text=True, timeout=60)
+        version, has_torch = probe.stdout.split()
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        raise UsageError(f"{found} ({why}) does not run as a Python interpreter",
+                         hint="give --python the path of a python executable") from None
+    if has_torch != "True":
+        raise UsageError(f"{found} ({why}, Python {version}) cannot import torch, which the probe needs",
+                         hint="give --python an interpreter with torch, e.g. a prefix made by envctl setup: "
+                              "--python ~/envs/NAME/bin/python")
+    return found, f"{why}, Python {version}"
 
 
 def history(
@@ -116,7 +158,7 @@ def history(
         raise UsageError(f"{name!r} is not an image name (lowercase letters, digits, . _ -)",
                          hint="envctl catalog lists the images")
     if kind is not None and kind not in ("build", "verify", "smoke", "setup"):
-        raise UsageError(f"--kind {kind}: allowed: build, verify, smoke, setup")
+        raise UsageError(f"--kind {kind} is not a kind of run", hint="use one of: build, verify, smoke, setup")
     if limit < 1:
         raise UsageError(f"--limit {limit}: give a positive number of rows")
     runs = Records().runs(image=name, kind=kind, limit=limit)

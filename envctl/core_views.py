@@ -73,6 +73,7 @@ def describe(project: Project, name: str) -> dict[str, Any]:
         "cuda_libraries": libraries,
         "spec_hash": spec.content_hash(),
         "lock_inputs_hash": spec.lock_inputs_hash(),
+        "lock_header_inputs_hash": state.inputs_hash,
         "conda_specs": spec.conda_specs(),
         "pip_requirements": spec.pip_requirements(),
         "pip_index": index_text,

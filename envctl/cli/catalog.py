@@ -98,9 +98,21 @@ def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu12
         ("lock", f"{info['lock']['state']} ({info['lock']['path']})"),
         *([("cuda libs", ", ".join(f"{k} {v}" for k, v in info["cuda_libraries"].items()))]
           if info["cuda_libraries"] else []),
-        ("spec hash", info["spec_hash"]),
+        # Two hashes, two names: the lock header's "spec inputs" is the lock inputs hash, never the
+        # content hash, so a current lock does not look stale beside it.
+        ("content hash", f"{info['spec_hash']} (what the image is made of; its labels carry it)"),
+        ("lock inputs hash", f"{info['lock_inputs_hash']} " + _inputs_note(info)),
     ]
     for key, value in rows:
         table.add_row(key, console.styled(value, "") if key != "lock" else console.styled(
             value, console.STATUS_STYLES.get(info["lock"]["state"])))
     console.out.print(table)
+
+
+def _inputs_note(info: dict) -> str:
+    recorded = info["lock_header_inputs_hash"]
+    if recorded is None:
+        return "(no lock records one yet)"
+    if recorded == info["lock_inputs_hash"]:
+        return "(the lock header's 'spec inputs': the same, the lock is current)"
+    return f"(the lock header's 'spec inputs' is {recorded}: the lock is stale)"

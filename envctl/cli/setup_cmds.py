@@ -121,11 +121,17 @@ def export(
 
 def doctor(
     name: Optional[str] = typer.Argument(None, help="Check the host against this image."),
+    use: str = typer.Option("build", "--for", help="What the image is for here: build (Docker: build, verify) "
+                                                   "or setup (a local prefix, no Docker)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Check the host: engine, driver against CUDA, GPU arch, container runtime, disk, virtual packages."""
-    from envctl.doctor import evaluate, gather, to_dicts
+    """Check the host: engine, driver against CUDA, GPU arch, container runtime, disk, and setup's needs."""
+    from envctl.doctor import USES, evaluate, evaluate_setup, gather, gather_setup, to_dicts
 
+    if use not in USES:
+        from envctl.errors import UsageError
+
+        raise UsageError(f"--for {use} is not a use", hint=f"use one of: {', '.join(USES)}")
     spec = image = None
     if name is not None:  # '' is a name too, and an impossible one
         from envctl.catalog import find_project
@@ -134,10 +140,17 @@ def doctor(
         project = find_project()
         spec = project.resolve(name)
         image = image_facts(spec, project.lock_path(spec.name))
-    findings = evaluate(gather(), spec, image)
+    findings = evaluate(gather(), spec, image, use=use)
+    if spec is not None:
+        from platformdirs import user_data_dir
+
+        from envctl.cache import default_root
+
+        findings += evaluate_setup(gather_setup(spec, prefix_root=Path(user_data_dir("envctl")) / "envs",
+                                                cache_root=default_root()), spec, use=use)
     blocking = [f for f in findings if f.blocking and f.status == "fail"]
     if json_out:
-        console.print_json({"image": name, "findings": to_dicts(findings), "ok": not blocking})
+        console.print_json({"image": name, "for": use, "findings": to_dicts(findings), "ok": not blocking})
     else:
         for f in findings:
             line = console.styled(f"{f.status:<5}", console.STATUS_STYLES.get(f.status, "cyan"))

@@ -50,6 +50,23 @@ def catalog_rows(project: Project) -> list[dict[str, Any]]:
     return rows + broken
 
 
+def _cuda_libraries(lock_path, platform: str) -> dict[str, str]:
+    """The CUDA layer's pip packages in a current lock, read as plain YAML: `show` stays fast and
+    never imports conda-lock or the build package (the same rule as envctl.build.layers)."""
+    import fnmatch
+
+    import yaml
+
+    from envctl.spec import defaults
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(lock_path.read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506 - safe loaders
+    patterns = defaults()["layers"][0]["match"]
+    return {str(p["name"]): str(p["version"]) for p in data.get("package") or []
+            if isinstance(p, dict) and p.get("manager") == "pip" and p.get("platform") == platform
+            and any(fnmatch.fnmatchcase(str(p.get("name")), pat) for pat in patterns)}
+
+
 def describe(project: Project, name: str) -> dict[str, Any]:
     spec = project.resolve(name)
     m = load_matrix()
@@ -65,9 +82,7 @@ def describe(project: Project, name: str) -> dict[str, Any]:
         index_text += " + find-links " + ", ".join(pi.find_links)
     libraries = None
     if state.state == "locked":
-        from envctl.lock import cuda_libraries, load_lock
-
-        libraries = cuda_libraries(load_lock(state.path, platform=spec.platforms[0]).pip)
+        libraries = _cuda_libraries(state.path, spec.platforms[0])
     return {
         "spec": spec.to_dict(),
         "cuda_libraries": libraries,

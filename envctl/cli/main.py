@@ -16,6 +16,31 @@ from envctl.cli import lock as lock_cmds
 from envctl.cli import setup_cmds
 from envctl.cli import verify as verify_cmds
 
+def _lean_flags() -> None:
+    """Keep pydantic off the start-up path: typer builds a pydantic TypeAdapter (0.15 s of imports)
+    to coerce even --help's unset flag and a plain string argument.  A bool, str or int that is
+    unset or already of its type needs no coercion; anything else still goes through typer."""
+    core = getattr(typer, "core", None)
+    param = getattr(core, "_TyperParameter", None)
+    original = getattr(param, "process_value", None)
+    if original is None or getattr(original, "_envctl_lean", False):
+        return
+
+    def process_value(self, ctx, value):
+        kind = getattr(getattr(self, "type_descriptor", None), "annotation", None)
+        if kind in (bool, str, int) and not (self.multiple or self.nargs == -1) and (
+                value is None or (type(value) is kind)):
+            if self.required and self.value_is_missing(value):
+                raise typer.core._click.exceptions.MissingParameter(ctx=ctx, param=self)
+            return self.callback(ctx, self, value) if self.callback is not None else value
+        return original(self, ctx, value)
+
+    process_value._envctl_lean = True
+    param.process_value = process_value
+
+
+_lean_flags()
+
 app = typer.Typer(
     name="envctl",
     help="Reproducible PyTorch+CUDA environments: catalog, lock, build, verify.",

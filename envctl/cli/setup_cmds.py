@@ -155,6 +155,6 @@ def doctor(
         for f in findings:
             line = console.styled(f"{f.status:<5}", console.STATUS_STYLES.get(f.status, "cyan"))
             line.append(f" {f.check:<17} {f.message}")
-            console.out.print(line)
+            console.out.print(line, soft_wrap=True)  # one finding, one line: grep-able
     if blocking:
         raise typer.Exit(1)

@@ -21,9 +21,21 @@ def _latest_runs() -> dict:
 
 
 def catalog_rows(project: Project) -> list[dict[str, Any]]:
+    """One row per spec; a spec that cannot be read is a row with its ``error`` (listed last)."""
+    from envctl.errors import EnvctlError
+    from envctl.spec import load_spec
+
     latest = _latest_runs()
+    specs, broken = [], []
+    for name in project.names():
+        try:
+            specs.append(load_spec(project.spec_path(name)))
+        except EnvctlError as exc:
+            broken.append({"name": name, "torch": "-", "cuda": "-", "python": "-", "torch_source": "-",
+                           "description": "", "lock": "-", "last_build": None, "last_verify": None,
+                           "error": str(exc), "hint": exc.hint})
     rows = []
-    specs = sorted(project.specs(), key=lambda s: (parse_version(s.torch), s.cuda != "cpu", s.cuda, s.name))
+    specs.sort(key=lambda s: (parse_version(s.torch), s.cuda != "cpu", s.cuda, s.name))
     for spec in specs:
         build = latest.get((spec.name, "build"))
         verify = latest.get((spec.name, "verify"))
@@ -33,8 +45,26 @@ def catalog_rows(project: Project) -> list[dict[str, Any]]:
             "lock": lock_state(spec, project.lock_path(spec.name)).state,
             "last_build": build.to_dict() if build else None,
             "last_verify": verify.to_dict() if verify else None,
+            "error": None,
         })
-    return rows
+    return rows + broken
+
+
+def _cuda_libraries(lock_path, platform: str) -> dict[str, str]:
+    """The CUDA layer's pip packages in a current lock, read as plain YAML: `show` stays fast and
+    never imports conda-lock or the build package (the same rule as envctl.build.layers)."""
+    import fnmatch
+
+    import yaml
+
+    from envctl.spec import defaults
+
+    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    data = yaml.load(lock_path.read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506 - safe loaders
+    patterns = defaults()["layers"][0]["match"]
+    return {str(p["name"]): str(p["version"]) for p in data.get("package") or []
+            if isinstance(p, dict) and p.get("manager") == "pip" and p.get("platform") == platform
+            and any(fnmatch.fnmatchcase(str(p.get("name")), pat) for pat in patterns)}
 
 
 def describe(project: Project, name: str) -> dict[str, Any]:
@@ -52,14 +82,13 @@ def describe(project: Project, name: str) -> dict[str, Any]:
         index_text += " + find-links " + ", ".join(pi.find_links)
     libraries = None
     if state.state == "locked":
-        from envctl.lock import cuda_libraries, load_lock
-
-        libraries = cuda_libraries(load_lock(state.path, platform=spec.platforms[0]).pip)
+        libraries = _cuda_libraries(state.path, spec.platforms[0])
     return {
         "spec": spec.to_dict(),
         "cuda_libraries": libraries,
         "spec_hash": spec.content_hash(),
         "lock_inputs_hash": spec.lock_inputs_hash(),
+        "lock_header_inputs_hash": state.inputs_hash,
         "conda_specs": spec.conda_specs(),
         "pip_requirements": spec.pip_requirements(),
         "pip_index": index_text,

@@ -93,16 +93,21 @@ def check_capability(gpu_name: str, capability: str, cuda: str, torch_version: s
                    f"{capability}", True)
 
 
-def evaluate(facts: HostFacts, spec: ImageSpec | None, image: ImageFacts | None = None) -> list[Finding]:
+USES = ("build", "setup")
+
+
+def evaluate(facts: HostFacts, spec: ImageSpec | None, image: ImageFacts | None = None, *,
+             use: str = "build") -> list[Finding]:
+    """The findings; ``use`` says which path they block: the Docker one (build, verify) or setup's."""
     out: list[Finding] = []
     image = image or ImageFacts()
     if facts.engine_version:
         out.append(Finding("docker", "ok", f"Docker engine {facts.engine_version} reachable"))
     else:
-        out.append(Finding("docker", "fail" if spec else "warn",
-                           f"Docker engine not reachable ({facts.engine_error}): start it with "
-                           f"scripts/engine-up.sh or systemctl start docker; envctl setup works without it",
-                           spec is not None))
+        blocks = spec is not None and use == "build"
+        out.append(Finding("docker", "fail" if blocks else "warn",
+                           f"Docker engine not reachable: {facts.engine_error}; start it (scripts/engine-up.sh "
+                           f"or systemctl start docker), or use envctl setup, which needs no engine", blocks))
     gpu_image = spec is not None and spec.is_gpu
     if not facts.gpus:
         why = facts.driver_error or "nvidia-smi not found"
@@ -188,7 +193,7 @@ def gather(*, engine_timeout: int = 5) -> HostFacts:
         facts.nvidia_runtime = "nvidia" in (info.get("Runtimes") or {})
         facts.disk_path = info.get("DockerRootDir") or "/var/lib/docker"
     except Exception as exc:  # noqa: BLE001 - any failure is reported as "not reachable"
-        facts.engine_error = str(exc).split(";")[0]
+        facts.engine_error = engine_cause(str(exc))
     facts.gpus, facts.driver_error = _nvidia_smi()
     path = Path(facts.disk_path)
     while not path.exists():
@@ -196,6 +201,24 @@ def gather(*, engine_timeout: int = 5) -> HostFacts:
     facts.free_bytes = shutil.disk_usage(path).free
     facts.virtual_packages = _virtual_packages()
     return facts
+
+
+def engine_cause(text: str) -> str:
+    """The cause in a few words, from the engine error's nest of wrapped exceptions."""
+    import os
+
+    socket = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    low = text.lower()
+    if "filenotfounderror" in low or "no such file" in low:
+        return f"no engine socket at {socket}"
+    if "connectionrefused" in low or "connection refused" in low:
+        return f"connection refused at {socket}"
+    if "permissionerror" in low or "permission denied" in low:
+        return f"permission denied on {socket} (join the docker group, or run as root)"
+    if "did not answer within" in low:
+        return f"{socket} did not answer within" + text.lower().split("did not answer within", 1)[1]
+    cause = text.split("not reachable: ", 1)[-1]
+    return cause.split(" (", 1)[0].strip() or "unknown cause"
 
 
 def _nvidia_smi() -> tuple[list[Gpu], str | None]:
@@ -237,6 +260,82 @@ def _virtual_packages() -> list[str]:
         return sorted(out)
     except Exception:  # noqa: BLE001 - detection is informational
         return []
+
+
+@dataclass
+class SetupFacts:
+    """What the Docker-free path (envctl setup) needs on this host, gathered for one spec."""
+
+    python: str | None = None  # python X.Y on PATH (python_source: base)
+    compiler: str | None = None  # the C++ compiler torch.compile's inductor calls
+    free: dict[str, int] = field(default_factory=dict)  # "cache PATH" / "prefix PATH" -> free bytes
+    sources: list[tuple[str, str, str | None]] = field(default_factory=list)  # (what, url, error or None)
+
+
+def gather_setup(spec: ImageSpec, *, prefix_root: Path, cache_root: Path, timeout: float = 5.0) -> SetupFacts:
+    import os
+    import sys
+
+    from envctl.errors import EnvctlError
+    from envctl.netcheck import check_reachable
+
+    facts = SetupFacts()
+    if spec.python_source == "base":
+        facts.python = shutil.which(f"python{spec.python}") or (
+            sys.executable if f"{sys.version_info[0]}.{sys.version_info[1]}" == spec.python else None)
+    facts.compiler = shutil.which(os.environ.get("CXX") or "g++") or shutil.which("c++") or shutil.which("clang++")
+    for label, path in (("cache", cache_root), ("prefix", prefix_root)):
+        existing = path
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+        facts.free[f"{label} {path}"] = shutil.disk_usage(existing).free
+    pi = spec.pip_index
+    wanted = ([("find-links folder", f) for f in pi.find_links]
+              + ([("torch index", spec.torch_index_url)] if spec.torch_source == "pytorch-index" else [])
+              + ([("package index", pi.index_url)] if spec.pip else [])
+              + [("package index", u) for u in pi.extra_index_urls]
+              + [("conda channel", c) for c in spec.channels])
+    for what, url in wanted:
+        try:
+            check_reachable(url, what=what, timeout=timeout)
+            facts.sources.append((what, url, None))
+        except EnvctlError as exc:
+            facts.sources.append((what, url, str(exc)))
+    return facts
+
+
+def evaluate_setup(facts: SetupFacts, spec: ImageSpec, *, use: str = "build") -> list[Finding]:
+    """The Docker-free path's checks; they block only when asked about setup (``use``)."""
+    blocks = use == "setup"
+    bad = "fail" if blocks else "warn"
+    out: list[Finding] = []
+    if spec.python_source != "base":
+        out.append(Finding("setup python", "ok", f"Python {spec.python} comes from the channels"))
+    elif facts.python:
+        out.append(Finding("setup python", "ok", f"Python {spec.python} for setup's venv: {facts.python}"))
+    else:
+        out.append(Finding("setup python", bad, f"setup needs Python {spec.python} on this host "
+                           f"(python{spec.python} not on PATH): install it, or use a spec whose python "
+                           f"comes from conda", blocks))
+    if facts.compiler:
+        out.append(Finding("c++ compiler", "ok", f"{facts.compiler}: torch.compile works in a setup prefix"))
+    else:
+        out.append(Finding("c++ compiler", "warn", "no C++ compiler on PATH (g++, c++, clang++): torch.compile "
+                           "fails in a setup prefix; install g++ (apt-get install g++)"))
+    need = IMAGE_BYTES["cuda" if spec.is_gpu else "cpu"]
+    for where, free in facts.free.items():
+        ok = free >= need
+        out.append(Finding("setup disk", "ok" if ok else bad, f"{free / 1e9:.0f} GB free at the {where}; "
+                           f"an environment needs about {need / 1e9:.0f} GB"
+                           + ("" if ok else ": free space or point ENVCTL_CACHE / --prefix elsewhere"),
+                           blocks and not ok))
+    for what, url, error in facts.sources:
+        if error is None:
+            out.append(Finding("sources", "ok", f"{what} {url} reachable"))
+        else:
+            out.append(Finding("sources", bad, error + ": setup cannot fetch packages the cache lacks "
+                               "(envctl cache import fills it from another machine)", blocks))
+    return out
 
 
 def to_dicts(findings: list[Finding]) -> list[dict]:

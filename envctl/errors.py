@@ -42,6 +42,12 @@ class SpecError(EnvctlError):
         self.problem = problem
 
 
+class BrokenSpecError(EnvctlError):
+    """One or more specs in the catalog cannot be read (the listing shows the others)."""
+
+    exit_code = 2
+
+
 class MatrixError(EnvctlError):
     """A torch/CUDA/Python combination PyTorch never released."""
 

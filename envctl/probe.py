@@ -111,11 +111,12 @@ def parse_output(stdout: str, stderr: str, exit_code: int | None, where: str) ->
     return doc
 
 
-def run_local(python: str, config: dict[str, Any], *, level: str) -> ProbeReport:
+def run_local(python: str, config: dict[str, Any], *, level: str, checks_only: bool = False) -> ProbeReport:
     """Run the probe with a local interpreter (the host's, or a prefix's)."""
     start = time.monotonic()
     try:
-        proc = subprocess.run([python, str(PROBE_DIR / "smoke.py"), "--config", "-", "--level", level],
+        proc = subprocess.run([python, str(PROBE_DIR / "smoke.py"), "--config", "-", "--level", level]
+                              + (["--checks-only"] if checks_only else []),
                               input=json.dumps(config), capture_output=True, text=True,
                               timeout=TIMEOUTS[level])
     except OSError as exc:

@@ -163,8 +163,9 @@ def _damaged_conda(prefix: Path) -> list[str]:
     return out
 
 
-def check_target(prefix: Path) -> None:
-    """Refuse a prefix that is a file, or a non-empty folder envctl did not make (never mix into it)."""
+def check_target(prefix: Path, *, force: bool = False) -> None:
+    """Refuse a prefix that is a file, or a non-empty folder envctl did not make (never mix into it,
+    unless ``force``: the user says the folder may be installed into)."""
     if prefix.exists() and not prefix.is_dir():
         raise UsageError(f"--prefix {prefix} is a file, not a folder", hint="give a new or empty folder")
     if prefix.is_dir() and not (prefix / MARKER).exists() and not (prefix / ACTIVATE).exists():
@@ -172,9 +173,9 @@ def check_target(prefix: Path) -> None:
             occupied = next(prefix.iterdir(), None) is not None
         except OSError as exc:
             raise EnvctlError(f"cannot read --prefix {prefix}: {exc.strerror}") from None
-        if occupied:
+        if occupied and not force:
             raise UsageError(f"--prefix {prefix} is a non-empty folder that envctl did not make; not mixing into it",
-                             hint="give a new or empty folder (setup makes it)")
+                             hint="give a new or empty folder (setup makes it), or --force to install into it")
 
 
 @dataclass
@@ -187,8 +188,8 @@ class SetupResult:
 
 
 def setup_prefix(spec: ImageSpec, lock: LockedEnv, prefix: Path, *, cache: PackageCache, repair: bool = False,
-                 progress: Callable[[str], None] = lambda _m: None) -> SetupResult:
-    check_target(prefix)
+                 force: bool = False, progress: Callable[[str], None] = lambda _m: None) -> SetupResult:
+    check_target(prefix, force=force)
     before = inspect_prefix(prefix, lock)
     activate = prefix / ACTIVATE
     if before.up_to_date:
@@ -229,10 +230,39 @@ def setup_prefix(spec: ImageSpec, lock: LockedEnv, prefix: Path, *, cache: Packa
     # The last step: only now is the prefix complete (an interrupted setup never gets here).
     from envctl.lock import atomic_write
 
-    atomic_write(activate, f"# source this file to use the {spec.name} environment (made by envctl setup)\n"
-                           f"export PATH=\"{prefix}/bin:$PATH\"\nexport CONDA_PREFIX=\"{prefix}\"\n")
+    atomic_write(activate, activation_script(spec.name, prefix, venv=(prefix / "pyvenv.cfg").exists()))
     after.complete = True
     return SetupResult(prefix, True, before, after, activate)
+
+
+def activation_script(name: str, prefix: Path, *, venv: bool) -> str:
+    """A POSIX-shell script to source: PATH once however often it is sourced, VIRTUAL_ENV for a
+    venv and CONDA_PREFIX for a conda prefix (tools read them to find the environment), and a
+    ``deactivate`` function that puts back what it changed."""
+    var = "VIRTUAL_ENV" if venv else "CONDA_PREFIX"
+    return f"""# source this file to use the {name} environment (made by envctl setup); `deactivate` undoes it
+if [ "${{_ENVCTL_PREFIX-}}" != "{prefix}" ]; then
+    # Another environment (envctl's or a venv's) is active: leave it first, as venv's activate does.
+    if command -v deactivate >/dev/null 2>&1; then deactivate; fi
+    _ENVCTL_PREFIX="{prefix}"
+    _ENVCTL_OLD_PATH="$PATH"
+    _ENVCTL_OLD_{var}="${{{var}-}}"
+    _ENVCTL_HAD_{var}="${{{var}+1}}"
+    deactivate() {{
+        export PATH="$_ENVCTL_OLD_PATH"
+        if [ -n "$_ENVCTL_HAD_{var}" ]; then export {var}="$_ENVCTL_OLD_{var}"; else unset {var}; fi
+        unset _ENVCTL_PREFIX _ENVCTL_OLD_PATH _ENVCTL_OLD_{var} _ENVCTL_HAD_{var}
+        unset -f deactivate
+        hash -r 2>/dev/null || true
+    }}
+fi
+case ":$PATH:" in
+    *":{prefix}/bin:"*) ;;
+    *) export PATH="{prefix}/bin:$PATH" ;;
+esac
+export {var}="{prefix}"
+hash -r 2>/dev/null || true
+"""
 
 
 def _make_venv(spec: ImageSpec, prefix: Path) -> None:

@@ -100,7 +100,56 @@ def test_export_requirements_carries_every_hash():
 
     lock = load_lock(project.lock_path(spec.name))
     text = export(spec, lock, "requirements")
-    lines = [ln for ln in text.splitlines() if not ln.startswith("#")]
+    lines = [ln for ln in text.splitlines() if not ln.startswith(("#", "--"))]
     assert len(lines) == len(lock.pip) and all("--hash=sha256:" in ln for ln in lines)
     env_yml = yaml.safe_load(export(spec, lock, "environment.yml").split("\n", 1)[1])
-    assert env_yml["dependencies"][-1]["pip"][0].startswith("filelock==")
+    pip = env_yml["dependencies"][-1]["pip"]
+    assert pip[:2] == ["--index-url https://pypi.org/simple", "--find-links /opt/wheels"]
+    assert pip[2].startswith("filelock==")
+
+
+@pytest.mark.slow
+def test_repair_runs_the_probe_checks_only_and_says_so(cpu_prefix):
+    env, prefix, _ = cpu_prefix
+    subprocess.run([str(prefix / "bin" / "python"), "-m", "pip", "uninstall", "-y", "-q", "sympy"], check=True)
+    repaired = envctl("setup", "pytorch-2.13-cpu", "--prefix", str(prefix), "--repair", env=env)
+    assert repaired.returncode == 0, repaired.stderr[-3000:]
+    assert f"running the probe's checks (no benchmarks) in {prefix}; the full probe: envctl smoke --python " \
+           f"{prefix}/bin/python" in repaired.stderr
+    assert "benchmarks on" not in repaired.stdout + repaired.stderr
+
+
+def test_setup_refuses_a_foreign_non_empty_folder_unless_forced(tmp_path):
+    from envctl.errors import UsageError
+    from envctl.setup import check_target
+
+    folder = tmp_path / "home-stuff"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    env = {"ENVCTL_PROJECT": str(REPO), "ENVCTL_CACHE": str(tmp_path / "cache"),
+           "ENVCTL_RECORDS": str(tmp_path / "records.db")}
+    result = envctl("setup", "pytorch-2.13-cpu", "--prefix", str(folder), env=env)
+    assert result.returncode == 2
+    assert "is a non-empty folder that envctl did not make" in result.stderr and "--force" in result.stderr
+    assert sorted(p.name for p in folder.iterdir()) == ["notes.txt"]
+    with pytest.raises(UsageError):
+        check_target(folder)
+    check_target(folder, force=True)  # the user said so
+
+
+@pytest.mark.parametrize("venv", [True, False])
+def test_activation_script_is_idempotent_and_deactivates(tmp_path, venv):
+    from envctl.setup import activation_script
+
+    prefix = tmp_path / "P"
+    script = tmp_path / "activate.sh"
+    script.write_text(activation_script("pytorch-2.13-cpu", prefix, venv=venv))
+    var, other = ("VIRTUAL_ENV", "CONDA_PREFIX") if venv else ("CONDA_PREFIX", "VIRTUAL_ENV")
+    for shell in ("bash", "sh"):
+        out = subprocess.run(
+            [shell, "-c", f'. {script}; . {script}; echo "$PATH"; echo "${{{var}-unset}}"; echo "${{{other}-unset}}";'
+                          f' deactivate; echo "$PATH"; echo "${{{var}-unset}}"; command -v deactivate || echo gone'],
+            capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"}, check=True).stdout.splitlines()
+        assert out[0] == f"{prefix}/bin:/usr/bin:/bin"  # prepended once, though sourced twice
+        assert out[1] == str(prefix) and out[2] == "unset"
+        assert out[3:] == ["/usr/bin:/bin", "unset", "gone"]

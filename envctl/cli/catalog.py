@@ -9,6 +9,7 @@ import typer
 from envctl import console
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
+WIDE_OPT = typer.Option(False, "--wide", help="One table at its full width, whatever the terminal.")
 
 
 def register(app: typer.Typer) -> None:
@@ -20,7 +21,7 @@ def _when(ts: float | None) -> str:
     return time.strftime("%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
 
-def catalog(json_out: bool = JSON_OPT) -> None:
+def catalog(json_out: bool = JSON_OPT, wide: bool = WIDE_OPT) -> None:
     """List the image specs: torch, CUDA, Python, lock state, last build and verification."""
     from envctl.catalog import find_project
     from envctl.core_views import catalog_rows
@@ -28,24 +29,37 @@ def catalog(json_out: bool = JSON_OPT) -> None:
     rows = catalog_rows(find_project())
     if json_out:
         console.print_json(rows)
-        return
-    from rich.table import Table
+    else:
+        from envctl.cli.tables import Column, print_table
 
-    table = Table(title=None, show_lines=False)
-    for col in ("image", "torch", "cuda", "python", "torch from", "lock", "last build", "last verify"):
-        table.add_column(col, no_wrap=col in ("image", "lock", "torch from"))
-    for r in rows:
-        build = r["last_build"]
-        verify = r["last_verify"]
-        table.add_row(
-            r["name"], r["torch"], r["cuda"], r["python"], r["torch_source"],
-            console.styled(r["lock"]),
-            console.styled(_when(build["started"]) if build else "-", None if not build else
-                           ("green" if build["ok"] else "red")),
-            console.styled(_when(verify["started"]) + (" ok" if verify["ok"] else " FAILED")
-                           if verify else "-", None if not verify else ("green" if verify["ok"] else "red")),
-        )
-    console.out.print(table)
+        columns = [Column("image", priority=0), Column("torch", priority=1), Column("cuda", priority=1),
+                   Column("python", priority=1), Column("torch from", priority=3), Column("lock", priority=2),
+                   Column("last build", priority=4), Column("last verify", priority=4), Column("error", short=False)]
+        if not any(r.get("error") for r in rows):
+            columns.pop()
+        cells = []
+        for r in rows:
+            build, verify = r["last_build"], r["last_verify"]
+            cells.append([
+                r["name"], r["torch"], r["cuda"], r["python"], r["torch_source"], console.styled(r["lock"]),
+                console.styled(_when(build["started"]) if build else "-", None if not build else
+                               ("green" if build["ok"] else "red")),
+                console.styled(_when(verify["started"]) + (" ok" if verify["ok"] else " FAILED")
+                               if verify else "-", None if not verify else ("green" if verify["ok"] else "red")),
+                *([console.styled(r["error"] or "", "red")] if len(columns) == 9 else []),
+            ])
+        print_table(console.out, columns, cells, wide=wide)
+    broken = [r for r in rows if r.get("error")]
+    if broken:
+        # The good specs are listed; a broken one still fails the command, so CI notices.
+        from envctl.errors import BrokenSpecError
+
+        more = f" ({len(broken) - 1} more broken: {', '.join(r['name'] for r in broken[1:])})" if broken[1:] else ""
+        error = BrokenSpecError(broken[0]["error"] + more, hint=broken[0]["hint"] or "fix the spec named above")
+        if json_out:  # the rows carry the errors: stdout stays one JSON document
+            console.error(str(error), error.hint)
+            raise typer.Exit(error.exit_code)
+        raise error
 
 
 def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu126."),
@@ -84,9 +98,21 @@ def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu12
         ("lock", f"{info['lock']['state']} ({info['lock']['path']})"),
         *([("cuda libs", ", ".join(f"{k} {v}" for k, v in info["cuda_libraries"].items()))]
           if info["cuda_libraries"] else []),
-        ("spec hash", info["spec_hash"]),
+        # Two hashes, two names: the lock header's "spec inputs" is the lock inputs hash, never the
+        # content hash, so a current lock does not look stale beside it.
+        ("content hash", f"{info['spec_hash']} (what the image is made of; its labels carry it)"),
+        ("lock inputs hash", f"{info['lock_inputs_hash']} " + _inputs_note(info)),
     ]
     for key, value in rows:
         table.add_row(key, console.styled(value, "") if key != "lock" else console.styled(
             value, console.STATUS_STYLES.get(info["lock"]["state"])))
     console.out.print(table)
+
+
+def _inputs_note(info: dict) -> str:
+    recorded = info["lock_header_inputs_hash"]
+    if recorded is None:
+        return "(no lock records one yet)"
+    if recorded == info["lock_inputs_hash"]:
+        return "(the lock header's 'spec inputs': the same, the lock is current)"
+    return f"(the lock header's 'spec inputs' is {recorded}: the lock is stale)"

@@ -31,6 +31,9 @@ def lock(
     project = find_project()
     if not names and not (all_images or check):
         raise UsageError("name an image, or pass --all", hint="envctl catalog lists the images")
+    if check and (upgrade or force):
+        raise UsageError(f"--check only reads the locks: it cannot take {'--upgrade' if upgrade else '--force'}",
+                         hint="run envctl lock --check NAME, or envctl lock NAME --upgrade PKG to change a lock")
     specs = [project.resolve(n) for n in names] if names else project.specs()
     if check:
         _check(project, specs, json_out)
@@ -52,8 +55,8 @@ def lock(
         except EnvctlError as exc:
             if len(specs) == 1:
                 raise
-            failures.append({"image": spec.name, "error": str(exc), "hint": exc.hint})
-            console.error(f"{spec.name}: {exc}", exc.hint)
+            failures.append({"image": spec.name, "error": str(exc), "hint": exc.hint,
+                             "exit_code": exc.exit_code})
             continue
         summary = result.summary() | {"path": str(path.relative_to(project.root)), "changed": changed,
                                       "seconds": round(time.monotonic() - start, 2)}
@@ -66,8 +69,27 @@ def lock(
             console.status(f"{verb} {summary['path']} ({text}; {summary['seconds']}s)")
     if json_out:
         console.print_json({"locked": summaries, "failed": failures})
+    elif len(specs) > 1:
+        _summarize(summaries, failures)
     if failures:
         raise typer.Exit(1)
+
+
+def _summarize(summaries: list[dict], failures: list[dict]) -> None:
+    """The failures grouped by their error (one unreachable channel is one line), then the counts."""
+    groups: dict[tuple[str, str | None], list[str]] = {}
+    for f in failures:
+        # The same cause for several images reads the same once the image's own name is taken out.
+        key = (f["error"].replace(f["image"], "NAME"), f["hint"].replace(f["image"], "NAME") if f["hint"] else None)
+        groups.setdefault(key, []).append(f["image"])
+    for (message, hint), images in groups.items():
+        if len(images) == 1:
+            console.error(f"{images[0]}: {message.replace('NAME', images[0])}",
+                          hint.replace("NAME", images[0]) if hint else None)
+        else:
+            console.error(f"{len(images)} images ({', '.join(images)}): {message}", hint)
+    changed = sum(1 for s in summaries if s["changed"])
+    console.status(f"{changed} locked, {len(summaries) - changed} unchanged, {len(failures)} failed")
 
 
 def _check(project, specs, json_out: bool) -> None:

@@ -17,11 +17,36 @@ from envctl.cli import lock as lock_cmds
 from envctl.cli import setup_cmds
 from envctl.cli import verify as verify_cmds
 
+def _lean_flags() -> None:
+    """Keep pydantic off the start-up path: typer builds a pydantic TypeAdapter (0.15 s of imports)
+    to coerce even --help's unset flag and a plain string argument.  A bool, str or int that is
+    unset or already of its type needs no coercion; anything else still goes through typer."""
+    core = getattr(typer, "core", None)
+    param = getattr(core, "_TyperParameter", None)
+    original = getattr(param, "process_value", None)
+    if original is None or getattr(original, "_envctl_lean", False):
+        return
+
+    def process_value(self, ctx, value):
+        kind = getattr(getattr(self, "type_descriptor", None), "annotation", None)
+        if kind in (bool, str, int) and not (self.multiple or self.nargs == -1) and (
+                value is None or (type(value) is kind)):
+            if self.required and self.value_is_missing(value):
+                raise typer.core._click.exceptions.MissingParameter(ctx=ctx, param=self)
+            return self.callback(ctx, self, value) if self.callback is not None else value
+        return original(self, ctx, value)
+
+    process_value._envctl_lean = True
+    param.process_value = process_value
+
+
+_lean_flags()
+
 app = typer.Typer(
     name="envctl",
     help="Reproducible PyTorch+CUDA environments: catalog, lock, build, verify.",
     no_args_is_help=True,
-    add_completion=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
     pretty_exceptions_show_locals=False,
 )
 
@@ -65,6 +90,16 @@ def _on_sigterm(signum, frame) -> None:
 _terminated = False
 
 
+def _fail(message: str, hint: str | None, exit_code: int) -> None:
+    """One line and a hint on stderr; with --json also a JSON object on stdout, for scripts."""
+    from envctl import console
+
+    console.error(message, hint)
+    if "--json" in sys.argv[1:]:
+        console.print_json({"error": message, "hint": hint, "exit_code": exit_code})
+    sys.exit(exit_code)
+
+
 def run() -> None:
     """Console-script entry: envctl errors become one line, a hint and an exit code."""
     import signal
@@ -74,27 +109,21 @@ def run() -> None:
     signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         try:
-            app()
+            app(prog_name="envctl")  # also under python -m envctl: usage and completion name envctl
         except SystemExit:
             if _terminated:  # typer turns the interrupt into exit 130; SIGTERM's code is 143
                 raise Terminated() from None
             raise
     except EnvctlError as exc:
-        from envctl import console
-
-        console.error(str(exc), exc.hint)
-        sys.exit(exc.exit_code)
+        _fail(str(exc), exc.hint, exc.exit_code)
     except OSError as exc:
         # The machine's answer, not a bug: a full disk, a read-only mount, a folder where a file
         # belongs.  One line naming the path; the modules wrap the cases they can explain better.
-        from envctl import console
-
         where = f"{exc.filename}: " if exc.filename else ""
         hints = {28: "free space on that disk, or point ENVCTL_CACHE / ENVCTL_RECORDS elsewhere",
                  30: "that file system is read-only: point envctl at a writable path",
                  13: "check the permissions of that path, or point envctl at a writable one"}
-        console.error(f"{where}{exc.strerror or exc}", hints.get(exc.errno, "check that path"))
-        sys.exit(1)
+        _fail(f"{where}{exc.strerror or exc}", hints.get(exc.errno, "check that path"), 1)
     except Terminated:
         sys.stderr.write("terminated\n")
         sys.exit(143)

@@ -23,6 +23,7 @@ def setup(
     prefix_arg: Optional[str] = typer.Option(None, "--prefix", help="Where (default ~/.local/share/envctl/envs/NAME)."),
     repair: bool = typer.Option(False, "--repair", help="Fix a prefix that drifted from the lock."),
     probe: bool = typer.Option(True, "--probe/--no-probe", help="Run the quick smoke probe afterwards."),
+    force: bool = typer.Option(False, "--force", help="Install into a non-empty folder envctl did not make."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Install an image's locked environment into a local prefix, without Docker."""
@@ -48,14 +49,20 @@ def setup(
     prefix = prefix.expanduser().resolve()
     started = time.time()
     with activity(f"setting up {spec.name} in {prefix}") as progress:
-        result = setup_prefix(spec, lock, prefix, cache=PackageCache(), repair=repair, progress=progress)
+        result = setup_prefix(spec, lock, prefix, cache=PackageCache(), repair=repair, force=force,
+                              progress=progress)
     report = None
     if probe and result.changed and any(p.name == "torch" for p in lock.pip):
         from envctl.probe import probe_config, run_local
 
-        with activity("running the quick smoke probe") as progress:
+        # A repair fixed a few packages: the probe's checks (versions, drift, compile) say whether the
+        # prefix works again; the benchmarks would only repeat what the first setup measured.
+        what = "the probe's checks (no benchmarks)" if repair else "the quick smoke probe"
+        console.status(f"running {what} in {prefix}"
+                       + (f"; the full probe: envctl smoke --python {prefix}/bin/python" if repair else ""))
+        with activity(f"probing {prefix}/bin/python") as progress:
             report = run_local(str(prefix / "bin" / "python"), probe_config(spec, lock, gpus="all", level="quick"),
-                               level="quick")
+                               level="quick", checks_only=repair)
     ok = report is None or report.ok
     data = {"image": spec.name, "prefix": str(prefix), "changed": result.changed, "activate": str(result.activate),
             "probe_ok": None if report is None else report.ok,
@@ -95,10 +102,14 @@ def export(
     from envctl.lock import require_current_lock
 
     if fmt not in FORMATS:
-        raise UsageError(f"--format {fmt}: allowed: {', '.join(FORMATS)}")
+        raise UsageError(f"--format {fmt} is not a format", hint=f"use one of: {', '.join(FORMATS)}")
     project = find_project()
     spec = project.resolve(name)
-    text = render(spec, require_current_lock(spec, project.lock_path(spec.name)), fmt)
+    lock = require_current_lock(spec, project.lock_path(spec.name))
+    text = render(spec, lock, fmt)
+    if fmt == "explicit" and lock.pip:
+        console.status(f"note: {len(lock.pip)} pip packages are not expressible in an explicit file; "
+                       f"install them with: envctl export {spec.name} --format requirements")
     if output is None:
         console.out.file.write(text)
         return
@@ -110,11 +121,17 @@ def export(
 
 def doctor(
     name: Optional[str] = typer.Argument(None, help="Check the host against this image."),
+    use: str = typer.Option("build", "--for", help="What the image is for here: build (Docker: build, verify) "
+                                                   "or setup (a local prefix, no Docker)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Check the host: engine, driver against CUDA, GPU arch, container runtime, disk, virtual packages."""
-    from envctl.doctor import evaluate, gather, to_dicts
+    """Check the host: engine, driver against CUDA, GPU arch, container runtime, disk, and setup's needs."""
+    from envctl.doctor import USES, evaluate, evaluate_setup, gather, gather_setup, to_dicts
 
+    if use not in USES:
+        from envctl.errors import UsageError
+
+        raise UsageError(f"--for {use} is not a use", hint=f"use one of: {', '.join(USES)}")
     spec = image = None
     if name is not None:  # '' is a name too, and an impossible one
         from envctl.catalog import find_project
@@ -123,14 +140,21 @@ def doctor(
         project = find_project()
         spec = project.resolve(name)
         image = image_facts(spec, project.lock_path(spec.name))
-    findings = evaluate(gather(), spec, image)
+    findings = evaluate(gather(), spec, image, use=use)
+    if spec is not None:
+        from platformdirs import user_data_dir
+
+        from envctl.cache import default_root
+
+        findings += evaluate_setup(gather_setup(spec, prefix_root=Path(user_data_dir("envctl")) / "envs",
+                                                cache_root=default_root()), spec, use=use)
     blocking = [f for f in findings if f.blocking and f.status == "fail"]
     if json_out:
-        console.print_json({"image": name, "findings": to_dicts(findings), "ok": not blocking})
+        console.print_json({"image": name, "for": use, "findings": to_dicts(findings), "ok": not blocking})
     else:
         for f in findings:
             line = console.styled(f"{f.status:<5}", console.STATUS_STYLES.get(f.status, "cyan"))
             line.append(f" {f.check:<17} {f.message}")
-            console.out.print(line)
+            console.out.print(line, soft_wrap=True)  # one finding, one line: grep-able
     if blocking:
         raise typer.Exit(1)

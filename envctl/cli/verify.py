@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import sys
 import time
+from pathlib import Path
 from typing import Optional
 
 import typer
@@ -69,7 +69,9 @@ def verify(
 
 
 def smoke(
-    python: str = typer.Option(sys.executable, "--python", help="Interpreter to probe (a prefix's bin/python)."),
+    python: Optional[str] = typer.Option(None, "--python",
+                                         help="Interpreter to probe: a path (a prefix's bin/python) or a command "
+                                              "on PATH [default: python3 on PATH]."),
     name: Optional[str] = typer.Option(None, "--image", help="Check against this image's spec and lock."),
     gpus: str = typer.Option("all", "--gpus", help="all, none, or a GPU count."),
     quick: bool = typer.Option(False, "--quick", help="Fewest runs and shapes."),
@@ -90,9 +92,10 @@ def smoke(
         spec = project.resolve(name)
         lock = require_current_lock(spec, project.lock_path(spec.name))
     level = _level(quick, full, "quick" if spec is None else spec.smoke.level)
+    python, why = _interpreter(python)
     config = probe_config(spec, lock, gpus=gpus, level=level)
     started = time.time()
-    with activity(f"probing {python} ({level})") as progress:
+    with activity(f"probing {python} ({why}, {level})") as progress:
         progress("running the probe")
         report = run_local(python, config, level=level)
     _show(report, json_out, title=python, then=lambda: record_run(
@@ -100,11 +103,51 @@ def smoke(
         summary=_summary(report), started=started, duration_s=report.seconds, document=report.document))
 
 
+def _interpreter(python: str | None) -> tuple[str, str]:
+    """The interpreter to probe and why that one; a usage error naming it when it cannot work."""
+    import os
+    import shutil
+    import subprocess
+
+    from envctl.errors import UsageError
+
+    if python is None:
+        found, why = shutil.which("python3"), "python3 on PATH"
+        if found is None:
+            raise UsageError("no --python given and no python3 on PATH",
+                             hint="give the interpreter to probe: --python /path/to/bin/python")
+    elif os.sep in python or python.startswith("~"):
+        found, why = str(Path(python).expanduser()), "given by --python"
+        if not Path(found).is_file() or not os.access(found, os.X_OK):
+            raise UsageError(f"--python {python}: " + ("no such file" if not Path(found).exists()
+                                                       else "not an executable file"),
+                             hint="give the path of a python executable, or a command on PATH such as python3")
+    else:
+        found, why = shutil.which(python), f"{python} on PATH"
+        if found is None:
+            raise UsageError(f"--python {python}: no such command on PATH",
+                             hint="give the path of a python executable, or a command on PATH such as python3")
+    try:
+        probe = subprocess.run([found, "-c", "import importlib.util, sys; "
+                                "print(sys.version.split()[0], importlib.util.find_spec('torch') is not None)"],
+                               capture_output=True, text=True, timeout=60)
+        version, has_torch = probe.stdout.split()
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        raise UsageError(f"{found} ({why}) does not run as a Python interpreter",
+                         hint="give --python the path of a python executable") from None
+    if has_torch != "True":
+        raise UsageError(f"{found} ({why}, Python {version}) cannot import torch, which the probe needs",
+                         hint="give --python an interpreter with torch, e.g. a prefix made by envctl setup: "
+                              "--python ~/envs/NAME/bin/python")
+    return found, f"{why}, Python {version}"
+
+
 def history(
     name: Optional[str] = typer.Argument(None, help="Only this image."),
     kind: Optional[str] = typer.Option(None, "--kind", help="build, verify, smoke or setup."),
     limit: int = typer.Option(20, "--limit", help="How many rows."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    wide: bool = typer.Option(False, "--wide", help="One table at its full width, whatever the terminal."),
 ) -> None:
     """List recorded builds, verifications and setups, newest first."""
     from envctl.errors import UsageError
@@ -115,23 +158,31 @@ def history(
         raise UsageError(f"{name!r} is not an image name (lowercase letters, digits, . _ -)",
                          hint="envctl catalog lists the images")
     if kind is not None and kind not in ("build", "verify", "smoke", "setup"):
-        raise UsageError(f"--kind {kind}: allowed: build, verify, smoke, setup")
+        raise UsageError(f"--kind {kind} is not a kind of run", hint="use one of: build, verify, smoke, setup")
     if limit < 1:
         raise UsageError(f"--limit {limit}: give a positive number of rows")
     runs = Records().runs(image=name, kind=kind, limit=limit)
     if json_out:
         console.print_json([r.to_dict() for r in runs])
         return
-    from rich.table import Table
+    from envctl.cli.tables import Column, print_table
 
-    table = Table()
-    for col in ("id", "when", "kind", "image", "ok", "image id", "gpu", "seconds", "summary"):
-        table.add_column(col, no_wrap=col in ("when", "image", "image id"))
-    for r in runs:
-        table.add_row(str(r.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), r.kind, r.image,
-                      console.styled("ok" if r.ok else "fail"), (r.image_id or "-").split(":")[-1][:12],
-                      r.gpu or "-", f"{r.duration_s:.1f}" if r.duration_s else "-", r.summary or "")
-    console.out.print(table)
+    columns = [Column("id", justify="right"), Column("when", priority=3), Column("kind"),
+               Column("image", priority=2), Column("ok"), Column("image id", short=False),
+               Column("gpu", priority=1), Column("seconds", justify="right"), Column("summary", short=False)]
+    cells = [[str(r.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), r.kind, r.image,
+              console.styled("ok" if r.ok else "fail"), _image_id(r.image_id), r.gpu or "-",
+              f"{r.duration_s:.1f}" if r.duration_s else "-", r.summary or ""] for r in runs]
+    print_table(console.out, columns, cells, wide=wide)
+
+
+def _image_id(image_id: str | None) -> str:
+    """A Docker id shortened as docker does; a prefix or interpreter path whole (two must not look alike)."""
+    if not image_id:
+        return "-"
+    if image_id.startswith("sha256:"):
+        return image_id.split(":", 1)[1][:12]
+    return image_id
 
 
 def _summary(report) -> str:

@@ -13,6 +13,7 @@ from envctl.cli import catalog as catalog_cmds
 from envctl.cli import compat_cmds
 from envctl.cli import engine_cmds
 from envctl.cli import lock as lock_cmds
+from envctl.cli import matrix_cmds
 from envctl.cli import setup_cmds
 from envctl.cli import verify as verify_cmds
 
@@ -47,6 +48,7 @@ verify_cmds.register(app)
 setup_cmds.register(app)
 compat_cmds.register(app)
 cache_cmds.register(app)
+matrix_cmds.register(app)
 
 
 def _on_sigterm(signum, frame) -> None:

@@ -117,6 +117,7 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
 
 def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
     """The lockfile text (sorted, no timestamps) and the hash of its body."""
+    _conda_lock_models_only()
     from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
     from conda_lock.models.channel import Channel
 
@@ -157,6 +158,26 @@ def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
         f"# conda-lock format; also installs with: conda-lock install -n {spec.name} {spec.name}.conda-lock.yml",
     ])
     return header + "\n" + body, lock_hash
+
+
+def _conda_lock_models_only() -> None:
+    """Import conda-lock's lockfile models without its package ``__init__``, which imports the
+    whole conda-lock CLI (2-4 s, most of a warm lock).  The models and the lockfile parser are
+    plain submodules; ``conda_lock.main`` is the only name this leaves out, and envctl never
+    uses it.  Nothing is done when conda_lock is already imported."""
+    import importlib.util
+    import sys
+    import types
+
+    if "conda_lock" in sys.modules:
+        return
+    spec = importlib.util.find_spec("conda_lock")
+    if spec is None or not spec.submodule_search_locations:
+        return  # not installed: the import below raises the usual ImportError
+    package = types.ModuleType("conda_lock")
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__spec__, package.__file__ = spec, spec.origin
+    sys.modules["conda_lock"] = package
 
 
 def cuda_libraries(packages) -> dict[str, str]:
@@ -204,6 +225,7 @@ def atomic_write(path: Path, text: str) -> None:
 
 def load_lock(path: Path, *, platform: str = "linux-64") -> LockedEnv:
     """Read a lockfile through conda-lock's parser; the packages of one platform."""
+    _conda_lock_models_only()
     from conda_lock.lockfile import parse_conda_lock_file
 
     if not path.is_file():

@@ -78,6 +78,11 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
     ``previous`` (the current lock, per platform) keeps every pin except the packages named
     in ``upgrade``, which are re-resolved.
     """
+    import threading
+
+    # conda-lock's models take ~0.5 s to import: do it while the solvers run (uv is a subprocess)
+    models = threading.Thread(target=_import_lockfile_models, name="envctl-import-models", daemon=True)
+    models.start()
     result = LockResult(spec=spec, text="", lock_hash="")
     wanted = {pipresolve.normalize(u) for u in upgrade}
     if upgrade and previous is not None:
@@ -111,8 +116,18 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
                 reqs, python=spec.python, platform=platform, glibc=t["glibc"], index_url=index_url,
                 extra_index_urls=extra, find_links=spec.pip_index.find_links,
                 constraints=pip_constraints, check_network=check_network)
+    models.join()
     result.text, result.lock_hash = render(spec, result)
     return result
+
+
+def _import_lockfile_models() -> None:
+    try:
+        _conda_lock_models_only()
+        import conda_lock.lockfile.v2prelim.models  # noqa: F401
+        import conda_lock.models.channel  # noqa: F401
+    except Exception:  # noqa: BLE001 - render() imports again and reports any failure itself
+        pass
 
 
 def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:

@@ -1,14 +1,15 @@
 """Resolve an image's pip packages with uv, for the image's Python and platform.
 
-``uv pip compile --format pylock.toml`` (the ``uv`` PyPI package's binary, found with
-``uv.find_uv_bin()``) resolves for ``--python-version`` / ``--python-platform`` with the spec's
-index, extra indexes and find-links only: ``--no-config`` and no ``UV_*`` variables, so the
-host's uv and pip settings never change a lock.  ``--index-strategy unsafe-best-match`` keeps
-pip's semantics (the best version across every index, so ``torch==2.8.0`` takes ``+cu126``
-from the PyTorch index over PyPI's build).  pylock lists each package's wheels for the
-platform with URL, sha256 and size; the one wheel the target installs is picked by tag
-priority as pip would.  Dependencies come from each wheel's metadata (PEP 658 or ranges,
-cached by sha256), read the same way pip's report gives them, so the lockfile does not change.
+``uv pip compile --generate-hashes --emit-index-annotation`` (the ``uv`` PyPI package's binary,
+found with ``uv.find_uv_bin()``) resolves for ``--python-version`` / ``--python-platform`` with
+the spec's index, extra indexes and find-links only: ``--no-config`` and no ``UV_*`` variables,
+so the host's uv and pip settings never change a lock.  ``--index-strategy unsafe-best-match``
+keeps pip's semantics (the best version across every index, so ``torch==2.8.0`` takes
+``+cu126`` from the PyTorch index over PyPI's build).  uv's output lists every hash of each
+release and the index it came from; envctl picks the one wheel the target installs from that
+index's page (PEP 691/503, or the find-links folder) by tag priority, as pip would, and
+remembers the pick by its hashes.  Dependencies come from each wheel's metadata (PEP 658 or
+ranges, cached by sha256), as pip's report gives them, so the lockfile does not change.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlparse
@@ -58,28 +60,24 @@ def _env(cache_dir: Path) -> dict[str, str]:
     return env
 
 
-def _toml(text: str) -> dict:
-    if sys.version_info >= (3, 11):
-        import tomllib
-    else:  # pragma: no cover - Python 3.10
-        import tomli as tomllib
-    return tomllib.loads(text)
-
-
 def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, index_url: str,
             extra_index_urls: list[str] | tuple[str, ...] = (), find_links: list[str] | tuple[str, ...] = (),
             constraints: list[str] | None = None, cache_root: Path,
             on_failure: Callable[[], None] | None = None) -> list[PipPackage]:
     """Exact files with hashes and sizes for ``requirements`` on the target (no sizes guessed).
-    uv's cache lives in ``cache_root/uv``, wheel metadata in ``cache_root/pypi/metadata``."""
+    uv's cache lives in ``cache_root/uv``, pages, picks and wheel metadata in ``cache_root/pypi``."""
     binary = uv_binary()
     assert binary is not None, "call can_serve() first"
     with tempfile.TemporaryDirectory(prefix="envctl-uv-") as tmp:
         reqs = Path(tmp) / "requirements.in"
         reqs.write_text("\n".join(requirements) + "\n")
-        out = Path(tmp) / "pylock.toml"
-        cmd = [binary, "pip", "compile", str(reqs), "--output-file", str(out), "--format", "pylock.toml",
-               "--no-config", "--quiet", "--no-header", "--python-version", python,
+        out = Path(tmp) / "requirements.txt"
+        # requirements.txt with every hash of each release and the index it came from: uv keeps
+        # local wheels' hashes in its cache here (its pylock output re-hashes a 200 MB find-links
+        # torch on every run)
+        cmd = [binary, "pip", "compile", str(reqs), "--output-file", str(out), "--generate-hashes",
+               "--emit-index-annotation", "--no-annotate", "--no-header", "--no-config", "--quiet",
+               "--python-version", python,
                "--python-platform", f"{ARCH[platform]}-manylinux_{glibc.replace('.', '_')}",
                "--only-binary", ":all:", "--index-strategy", "unsafe-best-match", "--index-url", index_url]
         for url in extra_index_urls:
@@ -96,9 +94,46 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
                 on_failure()  # raises LockError naming the unreachable index, refused or timed out
             raise LockError(explain_failure(proc.stderr, requirements, python, platform),
                             hint="check the pip requirements in the spec")
-        lock = _toml(out.read_text())
-    return _packages(lock, requirements, python=python, platform=platform, glibc=glibc,
-                     cache_dir=cache_root / "pypi" / "metadata")
+        pins = parse_compiled(out.read_text())
+    tags = supported_tags(python, platform, glibc)
+    flat = {_norm_location(link) for link in find_links}
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        files = list(pool.map(lambda pin: _pick(pin, tags, flat, cache_root / "pypi"), pins))
+    return _packages(files, requirements, cache_dir=cache_root / "pypi" / "metadata")
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+    hashes: frozenset[str]
+    source: str  # the index or find-links location uv took it from
+
+
+def parse_compiled(text: str) -> list[Pin]:
+    """``name==version`` blocks of uv's requirements output with their hashes and ``# from``."""
+    pins: list[Pin] = []
+    name = version = source = None
+    hashes: set[str] = set()
+
+    def flush() -> None:
+        if name is not None:
+            pins.append(Pin(name, version or "", frozenset(hashes), source or ""))
+
+    for raw in text.splitlines():
+        line = raw.strip().rstrip("\\").strip()
+        if not line:
+            continue
+        if line.startswith("--hash=sha256:"):
+            hashes.add(line.split(":", 1)[1])
+        elif line.startswith("# from "):
+            source = line[len("# from "):].strip()
+        elif not line.startswith(("#", "-")) and "==" in line:
+            flush()
+            name, version = (part.strip() for part in line.split(";")[0].split("==", 1))
+            hashes, source = set(), None
+    flush()
+    return pins
 
 
 def supported_tags(python: str, platform: str, glibc: str) -> list[str]:
@@ -113,57 +148,109 @@ def supported_tags(python: str, platform: str, glibc: str) -> list[str]:
     return [str(t) for t in tags]
 
 
-def pick_wheel(wheels: list[dict], tags: list[str]) -> dict | None:
-    """The wheel the target installs: the one whose best tag ranks highest (pip's choice)."""
-    from packaging.utils import parse_wheel_filename
+def rank_wheels(files, tags: list[str]) -> list:
+    """Installable wheels among ``files``, the one pip would pick first (best tag, then build)."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
 
     rank = {t: i for i, t in enumerate(tags)}
-    best, best_rank = None, len(rank)
-    for w in wheels:
-        name = unquote(Path(urlparse(w.get("url") or w.get("path", "")).path).name)
+    scored = []
+    for f in files:
+        if not f.filename.endswith(".whl"):
+            continue
         try:
-            _n, _v, build, wtags = parse_wheel_filename(name)
-        except ValueError:
+            _n, _v, build, wtags = parse_wheel_filename(f.filename)
+        except (InvalidWheelFilename, ValueError):
             continue
         r = min((rank.get(str(t), len(rank)) for t in wtags), default=len(rank))
-        if r < best_rank or (r == best_rank and best is not None and build > best[1]):
-            best, best_rank = (w, build), r
-    return best[0] if best else None
+        if r < len(rank):
+            scored.append((r, tuple(-x if isinstance(x, int) else 0 for x in build), f.filename, f))
+    return [f for *_k, f in sorted(scored, key=lambda item: item[:3])]
 
 
-def _packages(lock: dict, requirements: list[str], *, python: str, platform: str, glibc: str,
-              cache_dir: Path) -> list[PipPackage]:
-    from packaging.requirements import Requirement
+def _norm_location(location: str) -> str:
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        return str(Path(unquote(parsed.path if parsed.scheme else location)).resolve())
+    return location.rstrip("/")
+
+
+def _pick(pin: Pin, tags: list[str], flat: set[str], cache: Path):
+    """The one file of ``pin`` the target installs, with URL, sha256 and size.  Remembered by
+    (source, name, version, hashes, tags): files with those hashes never change."""
+    import hashlib
+    import json
 
     from envctl.pypi.simple import DistFile
 
-    tags = supported_tags(python, platform, glibc)
+    key = hashlib.sha256(json.dumps([pin.source, pin.name, pin.version, sorted(pin.hashes), tags]).encode())
+    memo = cache / "picks" / f"{key.hexdigest()[:40]}.json"
+    try:
+        d = json.loads(memo.read_text())
+        return DistFile(filename=d["filename"], url=d["url"], sha256=d["sha256"], size=d["size"])
+    except (OSError, ValueError, KeyError):
+        pass
+    chosen = _pick_uncached(pin, tags, flat, cache)
+    try:
+        from envctl.lock import atomic_write
+
+        atomic_write(memo, json.dumps({"filename": chosen.filename, "url": chosen.url,
+                                       "sha256": chosen.sha256, "size": chosen.size}))
+    except Exception:  # noqa: BLE001 - an unwritable cache only costs speed
+        pass
+    return chosen
+
+
+def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path):
+    from dataclasses import replace
+
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    from envctl.pypi import http
+    from envctl.pypi.simple import DistFile, parse_page, project_page
+
+    location = _norm_location(pin.source)
+    local = urlparse(pin.source).scheme in ("", "file")
+    if local:
+        folder = Path(location)
+        files = [DistFile(filename=p.name, url=p.resolve().as_uri(), sha256=None, size=p.stat().st_size)
+                 for p in sorted(folder.glob("*.whl"))]
+    elif location in flat:
+        resp = http.get(pin.source)
+        files = list(parse_page(pin.source, resp.body, resp.header("content-type") or "", name=pin.name).files)
+    else:
+        files = list(project_page(pin.source, pin.name, cache_dir=cache / "simple").files)
+    mine = []
+    for f in files:
+        try:
+            version = f.parsed()[0]
+        except Exception:  # noqa: BLE001 - a stray file on the index is not ours to judge
+            continue
+        if canonicalize_name(f.filename.split("-")[0]) == canonicalize_name(pin.name) \
+                and version == Version(pin.version):
+            mine.append(f)
+    for f in rank_wheels(mine, tags):
+        if local and f.sha256 is None:
+            f = replace(f, sha256=_sha256_of_local(f.url))
+        if f.sha256 in pin.hashes:
+            size = f.size if f.size is not None else _local_size(f.url)
+            return replace(f, size=size)
+    raise LockError(f"uv resolved {pin.name}=={pin.version} from {pin.source}, but none of its files there with "
+                    f"the hashes uv gives installs on this target", hint="pin another version of it in the spec")
+
+
+def _packages(files, requirements: list[str], *, cache_dir: Path) -> list[PipPackage]:
+    from packaging.requirements import Requirement
+
     requested = {normalize(Requirement(r).name) for r in requirements}
-    chosen: list[tuple[dict, dict]] = []
-    for pkg in lock.get("packages", []):
-        wheel = pick_wheel(pkg.get("wheels", []), tags)
-        if wheel is None:
-            raise LockError(f"uv resolved {pkg['name']} {pkg.get('version')} but none of its wheels installs on "
-                            f"Python {python} {platform} (glibc {glibc})",
-                            hint="pin another version of it in the spec")
-        chosen.append((pkg, wheel))
-    files = []
-    for pkg, wheel in chosen:
-        url = wheel.get("url") or Path(wheel["path"]).resolve().as_uri()
-        if url.startswith("file:"):  # pip's form: percent-quoted ('+' as %2B)
-            url = Path(unquote(urlparse(url).path)).as_uri()
-        sha = (wheel.get("hashes") or {}).get("sha256") or _sha256_of_local(url)
-        files.append(DistFile(filename=unquote(Path(urlparse(url).path).name), url=url, sha256=sha,
-                              size=wheel.get("size")))
     metas = _metadata(files, cache_dir)
     names = {normalize(m.name) for m in metas}
     packages = []
     for dist, meta in zip(files, metas):
-        size = dist.size if dist.size is not None else _local_size(dist.url)
         packages.append(PipPackage(
             name=normalize(meta.name), version=meta.version, url=dist.url, sha256=dist.sha256,
-            filename=dist.filename, requested=normalize(meta.name) in requested,
-            dependencies=_dependencies(meta.requires_dist, names), size=size))
+            filename=unquote(dist.filename), requested=normalize(meta.name) in requested,
+            dependencies=_dependencies(meta.requires_dist, names), size=dist.size))
     return sorted(packages, key=lambda p: p.name)
 
 

@@ -10,7 +10,8 @@ import pytest
 from envctl.errors import LockError
 from envctl.lock import lock_image, write_lock, load_lock
 from envctl.spec import parse_spec
-from envctl.uvresolve import explain_failure, supported_tags, pick_wheel
+from envctl.pypi.simple import DistFile
+from envctl.uvresolve import explain_failure, parse_compiled, rank_wheels, supported_tags
 
 try:
     from tests.fixtures.pypi_index import LocalIndex, make_wheel, serve
@@ -126,11 +127,19 @@ def test_wheel_pick_follows_pip_tag_priority():
     tags = supported_tags("3.11", "linux-64", "2.28")
     assert tags.index("cp311-cp311-manylinux_2_28_x86_64") < tags.index("cp311-abi3-manylinux_2_28_x86_64") \
         < tags.index("py3-none-any")
-    wheels = [{"url": "https://x/a-1-cp311-abi3-manylinux_2_17_x86_64.whl"},
-              {"url": "https://x/a-1-cp311-cp311-manylinux_2_17_x86_64.whl"},
-              {"url": "https://x/a-1-cp311-cp311-manylinux_2_35_x86_64.whl"}]  # needs a newer glibc
-    assert pick_wheel(wheels, tags)["url"].endswith("cp311-cp311-manylinux_2_17_x86_64.whl")
-    assert pick_wheel([{"url": "https://x/a-1-cp312-cp312-manylinux_2_17_x86_64.whl"}], tags) is None
+    names = ["a-1-cp311-abi3-manylinux_2_17_x86_64.whl", "a-1-cp311-cp311-manylinux_2_17_x86_64.whl",
+             "a-1-cp311-cp311-manylinux_2_35_x86_64.whl", "a-1-cp312-cp312-manylinux_2_17_x86_64.whl",
+             "a-1.tar.gz"]  # 2_35 needs a newer glibc, cp312 another Python, the sdist a build
+    ranked = rank_wheels([DistFile(filename=n, url=f"https://x/{n}", sha256=None) for n in names], tags)
+    assert [f.filename for f in ranked] == names[1::-1]
+
+
+def test_uv_output_is_read_with_hashes_and_source():
+    text = ("numpy==2.3.5 \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n    # from https://pypi.org/simple\n"
+            "torch==2.13.0+cpu \\\n    --hash=sha256:cc\n    # from file:///opt/wheels\n")
+    pins = parse_compiled(text)
+    assert [(p.name, p.version, sorted(p.hashes), p.source) for p in pins] == [
+        ("numpy", "2.3.5", ["aa", "bb"], "https://pypi.org/simple"), ("torch", "2.13.0+cpu", ["cc"], "file:///opt/wheels")]
 
 
 def test_uv_failure_text_becomes_one_line():

@@ -64,6 +64,12 @@ class LockError(EnvctlError):
     """Locking failed: unsatisfiable, unreachable channel or index, bad lockfile."""
 
 
+class PackageIndexError(EnvctlError):
+    """A package index or file host answered something unusable: unreachable, an HTTP error,
+    a page that is neither PEP 691 JSON nor PEP 503 HTML, wheel metadata that cannot be read,
+    or a version string the project never uses."""
+
+
 class StaleLockError(LockError):
     """The lockfile is missing or was made from another version of the spec."""
 

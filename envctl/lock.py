@@ -78,6 +78,11 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
     ``previous`` (the current lock, per platform) keeps every pin except the packages named
     in ``upgrade``, which are re-resolved.
     """
+    import threading
+
+    # conda-lock's models take ~0.5 s to import: do it while the solvers run (uv is a subprocess)
+    models = threading.Thread(target=_import_lockfile_models, name="envctl-import-models", daemon=True)
+    models.start()
     result = LockResult(spec=spec, text="", lock_hash="")
     wanted = {pipresolve.normalize(u) for u in upgrade}
     if upgrade and previous is not None:
@@ -111,12 +116,23 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
                 reqs, python=spec.python, platform=platform, glibc=t["glibc"], index_url=index_url,
                 extra_index_urls=extra, find_links=spec.pip_index.find_links,
                 constraints=pip_constraints, check_network=check_network)
+    models.join()
     result.text, result.lock_hash = render(spec, result)
     return result
 
 
+def _import_lockfile_models() -> None:
+    try:
+        _conda_lock_models_only()
+        import conda_lock.lockfile.v2prelim.models  # noqa: F401
+        import conda_lock.models.channel  # noqa: F401
+    except Exception:  # noqa: BLE001 - render() imports again and reports any failure itself
+        pass
+
+
 def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
     """The lockfile text (sorted, no timestamps) and the hash of its body."""
+    _conda_lock_models_only()
     from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
     from conda_lock.models.channel import Channel
 
@@ -157,6 +173,26 @@ def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
         f"# conda-lock format; also installs with: conda-lock install -n {spec.name} {spec.name}.conda-lock.yml",
     ])
     return header + "\n" + body, lock_hash
+
+
+def _conda_lock_models_only() -> None:
+    """Import conda-lock's lockfile models without its package ``__init__``, which imports the
+    whole conda-lock CLI (2-4 s, most of a warm lock).  The models and the lockfile parser are
+    plain submodules; ``conda_lock.main`` is the only name this leaves out, and envctl never
+    uses it.  Nothing is done when conda_lock is already imported."""
+    import importlib.util
+    import sys
+    import types
+
+    if "conda_lock" in sys.modules:
+        return
+    spec = importlib.util.find_spec("conda_lock")
+    if spec is None or not spec.submodule_search_locations:
+        return  # not installed: the import below raises the usual ImportError
+    package = types.ModuleType("conda_lock")
+    package.__path__ = list(spec.submodule_search_locations)
+    package.__spec__, package.__file__ = spec, spec.origin
+    sys.modules["conda_lock"] = package
 
 
 def cuda_libraries(packages) -> dict[str, str]:

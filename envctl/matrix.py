@@ -71,10 +71,11 @@ class TorchRelease:
     python: tuple[str, str]
     stable: dict[str, str]
     experimental: dict[str, str]
-    torchvision: str
-    torchaudio: str
+    torchvision: str | None  # None: no release for this torch yet
+    torchaudio: str | None
     pytorch_channel: bool = False
     pypi: str | None = None  # the CUDA variant of PyPI's Linux x86_64 wheel
+    pypi_libs: dict[str, str] = field(default_factory=dict)  # its cuda/cudnn/nccl/triton pins
 
     @property
     def variants(self) -> list[str]:
@@ -156,6 +157,7 @@ class Matrix:
                 torchaudio=row["torchaudio"],
                 pytorch_channel=bool(row.get("pytorch_channel", False)),
                 pypi=row.get("pypi"),
+                pypi_libs=dict(row.get("pypi_libs") or {}),
             )
         self._arch_lists = data["arch_lists"]
         self._drivers = data["drivers"]

@@ -1,7 +1,8 @@
 """Resolve an image's pip packages for the image's Python and platform, not the host's.
 
-pip's own resolver does the work (``pip install --dry-run --report`` with
-``--python-version``/``--platform``/``--only-binary=:all:``); its report gives
+uv does the work where it can (``envctl.uvresolve``); otherwise pip's own resolver
+(``pip install --dry-run --report`` with ``--python-version``/``--platform``/
+``--only-binary=:all:``); its report gives
 every file's URL and sha256.  The host's pip configuration is ignored: the
 spec names its indexes and find-links, so two machines lock the same way.
 """
@@ -68,12 +69,28 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
     """Resolve ``requirements`` to exact files with hashes for the target interpreter."""
     if not requirements:
         return []
-    if check_network:
+    from envctl import uvresolve
+
+    def probe() -> None:
         check_reachable(index_url, what="package index")
         for url in extra_index_urls:
             check_reachable(url, what="package index")
         for link in find_links:
             check_reachable(link, what="find-links location")
+
+    if os.environ.get("ENVCTL_RESOLVER", "uv") != "pip" and uvresolve.can_serve(platform, glibc):
+        from envctl.cache import default_root
+
+        # The probe runs only when uv fails (then it names the unreachable URL): probing first
+        # costs a round trip per index on every lock.
+        return uvresolve.resolve(requirements, python=python, platform=platform, glibc=glibc,
+                                 index_url=index_url, extra_index_urls=extra_index_urls, find_links=find_links,
+                                 constraints=constraints, cache_root=default_root(),
+                                 on_failure=probe if check_network else None)
+    # pip's resolver only where uv cannot serve: no uv binary for this host, or a target glibc
+    # outside the manylinux_2_17 .. 2_40 that uv's --python-platform names (ENVCTL_RESOLVER=pip forces it)
+    if check_network:
+        probe()
     pyver = python.replace(".", "")
     with tempfile.TemporaryDirectory(prefix="envctl-pip-") as tmp:
         report = Path(tmp) / "report.json"

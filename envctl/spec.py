@@ -338,6 +338,11 @@ def _check_against_matrix(spec: ImageSpec) -> None:
         if not rel.pytorch_channel:
             raise SpecError(spec.path, "torch_source", f"the pytorch conda channel ends with torch 2.5; "
                             f"torch {rel.minor} comes from pytorch-index or conda-forge")
+    for comp in spec.companions:
+        if getattr(rel, comp) is None and spec.torch_source in ("pytorch-index", "pypi", "find-links"):
+            raise SpecError(spec.path, "companions", f"{comp} has no release for torch {rel.minor} yet "
+                            f"(release matrix, refreshed {m.refreshed})",
+                            hint=f"drop {comp}, or run envctl matrix refresh once it is released")
     if spec.torch_source == "pypi" and spec.cuda != rel.pypi:
         raise SpecError(spec.path, "cuda", _pypi_variant_problem(rel, spec.cuda),
                         hint="use torch_source: pytorch-index for other variants, or the PyPI variant")

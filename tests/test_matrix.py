@@ -60,4 +60,31 @@ def test_every_minor_names_companions_and_python_range():
         rel = m.torch[minor]
         assert rel.releases and all(r.startswith(minor + ".") for r in rel.releases)
         assert parse_version(rel.python[0]) <= parse_version(rel.python[1])
-        assert rel.torchvision.startswith("0.")
+        # None: no torchvision release for this torch yet (torch 2.15 on 2026-11-23)
+        assert rel.torchvision is None or rel.torchvision.startswith("0.")
+    assert m.torch["2.14"].torchvision == "0.29" and m.torch["2.15"].torchvision is None
+
+
+def test_every_catalog_spec_names_a_torch_the_matrix_knows():
+    """A refresh that drops a release, or a spec naming one the matrix lacks, fails here."""
+    from pathlib import Path
+
+    import yaml
+
+    m = load_matrix()
+    specs = sorted((Path(__file__).resolve().parent.parent / "images").glob("*.yaml"))
+    assert specs
+    for path in specs:
+        torch = str(yaml.safe_load(path.read_text())["torch"])
+        rel = m.release(torch)
+        assert rel is not None and torch in rel.releases, f"{path.name}: torch {torch} not in the matrix"
+
+
+def test_refreshed_matrix_knows_pypi_2_15_and_the_patch_releases():
+    m = load_matrix()
+    assert m.torch["2.15"].releases == ("2.15.0",) and m.torch["2.15"].pypi == "cu132"
+    assert m.torch["2.15"].pypi_libs["cudnn"] == "9.26.0.51" and m.torch["2.15"].pypi_libs["cuda"] == "13.2.2"
+    assert m.torch["2.12"].releases == ("2.12.0", "2.12.1") and m.torch["2.14"].releases == ("2.14.0", "2.14.1")
+    assert [m.torch[v].pypi for v in ("2.8", "2.9", "2.10")] == ["cu128"] * 3
+    assert [m.torch[v].pypi for v in ("2.11", "2.12", "2.13", "2.14")] == ["cu130"] * 4
+    assert check_image_name("pytorch-2.15-cu132").exists

@@ -59,7 +59,7 @@ def test_bad_values(key, value, needle):
 
 def test_torch_python_mismatch():
     err = _error({**GOOD, "name": "pytorch-2.3-cu118", "torch": "2.3.1", "cuda": "cu118", "python": "3.13"})
-    assert "torch 2.3 supports Python 3.8 - 3.11, not 3.13" in str(err)
+    assert "torch 2.3 supports Python 3.8 - 3.12, not 3.13" in str(err)
 
 
 def test_cuda_variant_not_in_matrix():

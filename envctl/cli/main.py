@@ -14,6 +14,7 @@ from envctl.cli import catalog as catalog_cmds
 from envctl.cli import compat_cmds
 from envctl.cli import engine_cmds
 from envctl.cli import lock as lock_cmds
+from envctl.cli import matrix_cmds
 from envctl.cli import setup_cmds
 from envctl.cli import verify as verify_cmds
 
@@ -74,6 +75,7 @@ setup_cmds.register(app)
 compat_cmds.register(app)
 cache_cmds.register(app)
 bench_cmds.register(app)
+matrix_cmds.register(app)
 
 
 def _on_sigterm(signum, frame) -> None:

@@ -66,7 +66,7 @@ def test_bad_spec_is_one_line_exit_2(project):
         result = envctl(*args)
         assert result.returncode == 2
         first = result.stderr.splitlines()[0]
-        assert first.endswith("pytorch-2.3-cu118.yaml: python: torch 2.3 supports Python 3.8 - 3.11, not 3.13")
+        assert first.endswith("pytorch-2.3-cu118.yaml: python: torch 2.3 supports Python 3.8 - 3.12, not 3.13")
         assert "Traceback" not in result.stderr
 
 

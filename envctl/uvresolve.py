@@ -1,0 +1,326 @@
+"""Resolve an image's pip packages with uv, for the image's Python and platform.
+
+``uv pip compile --generate-hashes --emit-index-annotation`` (the ``uv`` PyPI package's binary,
+found with ``uv.find_uv_bin()``) resolves for ``--python-version`` / ``--python-platform`` with
+the spec's index, extra indexes and find-links only: ``--no-config`` and no ``UV_*`` variables,
+so the host's uv and pip settings never change a lock.  ``--index-strategy unsafe-best-match``
+keeps pip's semantics (the best version across every index, so ``torch==2.8.0`` takes
+``+cu126`` from the PyTorch index over PyPI's build).  uv's output lists every hash of each
+release and the index it came from; envctl picks the one wheel the target installs from that
+index's page (PEP 691/503, or the find-links folder) by tag priority, as pip would, and
+remembers the pick by its hashes.  Dependencies come from each wheel's metadata (PEP 658 or
+ranges, cached by sha256), as pip's report gives them, so the lockfile does not change.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+from urllib.parse import unquote, urlparse
+
+from envctl.errors import LockError
+from envctl.pipresolve import ARCH, PipPackage, normalize, platform_tags
+
+# uv's own names for the platforms it can target (uv pip compile --help, --python-platform)
+UV_GLIBC = {f"2.{m}" for m in range(17, 41)}
+# Environment uv may keep: how to reach the network, never what resolves.
+_KEEP = ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "ALL_PROXY", "http_proxy", "https_proxy", "no_proxy",
+         "SSL_CERT_FILE", "SSL_CERT_DIR", "PATH", "HOME", "TMPDIR", "LANG", "LC_ALL")
+
+
+def uv_binary() -> str | None:
+    """The uv binary of the installed ``uv`` package; None where it is missing."""
+    try:
+        import uv
+    except ImportError:
+        return None
+    try:
+        return uv.find_uv_bin()
+    except FileNotFoundError:
+        return None
+
+
+def can_serve(platform: str, glibc: str) -> bool:
+    """uv targets manylinux_2_17 .. 2_40 on x86_64 and aarch64; anything else goes to pip."""
+    return platform in ARCH and glibc in UV_GLIBC and uv_binary() is not None
+
+
+def _env(cache_dir: Path) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in _KEEP}
+    if os.environ.get("PIP_CERT") and "SSL_CERT_FILE" not in env:
+        env["SSL_CERT_FILE"] = os.environ["PIP_CERT"]  # the CA bundle pip would use here
+    env["UV_CACHE_DIR"] = str(cache_dir)  # envctl's cache, so ENVCTL_CACHE controls it
+    env["UV_NO_PROGRESS"] = "1"
+    return env
+
+
+def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, index_url: str,
+            extra_index_urls: list[str] | tuple[str, ...] = (), find_links: list[str] | tuple[str, ...] = (),
+            constraints: list[str] | None = None, cache_root: Path,
+            on_failure: Callable[[], None] | None = None) -> list[PipPackage]:
+    """Exact files with hashes and sizes for ``requirements`` on the target (no sizes guessed).
+    uv's cache lives in ``cache_root/uv``, pages, picks and wheel metadata in ``cache_root/pypi``."""
+    binary = uv_binary()
+    assert binary is not None, "call can_serve() first"
+    with tempfile.TemporaryDirectory(prefix="envctl-uv-") as tmp:
+        reqs = Path(tmp) / "requirements.in"
+        reqs.write_text("\n".join(requirements) + "\n")
+        out = Path(tmp) / "requirements.txt"
+        # requirements.txt with every hash of each release and the index it came from: uv keeps
+        # local wheels' hashes in its cache here (its pylock output re-hashes a 200 MB find-links
+        # torch on every run)
+        cmd = [binary, "pip", "compile", str(reqs), "--output-file", str(out), "--generate-hashes",
+               "--emit-index-annotation", "--no-annotate", "--no-header", "--no-config", "--quiet",
+               "--python-version", python,
+               "--python-platform", f"{ARCH[platform]}-manylinux_{glibc.replace('.', '_')}",
+               "--only-binary", ":all:", "--index-strategy", "unsafe-best-match", "--index-url", index_url]
+        for url in extra_index_urls:
+            cmd += ["--extra-index-url", url]
+        for link in find_links:
+            cmd += ["--find-links", link]
+        if constraints:
+            cfile = Path(tmp) / "constraints.txt"
+            cfile.write_text("\n".join(constraints) + "\n")
+            cmd += ["--constraint", str(cfile)]
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(cache_root / "uv"))
+        if proc.returncode != 0:
+            if on_failure is not None and ("Failed to fetch" in proc.stderr or "Failed to read" in proc.stderr):
+                on_failure()  # raises LockError naming the unreachable index, refused or timed out
+            raise LockError(explain_failure(proc.stderr, requirements, python, platform),
+                            hint="check the pip requirements in the spec")
+        pins = parse_compiled(out.read_text())
+    tags = supported_tags(python, platform, glibc)
+    flat = {_norm_location(link) for link in find_links}
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        files = list(pool.map(lambda pin: _pick(pin, tags, flat, cache_root / "pypi"), pins))
+    return _packages(files, requirements, cache_dir=cache_root / "pypi" / "metadata")
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str
+    version: str
+    hashes: frozenset[str]
+    source: str  # the index or find-links location uv took it from
+
+
+def parse_compiled(text: str) -> list[Pin]:
+    """``name==version`` blocks of uv's requirements output with their hashes and ``# from``."""
+    pins: list[Pin] = []
+    name = version = source = None
+    hashes: set[str] = set()
+
+    def flush() -> None:
+        if name is not None:
+            pins.append(Pin(name, version or "", frozenset(hashes), source or ""))
+
+    for raw in text.splitlines():
+        line = raw.strip().rstrip("\\").strip()
+        if not line:
+            continue
+        if line.startswith("--hash=sha256:"):
+            hashes.add(line.split(":", 1)[1])
+        elif line.startswith("# from "):
+            source = line[len("# from "):].strip()
+        elif not line.startswith(("#", "-")) and "==" in line:
+            flush()
+            name, version = (part.strip() for part in line.split(";")[0].split("==", 1))
+            hashes, source = set(), None
+    flush()
+    return pins
+
+
+def supported_tags(python: str, platform: str, glibc: str) -> list[str]:
+    """The target's wheel tags, best first: what pip derives from --python-version, --platform
+    and --abi cpXY/abi3/none."""
+    from packaging.tags import compatible_tags, cpython_tags
+
+    version = tuple(int(p) for p in python.split(".")[:2])
+    plats = platform_tags(platform, glibc)
+    abis = [f"cp{version[0]}{version[1]}", "abi3", "none"]
+    tags = list(cpython_tags(version, abis=abis, platforms=plats)) + list(compatible_tags(version, "cp", plats))
+    return [str(t) for t in tags]
+
+
+def rank_wheels(files, tags: list[str]) -> list:
+    """Installable wheels among ``files``, the one pip would pick first (best tag, then build)."""
+    from packaging.utils import InvalidWheelFilename, parse_wheel_filename
+
+    rank = {t: i for i, t in enumerate(tags)}
+    scored = []
+    for f in files:
+        if not f.filename.endswith(".whl"):
+            continue
+        try:
+            _n, _v, build, wtags = parse_wheel_filename(f.filename)
+        except (InvalidWheelFilename, ValueError):
+            continue
+        r = min((rank.get(str(t), len(rank)) for t in wtags), default=len(rank))
+        if r < len(rank):
+            scored.append((r, tuple(-x if isinstance(x, int) else 0 for x in build), f.filename, f))
+    return [f for *_k, f in sorted(scored, key=lambda item: item[:3])]
+
+
+def _norm_location(location: str) -> str:
+    parsed = urlparse(location)
+    if parsed.scheme in ("", "file"):
+        return str(Path(unquote(parsed.path if parsed.scheme else location)).resolve())
+    return location.rstrip("/")
+
+
+def _pick(pin: Pin, tags: list[str], flat: set[str], cache: Path):
+    """The one file of ``pin`` the target installs, with URL, sha256 and size.  Remembered by
+    (source, name, version, hashes, tags): files with those hashes never change."""
+    import hashlib
+    import json
+
+    from envctl.pypi.simple import DistFile
+
+    key = hashlib.sha256(json.dumps([pin.source, pin.name, pin.version, sorted(pin.hashes), tags]).encode())
+    memo = cache / "picks" / f"{key.hexdigest()[:40]}.json"
+    try:
+        d = json.loads(memo.read_text())
+        return DistFile(filename=d["filename"], url=d["url"], sha256=d["sha256"], size=d["size"])
+    except (OSError, ValueError, KeyError):
+        pass
+    chosen = _pick_uncached(pin, tags, flat, cache)
+    try:
+        from envctl.lock import atomic_write
+
+        atomic_write(memo, json.dumps({"filename": chosen.filename, "url": chosen.url,
+                                       "sha256": chosen.sha256, "size": chosen.size}))
+    except Exception:  # noqa: BLE001 - an unwritable cache only costs speed
+        pass
+    return chosen
+
+
+def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path):
+    from dataclasses import replace
+
+    from packaging.utils import canonicalize_name
+    from packaging.version import Version
+
+    from envctl.pypi import http
+    from envctl.pypi.simple import DistFile, parse_page, project_page
+
+    location = _norm_location(pin.source)
+    local = urlparse(pin.source).scheme in ("", "file")
+    if local:
+        folder = Path(location)
+        files = [DistFile(filename=p.name, url=p.resolve().as_uri(), sha256=None, size=p.stat().st_size)
+                 for p in sorted(folder.glob("*.whl"))]
+    elif location in flat:
+        resp = http.get(pin.source)
+        files = list(parse_page(pin.source, resp.body, resp.header("content-type") or "", name=pin.name).files)
+    else:
+        files = list(project_page(pin.source, pin.name, cache_dir=cache / "simple").files)
+    mine = []
+    for f in files:
+        try:
+            version = f.parsed()[0]
+        except Exception:  # noqa: BLE001 - a stray file on the index is not ours to judge
+            continue
+        if canonicalize_name(f.filename.split("-")[0]) == canonicalize_name(pin.name) \
+                and version == Version(pin.version):
+            mine.append(f)
+    for f in rank_wheels(mine, tags):
+        if local and f.sha256 is None:
+            f = replace(f, sha256=_sha256_of_local(f.url))
+        if f.sha256 in pin.hashes:
+            size = f.size if f.size is not None else _local_size(f.url)
+            return replace(f, size=size)
+    raise LockError(f"uv resolved {pin.name}=={pin.version} from {pin.source}, but none of its files there with "
+                    f"the hashes uv gives installs on this target", hint="pin another version of it in the spec")
+
+
+def _packages(files, requirements: list[str], *, cache_dir: Path) -> list[PipPackage]:
+    from packaging.requirements import Requirement
+
+    requested = {normalize(Requirement(r).name) for r in requirements}
+    metas = _metadata(files, cache_dir)
+    names = {normalize(m.name) for m in metas}
+    packages = []
+    for dist, meta in zip(files, metas):
+        packages.append(PipPackage(
+            name=normalize(meta.name), version=meta.version, url=dist.url, sha256=dist.sha256,
+            filename=unquote(dist.filename), requested=normalize(meta.name) in requested,
+            dependencies=_dependencies(meta.requires_dist, names), size=dist.size))
+    return sorted(packages, key=lambda p: p.name)
+
+
+def _metadata(files, cache_dir: Path):
+    from envctl.errors import PackageIndexError
+    from envctl.pypi.metadata import read_metadata
+
+    def one(dist):
+        try:
+            return read_metadata(dist, cache_dir=cache_dir)
+        except PackageIndexError as exc:
+            raise LockError(f"cannot read the metadata of {dist.filename}: {exc}", hint=exc.hint) from None
+
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        return list(pool.map(one, files))
+
+
+def _dependencies(requires_dist: tuple[str, ...], names: set[str]) -> dict[str, str]:
+    """As pip's report gives them: every requirement on a locked package, extras left out."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    deps: dict[str, str] = {}
+    for text in requires_dist:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and "extra" in str(req.marker):
+            continue
+        dep = normalize(req.name)
+        if dep in names:
+            deps[dep] = str(req.specifier) or "*"
+    return dict(sorted(deps.items()))
+
+
+def _local_size(url: str) -> int | None:
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        from envctl.pipresolve import file_sizes
+
+        return file_sizes([url]).get(url)
+    path = Path(unquote(parsed.path))
+    return path.stat().st_size if path.exists() else None
+
+
+def _sha256_of_local(url: str) -> str:
+    from envctl.cache import sha256_of
+
+    parsed = urlparse(url)
+    if parsed.scheme != "file":
+        raise LockError(f"uv gave no sha256 for {url}", hint="use an index that publishes hashes")
+    return sha256_of(Path(unquote(parsed.path)))
+
+
+def explain_failure(stderr: str, requirements: list[str], python: str, platform: str) -> str:
+    """uv's explanation as one line: the cause, not the tree around it."""
+    import re
+
+    lines = [ln.strip(" ×╰─▶│") for ln in stderr.splitlines()]
+    lines = [ln for ln in lines if ln and not ln.startswith(("hint:", "help:"))]
+    text = " ".join(lines)
+    missing = re.search(r"Because (\S+) was not found in the package registry", text) \
+        or re.search(r"Because there (?:is|are) no versions? of ([A-Za-z0-9._-]+)", text)
+    if missing:
+        return f"no wheel of {missing.group(1)} for Python {python} on {platform} (uv: {_short(text)})"
+    if "unsatisfiable" in text or "No solution found" in text:
+        return f"pip requirements conflict: {_short(text)}"
+    return "uv could not resolve " + " ".join(requirements) + ": " + (_short(text) or "no output")
+
+
+def _short(text: str) -> str:
+    text = text.replace("No solution found when resolving dependencies: ", "")
+    return text if len(text) <= 400 else text[:397] + "..."

@@ -1,0 +1,150 @@
+"""Locking the pip part with uv against a local index: the wheel the target installs, the same
+lock pip's resolver gives, the host's uv settings ignored, --upgrade keeping every other pin."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pytest
+
+from envctl.errors import LockError
+from envctl.lock import lock_image, write_lock, load_lock
+from envctl.spec import parse_spec
+from envctl.pypi.simple import DistFile
+from envctl.uvresolve import explain_failure, parse_compiled, rank_wheels, supported_tags
+
+try:
+    from tests.fixtures.pypi_index import LocalIndex, make_wheel, serve
+except ImportError:  # pragma: no cover
+    from fixtures.pypi_index import LocalIndex, make_wheel, serve
+
+CP311 = "cp311-cp311"
+
+
+@pytest.fixture
+def app_index(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENVCTL_CACHE", str(tmp_path / "cache"))
+    files = tmp_path / "idx" / "files"
+    index = LocalIndex(root=tmp_path / "idx")
+    # fastlib 2.0: four builds; Python 3.11 on glibc 2.28 x86_64 installs the manylinux_2_28 one
+    for tag in (f"{CP311}-manylinux_2_17_x86_64.manylinux2014_x86_64", f"{CP311}-manylinux_2_28_x86_64",
+                f"{CP311}-musllinux_1_2_x86_64", f"{CP311}-macosx_11_0_arm64", "cp310-cp310-manylinux_2_28_x86_64",
+                f"{CP311}-manylinux_2_34_x86_64"):
+        index.add("fastlib", make_wheel(files, "fastlib", "2.0", tag, []))
+    index.add("fastlib", make_wheel(files, "fastlib", "1.0", f"{CP311}-manylinux_2_17_x86_64", []))
+    index.add("pip", make_wheel(files, "pip", "26.0", "py3-none-any", []))  # a base-Python venv locks pip too
+    index.add("helper", make_wheel(files, "helper", "1.0", "py3-none-any", []))
+    index.add("helper", make_wheel(files, "helper", "1.1", "py3-none-any", []))
+    index.add("demo-app", make_wheel(files, "demo-app", "3.0", "py3-none-any",
+                                     ["fastlib>=1.0", "helper", 'pytest; extra == "test"',
+                                      'winonly; sys_platform == "win32"'], metadata_file=False))
+    index, shutdown = serve(index)
+    yield index
+    shutdown()
+
+
+def _spec(index, pip, name="demo-env"):
+    return parse_spec({"version": 1, "name": name, "python": "3.11", "torch": "2.13.0", "cuda": "cpu",
+                       "torch_source": "base", "python_source": "base", "channels": [], "pip": pip,
+                       "pip_index": {"index_url": index.simple}}, path=f"images/{name}.yaml")
+
+
+def _wheel_sha(index, filename):
+    return hashlib.sha256((index.root / "files" / filename).read_bytes()).hexdigest()
+
+
+def test_uv_locks_the_wheel_the_target_installs(app_index):
+    pkgs = {p.name: p for p in lock_image(_spec(app_index, ["demo-app==3.0"])).pip["linux-64"]}
+    assert set(pkgs) == {"demo-app", "fastlib", "helper", "pip"}  # pytest (extra) and winonly (marker) left out
+    fast = pkgs["fastlib"]
+    assert fast.version == "2.0" and fast.filename == "fastlib-2.0-cp311-cp311-manylinux_2_28_x86_64.whl"
+    assert fast.url == f"{app_index.url}/files/{fast.filename}" and fast.sha256 == _wheel_sha(app_index, fast.filename)
+    assert fast.size == (app_index.root / "files" / fast.filename).stat().st_size
+    assert pkgs["demo-app"].dependencies == {"fastlib": ">=1.0", "helper": "*"} and pkgs["demo-app"].requested
+    assert pkgs["helper"].version == "1.1" and not pkgs["helper"].requested
+
+
+def test_uv_and_pip_give_byte_identical_lockfiles(app_index, monkeypatch):
+    spec = _spec(app_index, ["demo-app==3.0"])
+    with_uv = lock_image(spec).text
+    monkeypatch.setenv("ENVCTL_RESOLVER", "pip")
+    assert lock_image(spec).text == with_uv
+
+
+def test_html_only_index_locks_the_same(app_index):
+    spec = _spec(app_index, ["demo-app==3.0"])
+    as_json = lock_image(spec).text
+    app_index.mode = "html"
+    assert lock_image(spec).text == as_json
+
+
+def test_host_uv_and_pip_settings_are_ignored(app_index, monkeypatch, tmp_path):
+    monkeypatch.setenv("UV_INDEX_URL", "http://127.0.0.1:9/simple")
+    monkeypatch.setenv("UV_EXTRA_INDEX_URL", "http://127.0.0.1:9/other")
+    monkeypatch.setenv("UV_CONSTRAINT", str(tmp_path / "nope.txt"))
+    monkeypatch.setenv("UV_PYTHON_PLATFORM", "aarch64-apple-darwin")
+    monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
+    (tmp_path / "uv.toml").write_text('index-url = "http://127.0.0.1:9/simple"\n')
+    monkeypatch.chdir(tmp_path)
+    pkgs = {p.name: p for p in lock_image(_spec(app_index, ["demo-app==3.0"])).pip["linux-64"]}
+    assert pkgs["fastlib"].filename.endswith("manylinux_2_28_x86_64.whl")
+
+
+def test_upgrade_one_package_keeps_every_other_pin(app_index, tmp_path):
+    old = lock_image(_spec(app_index, ["demo-app==3.0", "fastlib==1.0", "helper==1.0"]))
+    path = tmp_path / "demo-env.conda-lock.yml"
+    write_lock(path, old.text)
+    previous = {"linux-64": load_lock(path)}
+    spec = _spec(app_index, ["demo-app==3.0"])
+    kept = {p.name: p.version for p in lock_image(spec, previous=previous).pip["linux-64"]}
+    assert kept == {"demo-app": "3.0", "fastlib": "1.0", "helper": "1.0", "pip": "26.0"}
+    up = {p.name: p.version for p in lock_image(spec, previous=previous, upgrade=("helper",)).pip["linux-64"]}
+    assert up == {"demo-app": "3.0", "fastlib": "1.0", "helper": "1.1", "pip": "26.0"}
+
+
+def test_no_matching_version_is_one_line(app_index):
+    with pytest.raises(LockError) as info:
+        lock_image(_spec(app_index, ["fastlib==9.9"]))
+    text = str(info.value)
+    assert "\n" not in text and text.startswith("no wheel of fastlib for Python 3.11 on linux-64")
+
+
+def test_conflict_is_one_line(app_index):
+    with pytest.raises(LockError) as info:
+        lock_image(_spec(app_index, ["demo-app==3.0", "fastlib<1.0"]))
+    assert "\n" not in str(info.value) and ("conflict" in str(info.value) or "no wheel of" in str(info.value))
+
+
+def test_unreachable_index_names_the_url():
+    spec = parse_spec({"version": 1, "name": "demo-env", "python": "3.11", "torch": "2.13.0", "cuda": "cpu",
+                       "torch_source": "base", "python_source": "base", "channels": [], "pip": ["helper"],
+                       "pip_index": {"index_url": "http://127.0.0.1:9/simple"}}, path="images/demo-env.yaml")
+    with pytest.raises(LockError, match=r"package index http://127.0.0.1:9/simple is unreachable: connection refused"):
+        lock_image(spec)
+
+
+def test_wheel_pick_follows_pip_tag_priority():
+    tags = supported_tags("3.11", "linux-64", "2.28")
+    assert tags.index("cp311-cp311-manylinux_2_28_x86_64") < tags.index("cp311-abi3-manylinux_2_28_x86_64") \
+        < tags.index("py3-none-any")
+    names = ["a-1-cp311-abi3-manylinux_2_17_x86_64.whl", "a-1-cp311-cp311-manylinux_2_17_x86_64.whl",
+             "a-1-cp311-cp311-manylinux_2_35_x86_64.whl", "a-1-cp312-cp312-manylinux_2_17_x86_64.whl",
+             "a-1.tar.gz"]  # 2_35 needs a newer glibc, cp312 another Python, the sdist a build
+    ranked = rank_wheels([DistFile(filename=n, url=f"https://x/{n}", sha256=None) for n in names], tags)
+    assert [f.filename for f in ranked] == names[1::-1]
+
+
+def test_uv_output_is_read_with_hashes_and_source():
+    text = ("numpy==2.3.5 \\\n    --hash=sha256:aa \\\n    --hash=sha256:bb\n    # from https://pypi.org/simple\n"
+            "torch==2.13.0+cpu \\\n    --hash=sha256:cc\n    # from file:///opt/wheels\n")
+    pins = parse_compiled(text)
+    assert [(p.name, p.version, sorted(p.hashes), p.source) for p in pins] == [
+        ("numpy", "2.3.5", ["aa", "bb"], "https://pypi.org/simple"), ("torch", "2.13.0+cpu", ["cc"], "file:///opt/wheels")]
+
+
+def test_uv_failure_text_becomes_one_line():
+    stderr = ("  × No solution found when resolving dependencies:\n  ╰─▶ Because there is no version of "
+              "fastlib==9.9 and you require fastlib==9.9, we can conclude that your requirements are "
+              "unsatisfiable.\n")
+    assert explain_failure(stderr, ["fastlib==9.9"], "3.11", "linux-64").startswith(
+        "no wheel of fastlib for Python 3.11 on linux-64 (uv: Because there is no version of fastlib==9.9")

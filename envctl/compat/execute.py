@@ -88,7 +88,7 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
                 target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--manifest",
                              "/opt/envctl-compat/manifest.json", *options],
                 mounts=mounts, gpus=gpus_for(engine, device), network="none", timeout=overall, sandbox=True,
-                **LIMITS)
+                exec_tmp=any(a.kind == "aoti" for a in artifacts), **LIMITS)
             stdout, stderr, code = result.stdout, result.stderr, result.exit_code
             if result.timed_out:
                 raise ProbeError(f"compat run in {target.label} ran past {overall:.0f}s")
@@ -147,7 +147,8 @@ def compute_reference(target: Target, folder: Path, kind: str, file: str, *, nam
                 target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--reference", kind,
                              f"/artifact/{file}", "/artifact/inputs.pt", "/out/outputs.pt"],
                 mounts=[(str(RUNNER.parent), "/opt/envctl-probe", True), (str(folder), "/artifact", True),
-                        (tmp, "/out", False)], network="none", timeout=limit, sandbox=True, **LIMITS)
+                        (tmp, "/out", False)], network="none", timeout=limit, sandbox=True,
+                exec_tmp=kind == "aoti", **LIMITS)
             stdout, code, timed_out = result.stdout, result.exit_code, result.timed_out
         else:
             try:

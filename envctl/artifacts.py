@@ -1,4 +1,5 @@
-"""The artifact registry: TorchScript (.pt) and torch.export (.pt2) files, stored by content hash.
+"""The artifact registry: TorchScript (.pt), torch.export (.pt2) and AOTInductor package (.pt2)
+files, stored by content hash.
 
 What a file is and which versions it carries are read from the zip archive
 itself, never by loading it (loading is what ``envctl compat`` tests, in a
@@ -65,12 +66,13 @@ def _read_capped(zf: zipfile.ZipFile, member: str) -> bytes:
 
 @dataclass(frozen=True)
 class ArchiveInfo:
-    kind: str  # torchscript | export
+    kind: str  # torchscript | export | aoti
     format_version: str | None  # TorchScript file format version / export archive .data/version
     torch_version: str | None  # export archives record it; TorchScript archives do not
     schema_version: str | None = None
     opset_version: str | None = None
     damaged: bool = False  # zip end missing (truncated): registered, expected to fail to load
+    device: str | None = None  # AOTInductor packages: the device they were compiled for
 
 
 @dataclass(frozen=True)
@@ -87,7 +89,7 @@ class Artifact:
 
 
 def inspect_archive(path: Path) -> ArchiveInfo:
-    """Identify a TorchScript or torch.export archive from its zip members alone."""
+    """Identify a TorchScript, torch.export or AOTInductor archive from its zip members alone."""
     try:
         with zipfile.ZipFile(path) as zf:
             names = zf.namelist()
@@ -96,6 +98,12 @@ def inspect_archive(path: Path) -> ArchiveInfo:
             def read(member: str) -> str | None:
                 return _read_capped(zf, prefix + member).decode().strip() if prefix + member in names else None
 
+            compiled = [n for n in names if n.startswith(prefix + "data/aotinductor/")]
+            if compiled:  # aoti_compile_and_package: the compiled model (.so) and its metadata
+                meta = next((json.loads(_read_capped(zf, n)) for n in compiled
+                             if n.endswith("wrapper_metadata.json")), {})
+                return ArchiveInfo(kind="aoti", format_version=read(".data/version") or read("archive_version"),
+                                   torch_version=None, device=meta.get("AOTI_DEVICE_KEY"))
             if read("archive_format") == "pt2" or any(n.endswith("models/model.json") for n in names):
                 model = next(n for n in names if n.endswith("models/model.json"))
                 meta = json.loads(_read_capped(zf, model))
@@ -113,7 +121,8 @@ def inspect_archive(path: Path) -> ArchiveInfo:
         if damaged is not None:
             return damaged
         raise ArtifactError(f"{path} is not a TorchScript or torch.export archive ({exc})",
-                            hint="save models with torch.jit.save or torch.export.save") from None
+                            hint="save models with torch.jit.save, torch.export.save or "
+                                 "torch._inductor.aoti_compile_and_package") from None
     except (KeyError, ValueError, StopIteration) as exc:
         raise ArtifactError(f"{path} is a zip archive but not a readable model archive ({exc})") from None
     raise ArtifactError(f"{path} is a zip archive but neither TorchScript (code/, data.pkl) nor torch.export "
@@ -127,6 +136,8 @@ def _damaged_archive(path: Path) -> ArchiveInfo | None:
         head = fh.read(1 << 20)
     if not head.startswith(b"PK\x03\x04"):
         return None
+    if b"/data/aotinductor/" in head:
+        return ArchiveInfo(kind="aoti", format_version=None, torch_version=None, damaged=True)
     if b"/models/model.json" in head or b"archive_format" in head:
         return ArchiveInfo(kind="export", format_version=None, torch_version=None, damaged=True)
     if b"/data.pkl" in head or b"/code/" in head:
@@ -176,7 +187,7 @@ class Registry:
             raise ArtifactError(f"an artifact named {name!r} exists with other content",
                                 hint="pass --name to register this file under another name")
         folder = self.folder(sha)
-        suffix = ".pt2" if info.kind == "export" else ".pt"
+        suffix = ".pt2" if info.kind in ("export", "aoti") else ".pt"
         meta = asdict(info) | {"file": f"artifact{suffix}", "source": str(path), "saved_with": saved_with,
                                "inputs": None, "outputs": None, "hashes": {}}
         try:

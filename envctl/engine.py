@@ -300,7 +300,7 @@ class Engine:
             gpus: str | int | None = None, network: str = "none", timeout: float = 600,
             environment: dict[str, str] | None = None, mem_limit: str | None = None,
             nano_cpus: int | None = None, pids_limit: int | None = None,
-            stdin_data: bytes | None = None, sandbox: bool = False) -> RunResult:
+            stdin_data: bytes | None = None, sandbox: bool = False, exec_tmp: bool = False) -> RunResult:
         """Run ``command`` in a fresh container; returns exit code and output, removes the container."""
         from docker.types import DeviceRequest, Mount
 
@@ -314,7 +314,10 @@ class Engine:
             environment=environment or {}, device_requests=device_requests,
             mem_limit=mem_limit, nano_cpus=nano_cpus, pids_limit=pids_limit)
         if sandbox:  # untrusted input (artifacts): nothing to write but /tmp, no root, no capabilities
-            kwargs.update(read_only=True, tmpfs={"/tmp": "rw,nosuid,nodev,size=512m"}, user="65534:65534",
+            # exec_tmp: AOTInductor packages unpack their compiled model into /tmp and dlopen it
+            # (Docker mounts a tmpfs noexec unless told otherwise)
+            tmp_options = "rw,exec,nosuid,nodev,size=512m" if exec_tmp else "rw,nosuid,nodev,size=512m"
+            kwargs.update(read_only=True, tmpfs={"/tmp": tmp_options}, user="65534:65534",
                           cap_drop=["ALL"], security_opt=["no-new-privileges"],
                           environment={"HOME": "/tmp", **(environment or {})})
         try:

@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from envctl.errors import RecordsError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -58,11 +58,29 @@ CREATE TABLE IF NOT EXISTS compat (
     artifact_sha256 TEXT NOT NULL,
     image TEXT NOT NULL,
     image_id TEXT NOT NULL,
-    status TEXT NOT NULL,            -- ok | load-error | run-error | mismatch | crash | timeout
-    detail TEXT,
+    runtime TEXT NOT NULL DEFAULT 'python',  -- python | libtorch
+    device TEXT NOT NULL DEFAULT 'cpu',      -- cpu | cuda: where it ran
+    status TEXT NOT NULL,            -- ok | load-error | run-error | mismatch | crash | timeout | unsupported
+    detail TEXT,                     -- the one line that says what went wrong
+    message TEXT,                    -- the whole message
     checked REAL NOT NULL,
-    PRIMARY KEY (artifact_sha256, image_id)
+    PRIMARY KEY (artifact_sha256, image_id, runtime, device)
 );
+"""
+# Schema 1 -> 2: compat results gain the runtime and device (schema 1 ran everything from Python on
+# the CPU) and the whole message; the key gains them too, so the table is rebuilt.
+_MIGRATE_1_2 = """
+ALTER TABLE compat RENAME TO compat_v1;
+CREATE TABLE compat (
+    artifact_sha256 TEXT NOT NULL, image TEXT NOT NULL, image_id TEXT NOT NULL,
+    runtime TEXT NOT NULL DEFAULT 'python', device TEXT NOT NULL DEFAULT 'cpu', status TEXT NOT NULL,
+    detail TEXT, message TEXT, checked REAL NOT NULL,
+    PRIMARY KEY (artifact_sha256, image_id, runtime, device)
+);
+INSERT INTO compat (artifact_sha256, image, image_id, status, detail, message, checked)
+    SELECT artifact_sha256, image, image_id, status, detail, detail, checked FROM compat_v1;
+DROP TABLE compat_v1;
+UPDATE meta SET value = '2' WHERE key = 'schema';
 """
 
 
@@ -122,6 +140,8 @@ class Records:
                 elif int(row[0]) > SCHEMA_VERSION:
                     raise RecordsError(f"{self.path}: records schema {row[0]} is newer than this envctl "
                                        f"understands ({SCHEMA_VERSION})", hint="upgrade envctl")
+                elif int(row[0]) == 1:
+                    db.executescript("BEGIN;" + _MIGRATE_1_2 + "COMMIT;")
             try:  # several envctl processes at once: readers never wait for a writer
                 with closing(self._connect()) as db:
                     db.execute("PRAGMA journal_mode=WAL")

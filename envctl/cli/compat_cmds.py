@@ -10,7 +10,7 @@ import typer
 from envctl import console
 from envctl.cli.progress import activity
 
-artifacts_app = typer.Typer(help="Register TorchScript and torch.export artifacts.", no_args_is_help=True)
+artifacts_app = typer.Typer(help="Register TorchScript, torch.export and AOTInductor artifacts.", no_args_is_help=True)
 compat_app = typer.Typer(help="Check which artifacts load correctly under which image.", no_args_is_help=True)
 
 
@@ -54,7 +54,7 @@ def _targets(images: List[str], pythons: List[str]):
 
 @artifacts_app.command("add")
 def add(
-    file: Path = typer.Argument(..., help="A TorchScript (.pt) or torch.export (.pt2) archive."),
+    file: Path = typer.Argument(..., help="A TorchScript (.pt), torch.export or AOTInductor package (.pt2) archive."),
     name: Optional[str] = typer.Option(None, "--name", help="Name to register it under (default: file stem)."),
     inputs: Optional[Path] = typer.Option(None, "--inputs", help="Sample inputs (torch.save of a tuple of tensors)."),
     outputs: Optional[Path] = typer.Option(None, "--outputs", help="Reference outputs for those inputs."),
@@ -127,33 +127,71 @@ def run(
     pythons: List[str] = typer.Option([], "--python", help="Local interpreter to check under (repeatable)."),
     artifact: List[str] = typer.Option([], "--artifact", help="Only these artifacts (default: all)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds per artifact."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda when the target sees a GPU), cpu or cuda."),
+    runtimes: List[str] = typer.Option(["python"], "--runtime",
+                                       help="python or libtorch (C++; repeatable: both side by side)."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the results as JUnit XML."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Load and run every selected artifact under each image, each in isolation."""
-    from envctl.compat import check_timeout, record
-    from envctl.compat import run as run_compat
+    from envctl.compat import check_timeout, record, render_junit
     from envctl.errors import UsageError
 
     check_timeout(timeout)
     if not images and not pythons:
         raise UsageError("name at least one --image or --python")
+    _check_options(device, runtimes)
     records, registry = _registry()
     arts = registry.select(artifact)
     targets, engine = _targets(images, pythons)
-    results = []
-    for target in targets:
-        with activity(f"checking {len(arts)} artifacts under {target.label}"):
-            results += run_compat(target, arts, registry, engine=engine, timeout=timeout)
+    results = _run_all(targets, arts, registry, engine, timeout=timeout, device=device, runtimes=runtimes)
     # The results first: a database that refuses them must not cost the user the run.
+    if junit is not None:
+        _write(junit, render_junit(results, name="envctl compat run"))
     if json_out:
-        console.print_json([{"artifact": o.artifact.name, "target": o.target.label, "image_id": o.target.key,
-                             "status": o.status, "detail": o.detail, "seconds": o.seconds} for o in results])
+        console.print_json([o.to_dict() for o in results])
     else:
         for o in results:
-            line = console.styled(f"{o.status:<10}", "green" if o.status == "ok" else "red")
-            line.append(f" {o.artifact.name} under {o.target.label}: {o.detail}")
-            console.out.print(line)
+            line = console.styled(f"{o.status:<11}", "green" if o.status == "ok" else "red")
+            line.append(f" {o.artifact.name} under {o.column}: {o.detail}")
+            console.out.print(line, no_wrap=True, overflow="ellipsis")
     record(records, results)
+
+
+def _check_options(device: str, runtimes: List[str]) -> None:
+    from envctl.compat import DEVICES, RUNTIMES, check_choice
+
+    check_choice("--device", device, DEVICES)
+    for runtime in runtimes:
+        check_choice("--runtime", runtime, RUNTIMES)
+
+
+def _run_all(targets, arts, registry, engine, *, timeout: float, device: str, runtimes: List[str]) -> list:
+    """Every target under every runtime; the libtorch loader is built (once per image) first."""
+    from envctl.compat import ensure_loader
+    from envctl.compat import run as run_compat
+
+    results = []
+    for target in targets:
+        for runtime in dict.fromkeys(runtimes):
+            loader = None
+            if runtime == "libtorch" and arts:
+                with activity(f"preparing the libtorch loader of {target.label}"):
+                    loader = ensure_loader(target, engine=engine)
+                if loader.built:
+                    console.status(f"built the libtorch loader of {target.label} in {loader.seconds:.1f}s "
+                                   f"(cached: {loader.folder})")
+            with activity(f"checking {len(arts)} artifacts under {target.label} ({runtime})"):
+                results += run_compat(target, arts, registry, engine=engine, timeout=timeout, device=device,
+                                      runtime=runtime, loader=loader)
+    return results
+
+
+def _write(path: Path, text: str) -> None:
+    from envctl.lock import atomic_write
+
+    atomic_write(path, text)
+    console.status(f"wrote {path}")
 
 
 @compat_app.command("matrix")
@@ -167,10 +205,7 @@ def show_matrix(
     records, _ = _registry()
     data = matrix(records)
     if html_file is not None:
-        from envctl.lock import atomic_write
-
-        atomic_write(html_file, render_html(data))
-        console.status(f"wrote {html_file}")
+        _write(html_file, render_html(data))
     if json_out:
         console.print_json(data)
         return
@@ -188,6 +223,11 @@ def show_matrix(
                        else console.styled("-"))
         table.add_row(name, *row)
     console.out.print(table)
+    for name in data["artifacts"]:  # what went wrong, one line each (the whole message: --json, --html)
+        for t, cell in data["cells"][name].items():
+            if cell["status"] != "ok":
+                console.out.print(console.styled(f"{name} under {t}: {cell['status']}: {cell['detail']}"),
+                                  no_wrap=True, overflow="ellipsis")
 
 
 @compat_app.command("check")
@@ -196,13 +236,16 @@ def check(
     dest: str = typer.Option(..., "--to", help="Candidate image (or python:PATH)."),
     artifact: List[str] = typer.Option([], "--artifact", help="Only these artifacts (default: all)."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds per artifact."),
+    device: str = typer.Option("auto", "--device", help="auto (cuda when the target sees a GPU), cpu or cuda."),
+    runtime: str = typer.Option("python", "--runtime", help="python or libtorch (C++)."),
+    junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the gate's result as JUnit XML."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The upgrade gate: exit 1 when an artifact that is ok under --from is not ok under --to."""
-    from envctl.compat import check_timeout, record, regressions
-    from envctl.compat import run as run_compat
+    from envctl.compat import check_timeout, record, regressions, render_junit
 
     check_timeout(timeout)
+    _check_options(device, [runtime])
     records, registry = _registry()
     arts = registry.select(artifact)
     if not arts:
@@ -211,19 +254,26 @@ def check(
         raise UsageError("no artifacts registered: the gate would check nothing",
                          hint="register them first: envctl artifacts add FILE.pt --inputs SAMPLE.pt")
     targets, engine = _targets([source, dest], [])
-    outcomes = []
-    for target in targets:
-        with activity(f"checking {len(arts)} artifacts under {target.label}"):
-            outcomes.append(run_compat(target, arts, registry, engine=engine, timeout=timeout))
+    outcomes = [_run_all([t], arts, registry, engine, timeout=timeout, device=device, runtimes=[runtime])
+                for t in targets]
     bad = regressions(outcomes[0], outcomes[1])
+    if junit is not None:  # a failure per regression; no baseline (not ok under --from) is a skip
+        n = len(outcomes[0])
+        regressed = {n + outcomes[1].index(after) for _, after in bad}
+        skipped = {i: f"not ok under --from either: {o.status}" for i, o in enumerate(outcomes[0]) if o.status != "ok"}
+        skipped |= {n + i: f"not ok under --from: {outcomes[0][i].status}" for i in skipped}
+        _write(junit, render_junit(outcomes[0] + outcomes[1], name="envctl compat check", failed=regressed,
+                                   skipped=skipped))
     if json_out:
         console.print_json({"from": targets[0].label, "to": targets[1].label, "checked": len(arts),
-                            "regressions": [{"artifact": b.artifact.name, "from": b.status, "to": a.status,
-                                             "detail": a.detail} for b, a in bad]})
+                            "runtime": runtime, "regressions": [{"artifact": b.artifact.name, "from": b.status,
+                                                                 "to": a.status, "device": a.device,
+                                                                 "detail": a.detail, "message": a.message or a.detail}
+                                                                for b, a in bad]})
     else:
         for before, after in bad:
             console.out.print(console.styled(f"regressed  {before.artifact.name}: ok under {before.target.label}, "
-                                             f"{after.status} under {after.target.label}: {after.detail}", "red"))
+                                             f"{after.status} under {after.column}: {after.detail}", "red"))
         console.status(f"{len(bad)} of {len(arts)} artifacts regress from {targets[0].label} to {targets[1].label}")
     record(records, outcomes[0] + outcomes[1])
     if bad:

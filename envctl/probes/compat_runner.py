@@ -2,35 +2,58 @@
 
 Runs inside an image (or any Python with torch), standard library and torch only:
 
-    python compat_runner.py --manifest MANIFEST.json [--timeout S]
-    python compat_runner.py --reference ARTIFACT KIND INPUTS OUTPUTS   (write reference outputs)
+    python compat_runner.py --manifest MANIFEST.json [--timeout S] [--device auto|cpu|cuda]
+                            [--runtime python|libtorch --loader PATH]
+    python compat_runner.py --reference KIND ARTIFACT INPUTS OUTPUTS   (write reference outputs)
+    python compat_runner.py --build-loader SOURCE OUTPUT               (compile the libtorch loader)
 
-The manifest lists {id, kind: torchscript|export, artifact, inputs, outputs}.  Every
-artifact is loaded in a forked child process, so a crash (even a segfault or an OOM
-kill) or a hang hides nothing else.  Prints one JSON object on stdout:
-{"schema": "envctl.compat/1", "torch": ..., "results": [{id, status, detail, ...}]}
-where status is ok, load-error, run-error, mismatch, crash or timeout.
+The manifest lists {id, kind: torchscript|export|aoti, artifact, inputs, outputs}.  Under the
+python runtime every artifact is loaded in a forked child; under libtorch in its own process of
+the C++ loader (compat_loader.cpp, built against this torch).  A crash (even a segfault or an OOM
+kill) or a hang hides nothing else.  CUDA is never touched in this parent (a forked child cannot
+use a CUDA context its parent made): the device is resolved in a child too.  Prints one JSON
+object on stdout: {"schema": "envctl.compat/1", "torch", "device", "runtime", "results": [{id,
+status, detail, message, ...}]}; status is ok, load-error, run-error, mismatch, crash, timeout or
+unsupported; detail is the one line that says what went wrong, message the whole text.
 """
 from __future__ import annotations
 
 import json
 import os
+import re
 import signal
+import subprocess
 import sys
+import tempfile
 import time
 
 SCHEMA = "envctl.compat/1"
 # Allowed max |out - ref| / max(|ref|, 1) per dtype.
 TOLERANCE = {"float64": 1e-9, "float32": 1e-5, "float16": 1e-2, "bfloat16": 2e-2}
+MAX_MESSAGE = 20000
+_ERROR_LINE = re.compile(r"^\s*[A-Za-z_][\w.]*(Error|Exception|Exit|Interrupt)\b:?")
+LOADER_EXIT = {3: "load-error", 4: "run-error", 5: "run-error", 6: "unsupported"}
 
 
-def _first_line(exc):
-    text = str(exc).strip() or type(exc).__name__
-    for line in text.splitlines():
-        line = line.strip()
-        if line and not line.startswith(("Traceback", "File ", "from ")):
-            return f"{type(exc).__name__}: {line}"[:300]
-    return type(exc).__name__
+def summary(message):
+    """The first line that says what went wrong.  A TorchScript interpreter error starts with
+    "The following operation failed..." and an op trace; what failed is the error line after it."""
+    lines = [line.strip() for line in message.strip().splitlines() if line.strip()]
+    if not lines:
+        return ""
+    if any("TorchScript interpreter" in line or line.startswith("Traceback of TorchScript") for line in lines):
+        for line in lines[1:]:
+            if _ERROR_LINE.match(line):
+                return line[:300]
+    for line in lines:
+        if not line.startswith(("Traceback", "File ", "from ")):
+            return line[:300]
+    return lines[0][:300]
+
+
+def _failure(status, exc, prefix=""):
+    message = prefix + f"{type(exc).__name__}: {str(exc).strip() or type(exc).__name__}"
+    return {"status": status, "detail": summary(message), "message": message[:MAX_MESSAGE]}
 
 
 def _flatten(value):
@@ -45,12 +68,26 @@ def _flatten(value):
     return []
 
 
-def _load(kind, path):
+def _moved(value, device):
+    import torch
+
+    if isinstance(value, torch.Tensor):
+        return value.to(device)
+    if isinstance(value, (list, tuple)):
+        return type(value)(_moved(v, device) for v in value)
+    if isinstance(value, dict):
+        return {k: _moved(v, device) for k, v in value.items()}
+    return value
+
+
+def _load(kind, path, device):
     import torch
 
     if kind == "export":
-        return torch.export.load(path).module()
-    return torch.jit.load(path, map_location="cpu")
+        return torch.export.load(path).module().to(device)
+    if kind == "aoti":
+        return torch._inductor.aoti_load_package(path)
+    return torch.jit.load(path, map_location=device)
 
 
 def _call(model, inputs):
@@ -64,36 +101,16 @@ def _call(model, inputs):
         return model(inputs)
 
 
-def child(kind, artifact, inputs_path, outputs_path, write_outputs=False):
-    """One artifact: load, run, compare. Prints one JSON line; never raises."""
-    import warnings
-
-    warnings.simplefilter("ignore")
+def compare(got, outputs_path):
+    """Flat outputs against the reference file: the same rule for every runtime."""
     import torch
 
-    try:
-        model = _load(kind, artifact)
-    except Exception as exc:  # noqa: BLE001 - every load failure is a result
-        return {"status": "load-error", "detail": _first_line(exc)}
-    if not inputs_path:
-        return {"status": "ok", "detail": "loaded (no sample inputs to run)"}
-    try:
-        inputs = torch.load(inputs_path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001
-        return {"status": "run-error", "detail": "cannot read sample inputs: " + _first_line(exc)}
-    try:
-        got = _flatten(_call(model, inputs))
-    except Exception as exc:  # noqa: BLE001
-        return {"status": "run-error", "detail": _first_line(exc)}
-    if write_outputs:
-        torch.save([t.detach().cpu() for t in got], outputs_path)
-        return {"status": "ok", "detail": f"wrote {len(got)} reference outputs"}
     if not outputs_path:
         return {"status": "ok", "detail": "ran (no reference outputs to compare)"}
     try:  # a bare tensor, a list or a dict of tensors: compared as the same flat list as the outputs
         want = _flatten(torch.load(outputs_path, map_location="cpu", weights_only=True))
     except Exception as exc:  # noqa: BLE001
-        return {"status": "run-error", "detail": "cannot read reference outputs: " + _first_line(exc)}
+        return _failure("run-error", exc, "cannot read reference outputs: ")
     if len(got) != len(want):
         return {"status": "mismatch", "detail": f"{len(got)} outputs, reference has {len(want)}"}
     worst_abs = worst_rel = 0.0
@@ -121,9 +138,36 @@ def child(kind, artifact, inputs_path, outputs_path, write_outputs=False):
             "max_rel": worst_rel}
 
 
-def run_one(entry, timeout):
-    """Run one artifact in a forked child: torch is imported once in the parent, so a child
-    starts in milliseconds, while a crash or hang still ends only that child."""
+def child(kind, artifact, inputs_path, outputs_path, write_outputs=False, device="cpu"):
+    """One artifact: load, run, compare. Returns one result; never raises."""
+    import warnings
+
+    warnings.simplefilter("ignore")
+    import torch
+
+    try:
+        model = _load(kind, artifact, device)
+    except Exception as exc:  # noqa: BLE001 - every load failure is a result
+        return _failure("load-error", exc)
+    if not inputs_path:
+        return {"status": "ok", "detail": "loaded (no sample inputs to run)"}
+    try:
+        inputs = _moved(torch.load(inputs_path, map_location="cpu", weights_only=True), device)
+    except Exception as exc:  # noqa: BLE001
+        return _failure("run-error", exc, "cannot read sample inputs: ")
+    try:
+        got = [t.detach().cpu() for t in _flatten(_call(model, inputs))]
+    except Exception as exc:  # noqa: BLE001
+        return _failure("run-error", exc)
+    if write_outputs:
+        torch.save(got, outputs_path)
+        return {"status": "ok", "detail": f"wrote {len(got)} reference outputs"}
+    return compare(got, outputs_path)
+
+
+def forked(fn, timeout):
+    """fn() in a forked child (torch is imported once in the parent, so a child starts in
+    milliseconds); a crash or hang ends only that child.  Returns its result dict."""
     import select
 
     start = time.monotonic()
@@ -132,45 +176,151 @@ def run_one(entry, timeout):
     if pid == 0:  # child
         os.close(read_fd)
         try:
-            result = child(entry["kind"], entry["artifact"], entry.get("inputs"), entry.get("outputs"))
+            result = fn()
         except BaseException as exc:  # noqa: BLE001 - report, never propagate out of the fork
-            result = {"status": "crash", "detail": "runner error: " + _first_line(exc)}
+            result = _failure("crash", exc, "runner error: ")
         with os.fdopen(write_fd, "w") as fh:
             fh.write(json.dumps(result))
         os._exit(0)
     os.close(write_fd)
-    chunks, deadline, status = [], start + timeout, None
     with os.fdopen(read_fd) as fh:
-        while True:
-            left = deadline - time.monotonic()
+        while True:  # read() returns everything up to EOF, which comes when the child exits
+            left = start + timeout - time.monotonic()
             if left <= 0:
                 os.kill(pid, signal.SIGKILL)
                 os.waitpid(pid, 0)
-                return {"status": "timeout", "detail": f"no answer within {timeout:g}s",
-                        "seconds": round(time.monotonic() - start, 3)}
-            ready, _, _ = select.select([fh], [], [], min(left, 0.5))
-            if ready:
-                data = fh.read()
-                chunks.append(data)
-                if data == "":
-                    break
-                # read() returns everything up to EOF, which comes when the child exits
+                return {"status": "timeout", "detail": f"no answer within {timeout:g}s"}
+            if select.select([fh], [], [], min(left, 0.5))[0]:
+                text = fh.read().strip()
                 break
     _, status = os.waitpid(pid, 0)
-    text = "".join(chunks).strip()
     if os.WIFSIGNALED(status):
+        return _signalled(os.WTERMSIG(status))
+    if not text:
+        return {"status": "crash", "detail": f"exited with code {os.WEXITSTATUS(status)} and no result"}
+    return json.loads(text)
+
+
+def _signalled(number):
+    try:
+        name = signal.Signals(number).name
+    except ValueError:
+        name = f"signal {number}"
+    hint = " (out of memory?)" if name == "SIGKILL" else ""
+    return {"status": "crash", "detail": f"killed by {name}{hint} during load or run"}
+
+
+class CppLoader:
+    """The C++ loader serving requests (libtorch is loaded once; it forks one child per artifact,
+    with the timeout); restarted when it dies.  Its outputs are compared here."""
+
+    def __init__(self, path):
+        self.path, self.proc = path, None
+
+    def _answer(self, line, timeout):
+        import select
+
+        if self.proc is None or self.proc.poll() is not None:
+            self.proc = subprocess.Popen([self.path, "--serve"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                         stderr=subprocess.DEVNULL, text=True, bufsize=1)
         try:
-            name = signal.Signals(os.WTERMSIG(status)).name
-        except ValueError:
-            name = f"signal {os.WTERMSIG(status)}"
-        hint = " (out of memory?)" if name == "SIGKILL" else ""
-        result = {"status": "crash", "detail": f"killed by {name}{hint} during load or run"}
-    elif not text:
-        result = {"status": "crash", "detail": f"exited with code {os.WEXITSTATUS(status)} and no result"}
-    else:
-        result = json.loads(text)
-    result["seconds"] = round(time.monotonic() - start, 3)
-    return result
+            self.proc.stdin.write(line + "\n")
+            self.proc.stdin.flush()
+            if select.select([self.proc.stdout], [], [], timeout + 30)[0]:
+                answer = self.proc.stdout.readline().strip()
+                if answer:
+                    return answer
+        except OSError:
+            pass
+        self.close()
+        return "lost"
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+    def check(self, entry, timeout, device):
+        import torch
+
+        with tempfile.TemporaryDirectory(prefix="envctl-cpp-") as tmp:
+            out, err = os.path.join(tmp, "outputs.pt"), os.path.join(tmp, "error.txt")
+            fields = [str(timeout), entry["kind"], entry["artifact"], entry.get("inputs") or "-", out, device, err]
+            answer = self._answer("\t".join(fields), timeout)
+            if answer == "timeout":
+                return {"status": "timeout", "detail": f"no answer within {timeout:g}s"}
+            if answer.startswith("signal "):
+                return _signalled(int(answer.split()[1]))
+            code = int(answer.split()[1]) if answer.startswith("exit ") else None
+            if code in LOADER_EXIT:
+                with open(err, errors="replace") as fh:
+                    message = fh.read()[:MAX_MESSAGE]
+                return {"status": LOADER_EXIT[code], "detail": summary(message), "message": message}
+            if code != 0:
+                return {"status": "crash", "detail": f"the C++ loader gave no result ({answer or 'no answer'})"}
+            if not entry.get("inputs"):
+                return {"status": "ok", "detail": "loaded (no sample inputs to run)"}
+            try:
+                got = _flatten(torch.load(out, map_location="cpu", weights_only=True))
+            except Exception as exc:  # noqa: BLE001
+                return _failure("run-error", exc, "cannot read the loader's outputs: ")
+            return compare(got, entry.get("outputs"))
+
+
+def resolve_device(requested):
+    """auto -> cuda when this torch sees a GPU, else cpu; asked in a child (CUDA stays out of here)."""
+    if requested == "cpu":
+        return "cpu", None
+
+    def probe():
+        import torch
+
+        if torch.cuda.is_available():
+            return {"status": "ok", "detail": torch.cuda.get_device_name(0)}
+        return {"status": "none", "detail": f"torch {torch.__version__} sees no CUDA GPU"}
+
+    seen = forked(probe, 120)
+    if seen.get("status") == "ok":
+        return "cuda", seen["detail"]
+    if requested == "cuda":
+        raise RuntimeError(f"--device cuda: {seen.get('detail')}")
+    return "cpu", None
+
+
+def build_loader(source, output):
+    """Compile compat_loader.cpp against this interpreter's torch (headers and libraries in the wheel)."""
+    import torch
+    import torch.utils
+
+    root = os.path.dirname(torch.__file__)
+    inc, lib = os.path.join(root, "include"), os.path.join(root, "lib")
+    libs = ["torch", "torch_cpu", "c10"] + [n for n in ("torch_cuda", "c10_cuda")
+                                            if os.path.exists(os.path.join(lib, f"lib{n}.so"))]
+    abi = int(torch._C._GLIBCXX_USE_CXX11_ABI)
+    command = [os.environ.get("CXX", "g++"), "-O1", "-std=c++20", f"-D_GLIBCXX_USE_CXX11_ABI={abi}",
+               "-I", inc, "-I", os.path.join(inc, "torch", "csrc", "api", "include"), source, "-o", output,
+               "-L", lib, f"-Wl,-rpath,{lib}", "-Wl,--no-as-needed"] + [f"-l{n}" for n in libs] + ["-Wl,--as-needed"]
+    start = time.monotonic()
+    try:
+        proc = subprocess.run(command, capture_output=True, text=True)
+    except OSError as exc:
+        return {"ok": False, "error": f"cannot run {command[0]}: {exc.strerror}"}
+    if proc.returncode != 0:
+        lines = [ln for ln in proc.stderr.splitlines() if "error" in ln] or proc.stderr.splitlines()[-3:]
+        return {"ok": False, "error": f"{command[0]} failed (exit {proc.returncode}): {' | '.join(lines[:3])[:600]}"}
+    return {"ok": True, "seconds": round(time.monotonic() - start, 1), "torch": torch.__version__,
+            "cxx11_abi": abi, "libs": libs}
+
+
+def _options(argv):
+    opts = {"--manifest": None, "--timeout": "60", "--device": "cpu", "--runtime": "python", "--loader": None}
+    i = 0
+    while i < len(argv):
+        if argv[i] not in opts or i + 1 >= len(argv):
+            raise ValueError(f"unknown argument {argv[i]}")
+        opts[argv[i]], i = argv[i + 1], i + 2
+    return opts
 
 
 def main(argv):
@@ -179,30 +329,40 @@ def main(argv):
         result = child(kind, artifact, inputs, outputs, write_outputs=True)
         print(json.dumps(result))
         return 0 if result["status"] == "ok" else 1
-    manifest, timeout = None, 60.0
-    i = 0
-    while i < len(argv):
-        if argv[i] == "--manifest":
-            manifest, i = argv[i + 1], i + 2
-        elif argv[i] == "--timeout":
-            timeout, i = float(argv[i + 1]), i + 2
-        else:
-            print(json.dumps({"schema": SCHEMA, "error": f"unknown argument {argv[i]}"}))
-            return 2
-    with open(manifest) as fh:
-        entries = json.load(fh)
-    import torch  # imported once here; every forked child inherits it
+    if argv[:1] == ["--build-loader"]:
+        result = build_loader(argv[1], argv[2])
+        print(json.dumps({"schema": SCHEMA} | result))
+        return 0 if result["ok"] else 1
+    try:
+        opts = _options(argv)
+        timeout = float(opts["--timeout"])
+        with open(opts["--manifest"]) as fh:
+            entries = json.load(fh)
+        import warnings
 
-    import warnings
+        warnings.simplefilter("ignore")
+        import torch  # imported once here; every forked child inherits it
 
-    warnings.simplefilter("ignore")
+        device, gpu = resolve_device(opts["--device"])
+    except (ValueError, OSError, RuntimeError) as exc:
+        print(json.dumps({"schema": SCHEMA, "error": str(exc)}))
+        return 2
+    runtime = opts["--runtime"]
+    loader = CppLoader(opts["--loader"]) if runtime == "libtorch" else None
     results = []
     for entry in entries:
-        res = run_one(entry, timeout)
-        res["id"] = entry["id"]
+        start = time.monotonic()
+        if loader is not None:
+            res = loader.check(entry, timeout, device)
+        else:
+            res = forked(lambda e=entry: child(e["kind"], e["artifact"], e.get("inputs"), e.get("outputs"),
+                                               device=device), timeout)
+        res.update(id=entry["id"], seconds=round(time.monotonic() - start, 3))
         results.append(res)
+    if loader is not None:
+        loader.close()
     print(json.dumps({"schema": SCHEMA, "torch": torch.__version__, "python": sys.version.split()[0],
-                      "results": results}))
+                      "device": device, "gpu": gpu, "runtime": runtime, "results": results}))
     return 0
 
 

@@ -36,6 +36,9 @@ class RecordingEngine:
     def __init__(self) -> None:
         self.calls: list[dict] = []
 
+    def info(self) -> dict:
+        return {"Runtimes": {"runc": {}}}  # no NVIDIA runtime: --device auto asks for no GPU
+
     def run(self, image, command, **kwargs) -> RunResult:
         self.calls.append(kwargs)
         return RunResult(0, '{"schema": "envctl.compat/1", "results": []}', "")
@@ -54,6 +57,9 @@ def test_artifact_containers_are_sandboxed(tmp_path):
     engine = RecordingEngine()
     run(Target("img", "image", "sha256:1"), [art], registry, engine=engine, timeout=5)
     assert engine.calls[0]["sandbox"] is True and engine.calls[0]["network"] == "none"
+    assert engine.calls[0]["gpus"] is None
+    run(Target("img", "image", "sha256:1"), [art], registry, engine=engine, timeout=5, device="cuda")
+    assert engine.calls[1]["gpus"] == "all"  # GPUs through the engine's device requests
 
 
 def test_the_sandbox_flags_reach_docker(monkeypatch):

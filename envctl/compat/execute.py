@@ -1,0 +1,170 @@
+"""Running artifacts under one target: one container (or interpreter) start for all of them.
+
+In an image, one sandboxed container (no network, read-only mounts, memory/CPU/process
+limits) runs probes/compat_runner.py, which checks every artifact in its own child process:
+a forked Python child, or a child of the C++ loader under the libtorch runtime.  GPUs reach
+the container through the engine's device requests.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from envctl.artifacts import Artifact, Registry
+from envctl.compat.loader import BINARY, Loader, ensure_loader
+from envctl.compat.results import STATUSES, Outcome
+from envctl.compat.targets import Target, check_choice, check_timeout, DEVICES, RUNTIMES
+from envctl.errors import EnvctlError, ProbeError
+
+RUNNER = Path(__file__).resolve().parent.parent / "probes" / "compat_runner.py"
+SCHEMA = "envctl.compat/1"
+LIMITS = {"mem_limit": "2g", "nano_cpus": 2_000_000_000, "pids_limit": 512}
+MAX_MESSAGE = 20000
+
+
+def _manifest(registry: Registry, artifacts: list[Artifact], root: str) -> list[dict]:
+    entries = []
+    for art in artifacts:
+        base = f"{root}/{art.sha256}"
+        entries.append({"id": art.sha256, "kind": art.kind, "artifact": f"{base}/{art.info['file']}",
+                        "inputs": f"{base}/{art.info['inputs']}" if art.info.get("inputs") else None,
+                        "outputs": f"{base}/{art.info['outputs']}" if art.info.get("outputs") else None})
+    return entries
+
+
+def _clean(text: str) -> str:
+    """A detail from inside the sandbox: printable text only (no terminal escapes), one line, capped."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f]", "?", str(text))[:500]
+
+
+def _clean_message(text: str) -> str:
+    """The whole message: lines kept, terminal escapes and other control characters dropped."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(text))
+    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "?", text).strip()[:MAX_MESSAGE]
+
+
+def gpus_for(engine, device: str) -> str | None:
+    """Device requests for a container: all GPUs for cuda; for auto, when the engine has the
+    NVIDIA runtime (a CPU-only host gets none, and auto then resolves to the CPU)."""
+    if device == "cuda":
+        return "all"
+    if device == "auto":
+        runtimes = (engine.info() or {}).get("Runtimes") or {}
+        return "all" if "nvidia" in runtimes else None
+    return None
+
+
+def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine=None, timeout: float = 60.0,
+        device: str = "auto", runtime: str = "python", loader: Loader | None = None) -> list[Outcome]:
+    """Check every artifact under one target on one device with one runtime."""
+    if not artifacts:
+        return []
+    check_timeout(timeout)
+    check_choice("--device", device, DEVICES)
+    check_choice("--runtime", runtime, RUNTIMES)
+    for art in artifacts:  # a swapped or missing stored file must not earn a verdict under the good hash
+        registry.verify(art)
+    if runtime == "libtorch" and loader is None:
+        loader = ensure_loader(target, engine=engine)
+    overall = timeout * len(artifacts) + 120
+    options = ["--timeout", str(timeout), "--device", device, "--runtime", runtime]
+    with tempfile.TemporaryDirectory(prefix="envctl-compat-") as tmp:
+        manifest = Path(tmp) / "manifest.json"
+        Path(tmp).chmod(0o755)
+        if target.kind == "image":
+            manifest.write_text(json.dumps(_manifest(registry, artifacts, "/artifacts")))
+            manifest.chmod(0o644)
+            mounts = [(str(RUNNER.parent), "/opt/envctl-probe", True), (str(registry.root), "/artifacts", True),
+                      (tmp, "/opt/envctl-compat", True)]
+            if loader is not None:
+                mounts.append((str(loader.folder), "/opt/envctl-loader", True))
+                options += ["--loader", f"/opt/envctl-loader/{BINARY}"]
+            result = engine.run(
+                target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--manifest",
+                             "/opt/envctl-compat/manifest.json", *options],
+                mounts=mounts, gpus=gpus_for(engine, device), network="none", timeout=overall, sandbox=True,
+                exec_tmp=any(a.kind == "aoti" for a in artifacts), **LIMITS)
+            stdout, stderr, code = result.stdout, result.stderr, result.exit_code
+            if result.timed_out:
+                raise ProbeError(f"compat run in {target.label} ran past {overall:.0f}s")
+        else:
+            manifest.write_text(json.dumps(_manifest(registry, artifacts, str(registry.root))))
+            if loader is not None:
+                options += ["--loader", str(loader.folder / BINARY)]
+            try:
+                proc = subprocess.run([target.ref, str(RUNNER), "--manifest", str(manifest), *options],
+                                      capture_output=True, text=True, timeout=overall)
+            except subprocess.TimeoutExpired:
+                raise ProbeError(f"compat run with {target.label} ran past {overall:.0f}s") from None
+            except OSError as exc:
+                raise ProbeError(f"cannot run {target.ref}: {exc.strerror}") from None
+            stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
+    doc = _parse(stdout, stderr, code, target.label)
+    by_id = {r["id"]: r for r in doc["results"]}
+    ran_on = doc.get("device") or ("cpu" if device == "auto" else device)
+    out = []
+    for a in artifacts:
+        res = by_id.get(a.sha256) or {"status": "crash", "detail": "the runner gave no result for it"}
+        status = res.get("status") if res.get("status") in STATUSES else "crash"
+        out.append(Outcome(a, target, status, _clean(res.get("detail", "")), res.get("seconds"), runtime=runtime,
+                           device=ran_on, message=_clean_message(res.get("message", ""))))
+    return out
+
+
+def _parse(stdout: str, stderr: str, code: int | None, where: str) -> dict:
+    for line in reversed(stdout.strip().splitlines()):
+        try:
+            doc = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(doc, dict) and doc.get("schema") == SCHEMA and "error" in doc:
+            raise ProbeError(f"the compat runner in {where} refused: {_clean(doc['error'])}",
+                             hint="use --device cpu, or a target that sees a GPU" if "--device" in str(doc["error"])
+                             else None)
+        if isinstance(doc, dict) and doc.get("schema") == SCHEMA and "results" in doc:
+            return doc
+    tail = " | ".join(stderr.strip().splitlines()[-3:]) or "no output"
+    raise ProbeError(f"the compat runner in {where} gave no result (exit {code}): {tail}")
+
+
+def compute_reference(target: Target, folder: Path, kind: str, file: str, *, name: str, engine=None,
+                      timeout: float = 60.0) -> Path:
+    """Run the artifact in ``folder`` on its sample inputs under ``target``; write folder/outputs.pt.
+
+    ``timeout`` is the same per-artifact limit as compat's, plus 30 s for the start."""
+    check_timeout(timeout)
+    limit = timeout + 30  # the interpreter (or container) start and the torch import
+    with tempfile.TemporaryDirectory(prefix="envctl-ref-") as tmp:
+        out = Path(tmp) / "outputs.pt"
+        Path(tmp).chmod(0o777)
+        if target.kind == "image":
+            result = engine.run(
+                target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--reference", kind,
+                             f"/artifact/{file}", "/artifact/inputs.pt", "/out/outputs.pt"],
+                mounts=[(str(RUNNER.parent), "/opt/envctl-probe", True), (str(folder), "/artifact", True),
+                        (tmp, "/out", False)], network="none", timeout=limit, sandbox=True,
+                exec_tmp=kind == "aoti", **LIMITS)
+            stdout, code, timed_out = result.stdout, result.exit_code, result.timed_out
+        else:
+            try:
+                proc = subprocess.run([target.ref, str(RUNNER), "--reference", kind, str(folder / file),
+                                       str(folder / "inputs.pt"), str(out)], capture_output=True, text=True,
+                                      timeout=limit)
+                stdout, code, timed_out = proc.stdout, proc.returncode, False
+            except subprocess.TimeoutExpired:
+                stdout, code, timed_out = "", None, True
+            except OSError as exc:
+                stdout, code, timed_out = f"cannot run {target.ref}: {exc.strerror}", None, False
+        if timed_out or code != 0 or not out.exists():
+            detail = (f"no answer within {limit:.0f}s" if timed_out else
+                      _clean(stdout.strip().splitlines()[-1]) if stdout.strip() else f"exit {code}")
+            raise EnvctlError(f"cannot compute reference outputs of {name} under {target.label}: {detail}; "
+                              f"nothing was registered",
+                              hint="give them with --outputs FILE, or pick an environment where it runs")
+        shutil.copyfile(out, folder / "outputs.pt")
+    return folder / "outputs.pt"

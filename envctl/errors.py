@@ -64,14 +64,14 @@ class LockError(EnvctlError):
     """Locking failed: unsatisfiable, unreachable channel or index, bad lockfile."""
 
 
+class StaleLockError(LockError):
+    """The lockfile is missing or was made from another version of the spec."""
+
+
 class UnknownPackageError(LockError):
     """The command line names a package the lock does not hold (bad input: exit 2)."""
 
     exit_code = 2
-
-
-class StaleLockError(LockError):
-    """The lockfile is missing or was made from another version of the spec."""
 
 
 class CacheError(EnvctlError):

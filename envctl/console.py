@@ -37,8 +37,13 @@ def styled(value: str, style: str | None = None) -> Text:
     return Text(value, style=style or STATUS_STYLES.get(value, ""))
 
 
+json_printed = False  # a document is on stdout: an error after it must not add a second one
+
+
 def print_json(data: Any) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
+    global json_printed
+    json_printed = True
     sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
     sys.stdout.flush()
 

@@ -74,6 +74,12 @@ class StaleLockError(LockError):
     """The lockfile is missing or was made from another version of the spec."""
 
 
+class UnknownPackageError(LockError):
+    """The command line names a package the lock does not hold (bad input: exit 2)."""
+
+    exit_code = 2
+
+
 class CacheError(EnvctlError):
     """A cached or downloaded file does not match the hash the lock records."""
 

@@ -19,7 +19,7 @@ import yaml
 
 from envctl import condasolve, pipresolve
 from envctl.cache import default_root as default_cache_root
-from envctl.errors import EnvctlError, LockError, StaleLockError, UsageError
+from envctl.errors import EnvctlError, LockError, StaleLockError, UnknownPackageError
 from envctl.lockstate import HEADER_MARK, body_hash, lock_state, read_header
 from envctl.spec import ImageSpec, defaults
 
@@ -89,8 +89,8 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
         known = {p.name for env in previous.values() for p in (*env.conda, *env.pip)}
         missing = sorted(wanted - known)
         if missing:
-            raise UsageError(f"cannot upgrade {', '.join(missing)}: not in the lock of {spec.name}",
-                             hint="name a package the lockfile holds")
+            raise UnknownPackageError(f"cannot upgrade {', '.join(missing)}: not in the lock of {spec.name}",
+                                      hint="name a package the lockfile holds")
     for platform in spec.platforms:
         t = target(platform)
         vps = condasolve.virtual_packages(platform=platform, cuda=spec.cuda_version, **t)

@@ -210,7 +210,7 @@ def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path):
     from envctl.pypi.simple import DistFile, parse_page, project_page
 
     location = _norm_location(pin.source)
-    local = urlparse(pin.source).scheme in ("", "file")
+    local = urlparse(pin.source).scheme in ("", "file") and location in flat  # a find-links folder
     if local:
         folder = Path(location)
         files = [DistFile(filename=p.name, url=p.resolve().as_uri(), sha256=None, size=p.stat().st_size)

@@ -34,9 +34,10 @@ def catalog(json_out: bool = JSON_OPT, wide: bool = WIDE_OPT) -> None:
 
         columns = [Column("image", priority=0), Column("torch", priority=1), Column("cuda", priority=1),
                    Column("python", priority=1), Column("torch from", priority=3), Column("lock", priority=2),
-                   Column("last build", priority=4), Column("last verify", priority=4), Column("error", short=False)]
-        if not any(r.get("error") for r in rows):
-            columns.pop()
+                   Column("last build", priority=4), Column("last verify", priority=4)]
+        with_errors = any(r.get("error") for r in rows)
+        if with_errors:
+            columns.append(Column("error", short=False))
         cells = []
         for r in rows:
             build, verify = r["last_build"], r["last_verify"]
@@ -46,7 +47,7 @@ def catalog(json_out: bool = JSON_OPT, wide: bool = WIDE_OPT) -> None:
                                ("green" if build["ok"] else "red")),
                 console.styled(_when(verify["started"]) + (" ok" if verify["ok"] else " FAILED")
                                if verify else "-", None if not verify else ("green" if verify["ok"] else "red")),
-                *([console.styled(r["error"] or "", "red")] if len(columns) == 9 else []),
+                *([console.styled(r["error"] or "", "red")] if with_errors else []),
             ])
         print_table(console.out, columns, cells, wide=wide)
     broken = [r for r in rows if r.get("error")]

@@ -97,7 +97,7 @@ def _fail(message: str, hint: str | None, exit_code: int) -> None:
     from envctl import console
 
     console.error(message, hint)
-    if "--json" in sys.argv[1:]:
+    if "--json" in sys.argv[1:] and not console.json_printed:
         console.print_json({"error": message, "hint": hint, "exit_code": exit_code})
     sys.exit(exit_code)
 

@@ -131,10 +131,14 @@ def _interpreter(python: str | None) -> tuple[str, str]:
         probe = subprocess.run([found, "-c", "import importlib.util, sys; "
                                 "print(sys.version.split()[0], importlib.util.find_spec('torch') is not None)"],
                                capture_output=True, text=True, timeout=60)
-        version, has_torch = probe.stdout.split()
-    except (OSError, ValueError, subprocess.TimeoutExpired):
-        raise UsageError(f"{found} ({why}) does not run as a Python interpreter",
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        reason = getattr(exc, "strerror", None) or "it did not answer within 60s"
+        raise UsageError(f"{found} ({why}) cannot run: {reason}",
                          hint="give --python the path of a python executable") from None
+    answer = probe.stdout.split()
+    if len(answer) != 2 or answer[1] not in ("True", "False"):
+        return found, why  # not a plain answer (a wrapper, a stand-in): the probe itself will tell
+    version, has_torch = answer
     if has_torch != "True":
         raise UsageError(f"{found} ({why}, Python {version}) cannot import torch, which the probe needs",
                          hint="give --python an interpreter with torch, e.g. a prefix made by envctl setup: "

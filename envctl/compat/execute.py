@@ -19,7 +19,7 @@ from envctl.artifacts import Artifact, Registry
 from envctl.compat.loader import BINARY, Loader, ensure_loader
 from envctl.compat.results import STATUSES, Outcome
 from envctl.compat.targets import Target, check_choice, check_timeout, DEVICES, RUNTIMES
-from envctl.errors import EnvctlError, ProbeError
+from envctl.errors import EngineError, EnvctlError, ProbeError
 
 RUNNER = Path(__file__).resolve().parent.parent / "probes" / "compat_runner.py"
 SCHEMA = "envctl.compat/1"
@@ -84,11 +84,18 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
             if loader is not None:
                 mounts.append((str(loader.folder), "/opt/envctl-loader", True))
                 options += ["--loader", f"/opt/envctl-loader/{BINARY}"]
-            result = engine.run(
-                target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--manifest",
-                             "/opt/envctl-compat/manifest.json", *options],
-                mounts=mounts, gpus=gpus_for(engine, device), network="none", timeout=overall, sandbox=True,
-                exec_tmp=any(a.kind == "aoti" for a in artifacts), **LIMITS)
+            gpus = gpus_for(engine, device)
+            try:
+                result = engine.run(
+                    target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--manifest",
+                                 "/opt/envctl-compat/manifest.json", *options],
+                    mounts=mounts, gpus=gpus, network="none", timeout=overall, sandbox=True,
+                    exec_tmp=any(a.kind == "aoti" for a in artifacts), **LIMITS)
+            except EngineError as exc:
+                if gpus is None:
+                    raise
+                raise EngineError(str(exc), hint="this engine gives containers no GPU (the NVIDIA container "
+                                                 "toolkit is missing): use --device cpu or auto") from None
             stdout, stderr, code = result.stdout, result.stderr, result.exit_code
             if result.timed_out:
                 raise ProbeError(f"compat run in {target.label} ran past {overall:.0f}s")

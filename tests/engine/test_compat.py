@@ -24,12 +24,14 @@ def registry_env(tmp_path_factory, engine_env, cpu_image):
     arts = make_artifacts(root / "made")
     for name, (path, inputs) in arts.items():
         args = ["artifacts", "add", str(path), "--name", name]
-        if inputs is not None and name not in ("truncated", "altered"):
+        if inputs is not None and name not in ("truncated", "altered", "gpu_only"):
             args += ["--inputs", str(inputs), "--python", sys.executable]
         if name == "altered":  # reference outputs that the model does not produce
             wrong = root / "wrong-outputs.pt"
             torch.save([torch.full((2, 4), 7.0)], wrong)
             args += ["--inputs", str(inputs), "--outputs", str(wrong)]
+        if name == "gpu_only":  # no reference: it cannot run on a CPU
+            args += ["--inputs", str(inputs)]
         result = run_envctl(*args, env=env)
         assert result.returncode == 0, f"{name}: {result.stderr}"
     return env
@@ -57,11 +59,16 @@ def test_compat_run_classifies_every_artifact_in_one_container(registry_env):
     for name in ("scripted", "traced", "method", "bf16", "exported"):
         assert status[name]["status"] == "ok", status[name]
     assert status["truncated"]["status"] == "load-error"
+    # The informative line, not "The following operation failed in the TorchScript interpreter."
+    assert status["gpu_only"]["status"] == "run-error" and "CUDA" in status["gpu_only"]["detail"]
+    assert "TorchScript interpreter" in status["gpu_only"]["message"] and "\n" not in status["gpu_only"]["detail"]
+    assert {r["device"] for r in status.values()} == {"cpu"}  # auto on a host without GPUs
     assert status["altered"]["status"] == "mismatch" and "max abs error" in status["altered"]["detail"]
     # The hog is killed for memory while loading; the others' results above are intact.
     assert status["hog"]["status"] == "crash" and "SIGKILL" in status["hog"]["detail"]
     matrix = json.loads(run_envctl("compat", "matrix", "--json", env=registry_env).stdout)
-    assert matrix["cells"]["scripted"]["pytorch-2.13-cpu"]["status"] == "ok"
+    cell = matrix["cells"]["scripted"]["pytorch-2.13-cpu python/cpu"]
+    assert cell["status"] == "ok" and cell["device"] == "cpu" and cell["runtime"] == "python"
 
 
 def test_matrix_html_is_self_contained(registry_env, tmp_path):
@@ -114,6 +121,7 @@ def test_cross_version_matrix_shows_both_torches(registry_env, torch_2_14):
                              capture_output=True, text=True, check=True).stdout.strip()
     assert version.startswith("2.14.1")
     names = ["scripted", "traced", "method", "bf16", "exported", "altered", "truncated"]
+    label = f"python:{torch_2_14}"
     selection = [arg for n in names for arg in ("--artifact", n)]
     run = run_envctl("compat", "run", "--image", "pytorch-2.13-cpu", "--python", str(torch_2_14), *selection,
                      "--json", env=registry_env)
@@ -125,10 +133,9 @@ def test_cross_version_matrix_shows_both_torches(registry_env, torch_2_14):
         assert newer[name] == "ok", (name, newer[name])
     assert newer["truncated"] == "load-error" and newer["altered"] == "mismatch"
     matrix = json.loads(run_envctl("compat", "matrix", "--json", env=registry_env).stdout)
-    label = f"python:{torch_2_14}"
-    assert {"pytorch-2.13-cpu", label} <= set(matrix["targets"])
+    assert {"pytorch-2.13-cpu python/cpu", f"{label} python/cpu"} <= set(matrix["targets"])
     for name in names:
-        assert matrix["cells"][name][label]["status"] == newer[name]
+        assert matrix["cells"][name][f"{label} python/cpu"]["status"] == newer[name]
     gate = run_envctl("compat", "check", "--from", "pytorch-2.13-cpu", "--to", label, *selection, "--json",
                       env=registry_env)
     assert gate.returncode == 0, gate.stdout  # nothing that works under 2.13 breaks under 2.14.1

@@ -38,11 +38,13 @@ def test_sigterm_during_lock_stops_pip_and_keeps_the_lock(pip_project, tmp_path)
     lock = Path(pip_project["ENVCTL_PROJECT"]) / "locks" / "fixture-pip.conda-lock.yml"
     before = lock.read_bytes()
     proc = start_envctl("lock", "fixture-pip", "--upgrade", "mpmath", env={**pip_project, "TMPDIR": str(tmp)})
-    pip = wait_for(lambda: child_with(proc.pid, "--dry-run"), timeout=120, interval=0.005)
+    # the resolver child: uv (uv pip compile), or pip (--dry-run) where uv cannot serve
+    pip = wait_for(lambda: child_with(proc.pid, "pip compile") or child_with(proc.pid, "--dry-run"),
+                   timeout=120, interval=0.005)
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143, err
     assert "Traceback" not in err
     assert not alive(pip)
-    assert list(tmp.iterdir()) == []  # envctl-pip-* gone
+    assert list(tmp.iterdir()) == []  # envctl-uv-* / envctl-pip-* gone
     assert lock.read_bytes() == before

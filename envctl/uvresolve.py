@@ -313,7 +313,8 @@ def explain_failure(stderr: str, requirements: list[str], python: str, platform:
     lines = [ln for ln in lines if ln and not ln.startswith(("hint:", "help:"))]
     text = " ".join(lines)
     missing = re.search(r"Because (\S+) was not found in the package registry", text) \
-        or re.search(r"Because there (?:is|are) no versions? of ([A-Za-z0-9._-]+)", text)
+        or re.search(r"Because there (?:is|are) no versions? of ([A-Za-z0-9._-]+)", text) \
+        or re.search(r"Because (\S+) has no wheels with a matching [A-Za-z ]*tag", text)
     if missing:
         return f"no wheel of {missing.group(1)} for Python {python} on {platform} (uv: {_short(text)})"
     if "unsatisfiable" in text or "No solution found" in text:
@@ -322,5 +323,7 @@ def explain_failure(stderr: str, requirements: list[str], python: str, platform:
 
 
 def _short(text: str) -> str:
+    text = text.removeprefix("error: ")
     text = text.replace("No solution found when resolving dependencies: ", "")
+    text = text.replace("No solution found when resolving dependencies ", "")
     return text if len(text) <= 400 else text[:397] + "..."

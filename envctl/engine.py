@@ -320,9 +320,21 @@ class Engine:
             kwargs.update(read_only=True, tmpfs={"/tmp": tmp_options}, user="65534:65534",
                           cap_drop=["ALL"], security_opt=["no-new-privileges"],
                           environment={"HOME": "/tmp", **(environment or {})})
+        # Created, then started: a start that fails (no GPU runtime, say) or is interrupted must
+        # not leave a created container behind, as docker-py's run() would.
+        container = None
         try:
-            container = self.client.containers.run(**{k: v for k, v in kwargs.items() if v is not None})
-        except Exception as exc:
+            container = self.client.containers.create(
+                **{k: v for k, v in kwargs.items() if v is not None and k != "detach"})
+            container.start()
+        except BaseException as exc:
+            if container is not None:
+                try:
+                    container.remove(force=True)
+                except Exception:  # noqa: BLE001 - the original failure is the one to report
+                    pass
+            if not isinstance(exc, Exception):
+                raise
             message = _short(exc)
             hint = None
             if "could not select device driver" in message:

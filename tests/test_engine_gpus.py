@@ -12,6 +12,13 @@ from envctl.errors import EngineError
 class _Container:
     attrs = {"State": {"OOMKilled": False}}
 
+    def __init__(self, error: str | None = None, removed: list | None = None):
+        self.error, self.removed = error, removed if removed is not None else []
+
+    def start(self):
+        if self.error:
+            raise RuntimeError(self.error)
+
     def wait(self, timeout):
         return {"StatusCode": 0}
 
@@ -22,18 +29,16 @@ class _Container:
         pass
 
     def remove(self, force):
-        pass
+        self.removed.append(self)
 
 
 class _Containers:
     def __init__(self, error: str | None = None):
-        self.calls, self.error = [], error
+        self.calls, self.error, self.removed = [], error, []
 
-    def run(self, **kwargs):
+    def create(self, **kwargs):
         self.calls.append(kwargs)
-        if self.error:
-            raise RuntimeError(self.error)
-        return _Container()
+        return _Container(self.error, self.removed)
 
 
 class _Client:
@@ -62,3 +67,4 @@ def test_host_without_nvidia_runtime_gets_one_line_with_what_to_do():
         Engine(client).run("img", ["python", "-V"], gpus="all")
     assert "could not select device driver" in str(err.value)
     assert "--gpus none" in err.value.hint and "NVIDIA container toolkit" in err.value.hint
+    assert len(client.containers.removed) == 1  # the created container does not stay behind

@@ -57,11 +57,14 @@ def test_verify_without_gpu_passes_every_check_that_needs_none(cuda_image, engin
     assert {"eager", "compile-default", "script", "trace"} <= ok_modes
 
 
-def test_verify_requiring_a_gpu_on_a_host_without_one_fails_with_what_to_do(cuda_image, engine_env):
+def test_verify_requiring_a_gpu_on_a_host_without_one_fails_with_what_to_do(cuda_image, engine_env,
+                                                                            docker_client):
     result = run_envctl("verify", NAME, "--checks-only", env=engine_env)
     assert result.returncode != 0
     assert "Traceback" not in result.stderr
     assert "--gpus none" in result.stderr  # the hint names the way to run the GPU-free checks
+    # The container whose start failed is not left behind (docker-py's run() would leave it created).
+    assert docker_client.containers.list(all=True, filters={"ancestor": cuda_image["image_id"]}) == []
 
 
 def test_second_build_downloads_nothing(cuda_image, engine_env, docker_client):

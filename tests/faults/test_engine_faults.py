@@ -68,7 +68,7 @@ def test_the_sandbox_flags_reach_docker(monkeypatch):
     seen = {}
 
     class Containers:
-        def run(self, **kwargs):
+        def create(self, **kwargs):
             seen.update(kwargs)
             raise RuntimeError("stop here")
 

@@ -80,9 +80,10 @@ class PackageCache:
                 if source is not None:
                     if not (source / filename).is_file():
                         continue
-                    shutil.copyfile(source / filename, tmp)
+                    _link_or_copy(source / filename, tmp)
                     if sha256_of(tmp) == sha256:
                         break
+                    tmp.unlink()  # may be a link to the mirror's file: never write through it
                     continue
                 self._fetch(url, filename, tmp)
                 actual = sha256_of(tmp)
@@ -113,6 +114,18 @@ class PackageCache:
         except OSError as exc:
             raise CacheError(f"cannot download {filename} from {url}: {exc}",
                              hint="check the network, or import the package cache from a machine that has it") from None
+
+
+def _link_or_copy(src: Path, dest: Path) -> None:
+    """A hard link where the mirror shares the cache's filesystem (no GBs copied), else a copy.
+
+    A linked file shares its inode with the mirror's: a later write to either changes its ctime,
+    so the verification memo below hashes it again before it is trusted."""
+    dest.unlink(missing_ok=True)
+    try:
+        os.link(src, dest)
+    except OSError:
+        shutil.copyfile(src, dest)
 
 
 # A file is hashed again whenever anything about it changed since it was last verified:

@@ -37,5 +37,12 @@ if [ -z "${ENVCTL_MIRRORS+x}" ]; then
   say "package mirrors: ${ENVCTL_MIRRORS:-none (everything from PyPI)}"
 fi
 
+# The CUDA image (6 GB) with its build cache and package cache needs about 20 GB at its peak.
+free_gb=$(df -Pk "${TMPDIR:-/tmp}" | awk 'NR==2 {print int($4 / 1048576)}')
+say "free disk: ${free_gb} GB under ${TMPDIR:-/tmp} (the suite needs about 20 GB)"
+if [ "$free_gb" -lt 20 ]; then
+  say "warning: under 20 GB free; 'docker builder prune -af' and removing unused images frees space"
+fi
+
 say "running pytest"
 exec "$VENV/bin/python" -m pytest "$@"

@@ -65,3 +65,18 @@ def test_a_mirror_file_with_another_hash_is_passed_over_for_the_source(tmp_path)
     cache = PackageCache(tmp_path / "cache", mirrors=(str(mirror),))
     got = cache.get(url=src.as_uri(), sha256=sha256_of(src), filename=src.name)
     assert got.read_bytes() == b"the real bytes"  # the mirror's copy did not match the lock
+    assert (mirror / src.name).read_bytes() == b"another build of it"  # and was left as it was
+
+
+def test_a_mirror_on_the_same_filesystem_is_linked_and_a_later_change_to_it_is_caught(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    wheel = mirror / "pkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"the real bytes")
+    sha = sha256_of(wheel)
+    cache = PackageCache(tmp_path / "cache", mirrors=(str(mirror),))
+    got = cache.get(url="https://example.invalid/pkg.whl", sha256=sha, filename=wheel.name)
+    assert got.stat().st_ino == wheel.stat().st_ino  # a hard link, not a second copy of the GBs
+    wheel.write_bytes(b"tampered in the mirror")  # the same inode: the cached file changes too
+    with pytest.raises(CacheError, match="does not match the lock"):
+        cache.get(url="https://example.invalid/pkg.whl", sha256=sha, filename=wheel.name)

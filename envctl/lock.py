@@ -72,17 +72,14 @@ def target(platform: str) -> dict[str, str]:
 
 
 def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None, upgrade: tuple[str, ...] = (),
-               progress: Progress = lambda _msg: None, check_network: bool = True) -> LockResult:
+               progress: Progress = lambda _msg: None, check_network: bool = True,
+               current: dict[str, LockedEnv] | None = None) -> LockResult:
     """Solve the spec for every platform it names.
 
     ``previous`` (the current lock, per platform) keeps every pin except the packages named
-    in ``upgrade``, which are re-resolved.
+    in ``upgrade``, which are re-resolved.  ``current`` (the lock on disk, if any) changes no
+    pin: its files' index pages and metadata are read while the resolver runs.
     """
-    import threading
-
-    # conda-lock's models take ~0.5 s to import: do it while the solvers run (uv is a subprocess)
-    models = threading.Thread(target=_import_lockfile_models, name="envctl-import-models", daemon=True)
-    models.start()
     result = LockResult(spec=spec, text="", lock_hash="")
     wanted = {pipresolve.normalize(u) for u in upgrade}
     if upgrade and previous is not None:
@@ -115,55 +112,53 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
             result.pip[platform] = pipresolve.resolve(
                 reqs, python=spec.python, platform=platform, glibc=t["glibc"], index_url=index_url,
                 extra_index_urls=extra, find_links=spec.pip_index.find_links,
-                constraints=pip_constraints, check_network=check_network)
-    models.join()
+                constraints=pip_constraints, check_network=check_network,
+                prefetch=tuple(((current or previous or {}).get(platform) or _NO_LOCK).pip))
     result.text, result.lock_hash = render(spec, result)
     return result
 
 
-def _import_lockfile_models() -> None:
-    try:
-        _conda_lock_models_only()
-        import conda_lock.lockfile.v2prelim.models  # noqa: F401
-        import conda_lock.models.channel  # noqa: F401
-    except Exception:  # noqa: BLE001 - render() imports again and reports any failure itself
-        pass
+_NO_LOCK = LockedEnv(name="", platform="", inputs_hash="", lock_hash="", conda=[], pip=[])
 
 
 def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
-    """The lockfile text (sorted, no timestamps) and the hash of its body."""
-    _conda_lock_models_only()
-    from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
-    from conda_lock.models.channel import Channel
+    """The lockfile text (sorted, no timestamps) and the hash of its body.
 
+    conda-lock's version-1 format written as plain data: what conda-lock's own models give
+    (``Lockfile.alphasort_inplace``, ``filter_virtual_packages_inplace``, ``to_v1().dict_for_output()``)
+    without importing them (0.3-0.8 s of every lock); ``tests/test_lock.py`` renders through
+    conda-lock's models and checks the bytes agree."""
     packages = []
     for platform in spec.platforms:
         for p in result.conda.get(platform, []):
-            packages.append(LockedDependency(
-                name=p.name, version=p.version, manager="conda", platform=platform,
-                dependencies=p.dependencies, url=p.url, hash=HashModel(md5=p.md5, sha256=p.sha256),
-                build=p.build, categories={"main"}))
+            if p.name.startswith("__"):
+                continue  # virtual packages are the target's, never locked
+            packages.append(("conda", p.name, platform, {
+                "name": p.name, "version": p.version, "manager": "conda", "platform": platform,
+                "dependencies": dict(sorted(p.dependencies.items())), "url": p.url,
+                "hash": {"md5": p.md5, "sha256": p.sha256}, "build": p.build,
+                "category": "main", "optional": False}))
         for p in result.pip.get(platform, []):
-            packages.append(LockedDependency(
-                name=p.name, version=p.version, manager="pip", platform=platform,
-                dependencies=p.dependencies, url=p.url, hash=HashModel(sha256=p.sha256),
-                categories={"main"}))
+            packages.append(("pip", p.name, platform, {
+                "name": p.name, "version": p.version, "manager": "pip", "platform": platform,
+                "dependencies": dict(sorted(p.dependencies.items())), "url": p.url,
+                "hash": {"sha256": p.sha256}, "category": "main", "optional": False}))
+    packages.sort(key=lambda entry: entry[:3])
     inputs = spec.lock_inputs_hash()
     t = target(spec.platforms[0])
-    meta = LockMeta(
-        content_hash={pl: inputs for pl in spec.platforms},
-        channels=[Channel.from_string(condasolve.channel_url(c)) for c in spec.channels],
-        platforms=list(spec.platforms), sources=[f"images/{spec.name}.yaml"],
-        custom_metadata={
+    metadata = {
+        "content_hash": {pl: inputs for pl in spec.platforms},
+        "channels": [_channel(condasolve.channel_url(c)) for c in spec.channels],
+        "platforms": list(spec.platforms), "sources": [f"images/{spec.name}.yaml"],
+        "custom_metadata": {
             "envctl.image": spec.name, "envctl.python": spec.python, "envctl.cuda": spec.cuda,
             "envctl.python_source": spec.python_source, "envctl.torch": spec.torch,
             "envctl.virtual_packages": ",".join(condasolve.virtual_packages(
                 platform=spec.platforms[0], cuda=spec.cuda_version, **t)),
-        })
-    lockfile = Lockfile(package=packages, metadata=meta)
-    lockfile.alphasort_inplace()
-    lockfile.filter_virtual_packages_inplace()
-    body = yaml.safe_dump(lockfile.to_v1().dict_for_output(), sort_keys=False, default_flow_style=False)
+        },
+    }
+    document = {"version": 1, "metadata": metadata, "package": [entry[3] for entry in packages]}
+    body = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
     lock_hash = body_hash(body)
     header = "\n".join([
         HEADER_MARK,
@@ -173,6 +168,19 @@ def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
         f"# conda-lock format; also installs with: conda-lock install -n {spec.name} {spec.name}.conda-lock.yml",
     ])
     return header + "\n" + body, lock_hash
+
+
+def _channel(url: str) -> dict:
+    """A channel as conda-lock records it.  A URL with credentials or an anaconda token goes
+    through conda-lock's own ``Channel`` (it swaps them for the environment variables holding them)."""
+    from urllib.parse import urlparse
+
+    if urlparse(url).username or "/t/" in url:
+        _conda_lock_models_only()
+        from conda_lock.models.channel import Channel
+
+        return Channel.from_string(url).model_dump()
+    return {"url": url, "used_env_vars": []}
 
 
 def _conda_lock_models_only() -> None:

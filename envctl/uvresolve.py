@@ -18,7 +18,6 @@ import os
 import subprocess
 import sys
 import tempfile
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
@@ -63,7 +62,7 @@ def _env(cache_dir: Path) -> dict[str, str]:
 def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, index_url: str,
             extra_index_urls: list[str] | tuple[str, ...] = (), find_links: list[str] | tuple[str, ...] = (),
             constraints: list[str] | None = None, cache_root: Path,
-            on_failure: Callable[[], None] | None = None) -> list[PipPackage]:
+            on_failure: Callable[[], None] | None = None, prefetch: tuple[PipPackage, ...] = ()) -> list[PipPackage]:
     """Exact files with hashes and sizes for ``requirements`` on the target (no sizes guessed).
     uv's cache lives in ``cache_root/uv``, pages, picks and wheel metadata in ``cache_root/pypi``."""
     binary = uv_binary()
@@ -88,7 +87,13 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
             cfile = Path(tmp) / "constraints.txt"
             cfile.write_text("\n".join(constraints) + "\n")
             cmd += ["--constraint", str(cfile)]
+        started = _prefetch(prefetch, index_url, cache_root / "pypi")
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(cache_root / "uv"))
+        for future in started:  # mostly done while uv ran; what is left is read below anyway
+            if proc.returncode != 0:
+                future.cancel()
+            else:
+                future.exception()
         if proc.returncode != 0:
             if on_failure is not None and ("Failed to fetch" in proc.stderr or "Failed to read" in proc.stderr):
                 on_failure()  # raises LockError naming the unreachable index, refused or timed out
@@ -97,9 +102,44 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
         pins = parse_compiled(out.read_text())
     tags = supported_tags(python, platform, glibc)
     flat = {_norm_location(link) for link in find_links}
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        files = list(pool.map(lambda pin: _pick(pin, tags, flat, cache_root / "pypi"), pins))
-    return _packages(files, requirements, cache_dir=cache_root / "pypi" / "metadata")
+    metadata_cache = cache_root / "pypi" / "metadata"
+
+    def one(pin: Pin):  # the file, then its metadata, on one thread's kept-alive connections
+        dist = _pick(pin, tags, flat, cache_root / "pypi")
+        return dist, _metadata(dist, metadata_cache)
+
+    from envctl.pypi.http import executor
+
+    found = list(executor().map(one, pins))
+    return _packages(found, requirements)
+
+
+def _prefetch(packages: tuple[PipPackage, ...], index_url: str, cache: Path) -> list:
+    """Read what the lock on disk names into the caches while uv resolves: each package's index
+    page (the pick below then gets a 304) and each file's metadata (kept by sha256, so only a file
+    uv picks again is served from it).  Failures are left for the real reads to report."""
+    from envctl.pypi.http import executor
+    from envctl.pypi.metadata import read_metadata
+    from envctl.pypi.simple import DistFile, project_page
+
+    def page(name: str) -> None:
+        try:
+            project_page(index_url, name, cache_dir=cache / "simple")
+        except Exception:  # noqa: BLE001 - a prefetch only saves time
+            pass
+
+    def metadata(p: PipPackage) -> None:
+        try:
+            read_metadata(DistFile(filename=p.filename, url=p.url, sha256=p.sha256, size=p.size),
+                          cache_dir=cache / "metadata")
+        except Exception:  # noqa: BLE001
+            pass
+
+    # A file whose metadata is cached was locked on this machine before: its pick is remembered too.
+    remote = [p for p in packages if urlparse(p.url).scheme in ("http", "https")
+              and not (cache / "metadata" / f"{p.sha256}.METADATA").is_file()]
+    pool = executor()
+    return [pool.submit(page, p.name) for p in remote] + [pool.submit(metadata, p) for p in remote]
 
 
 @dataclass(frozen=True)
@@ -239,14 +279,13 @@ def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path):
                     f"the hashes uv gives installs on this target", hint="pin another version of it in the spec")
 
 
-def _packages(files, requirements: list[str], *, cache_dir: Path) -> list[PipPackage]:
+def _packages(found, requirements: list[str]) -> list[PipPackage]:
     from packaging.requirements import Requirement
 
     requested = {normalize(Requirement(r).name) for r in requirements}
-    metas = _metadata(files, cache_dir)
-    names = {normalize(m.name) for m in metas}
+    names = {normalize(meta.name) for _dist, meta in found}
     packages = []
-    for dist, meta in zip(files, metas):
+    for dist, meta in found:
         packages.append(PipPackage(
             name=normalize(meta.name), version=meta.version, url=dist.url, sha256=dist.sha256,
             filename=unquote(dist.filename), requested=normalize(meta.name) in requested,
@@ -254,18 +293,14 @@ def _packages(files, requirements: list[str], *, cache_dir: Path) -> list[PipPac
     return sorted(packages, key=lambda p: p.name)
 
 
-def _metadata(files, cache_dir: Path):
+def _metadata(dist, cache_dir: Path):
     from envctl.errors import PackageIndexError
     from envctl.pypi.metadata import read_metadata
 
-    def one(dist):
-        try:
-            return read_metadata(dist, cache_dir=cache_dir)
-        except PackageIndexError as exc:
-            raise LockError(f"cannot read the metadata of {dist.filename}: {exc}", hint=exc.hint) from None
-
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        return list(pool.map(one, files))
+    try:
+        return read_metadata(dist, cache_dir=cache_dir)
+    except PackageIndexError as exc:
+        raise LockError(f"cannot read the metadata of {dist.filename}: {exc}", hint=exc.hint) from None
 
 
 def _dependencies(requires_dist: tuple[str, ...], names: set[str]) -> dict[str, str]:

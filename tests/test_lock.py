@@ -174,3 +174,56 @@ def test_conda_locks_own_parser_reads_every_committed_lock_to_the_same_packages(
         sorted((p.name, p.version, p.url, p.sha256) for p in ours.pip)
     assert sorted((d.name, d.version, d.hash.md5) for d in theirs.package if d.manager == "conda") == \
         sorted((p.name, p.version, p.md5) for p in ours.conda)
+
+
+def _render_with_conda_lock_models(spec, result) -> str:
+    """The lockfile body as conda-lock's own models write it: the reference for envctl's render."""
+    from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
+    from conda_lock.models.channel import Channel
+
+    from envctl import condasolve
+    from envctl.lock import target
+
+    packages = []
+    for platform in spec.platforms:
+        for p in result.conda.get(platform, []):
+            packages.append(LockedDependency(
+                name=p.name, version=p.version, manager="conda", platform=platform,
+                dependencies=p.dependencies, url=p.url, hash=HashModel(md5=p.md5, sha256=p.sha256),
+                build=p.build, categories={"main"}))
+        for p in result.pip.get(platform, []):
+            packages.append(LockedDependency(
+                name=p.name, version=p.version, manager="pip", platform=platform,
+                dependencies=p.dependencies, url=p.url, hash=HashModel(sha256=p.sha256), categories={"main"}))
+    t = target(spec.platforms[0])
+    meta = LockMeta(
+        content_hash={pl: spec.lock_inputs_hash() for pl in spec.platforms},
+        channels=[Channel.from_string(condasolve.channel_url(c)) for c in spec.channels],
+        platforms=list(spec.platforms), sources=[f"images/{spec.name}.yaml"],
+        custom_metadata={
+            "envctl.image": spec.name, "envctl.python": spec.python, "envctl.cuda": spec.cuda,
+            "envctl.python_source": spec.python_source, "envctl.torch": spec.torch,
+            "envctl.virtual_packages": ",".join(condasolve.virtual_packages(
+                platform=spec.platforms[0], cuda=spec.cuda_version, **t))})
+    lockfile = Lockfile(package=packages, metadata=meta)
+    lockfile.alphasort_inplace()
+    lockfile.filter_virtual_packages_inplace()
+    return yaml.safe_dump(lockfile.to_v1().dict_for_output(), sort_keys=False, default_flow_style=False)
+
+
+def test_lockfile_body_is_what_conda_locks_own_models_write(channel):
+    # conda and pip packages, two platforms, an https channel beside the fixture folder.
+    from envctl.lock import LockResult, render
+
+    data = fixture_spec(channel, ["footools", "pyshim"]) | {
+        "platforms": ["linux-64", "linux-aarch64"], "channels": [str(channel), "https://conda.example.org/forge/"]}
+    spec = spec_of(data)
+    solved = lock_image(spec_of(fixture_spec(channel, ["footools", "pyshim"])))
+    committed = load_lock(REPO / "locks" / "pytorch-2.14-cu130-pypi.conda-lock.yml")
+    result = LockResult(spec=spec, text="", lock_hash="")
+    for platform in spec.platforms:
+        result.conda[platform] = list(reversed(solved.conda["linux-64"]))
+        result.pip[platform] = list(reversed(committed.pip))
+    ours = render(spec, result)[0].split("\n", 5)[5]  # after envctl's comment header
+    assert ours == _render_with_conda_lock_models(spec, result)
+    assert "manager: conda" in ours and "manager: pip" in ours and "linux-aarch64" in ours

@@ -47,10 +47,12 @@ def lock(
     for spec in specs:
         path = project.lock_path(spec.name)
         previous = {pl: load_lock(path, platform=pl) for pl in spec.platforms} if upgrade else None
+        current = previous if upgrade else _current(path, spec.platforms)
         start = time.monotonic()
         try:
             with activity(f"locking {spec.name}") as progress:
-                result = lock_image(spec, previous=previous, upgrade=tuple(upgrade), progress=progress)
+                result = lock_image(spec, previous=previous, upgrade=tuple(upgrade), progress=progress,
+                                    current=current)
             changed = write_lock(path, result.text, force=force)
         except EnvctlError as exc:
             if len(specs) == 1:
@@ -73,6 +75,20 @@ def lock(
         _summarize(summaries, failures)
     if failures:
         raise typer.Exit(1)
+
+
+def _current(path, platforms) -> dict | None:
+    """The lock on disk, to prefetch what it names; None when there is none or it cannot be read
+    (the lock is then written from scratch, as it would be anyway)."""
+    from envctl.errors import EnvctlError
+    from envctl.lock import load_lock
+
+    if not path.is_file():
+        return None
+    try:
+        return {pl: load_lock(path, platform=pl) for pl in platforms}
+    except (EnvctlError, OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def _summarize(summaries: list[dict], failures: list[dict]) -> None:

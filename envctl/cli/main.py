@@ -35,10 +35,25 @@ def _lean_flags() -> None:
             if self.required and self.value_is_missing(value):
                 raise typer.core._click.exceptions.MissingParameter(ctx=ctx, param=self)
             return self.callback(ctx, self, value) if self.callback is not None else value
+        if _is_str_list(kind) and not self.required and (
+                value is None or (isinstance(value, (tuple, list)) and all(type(v) is str for v in value))):
+            # typer's own answer for a list of strings: the strings as a list, or the default when
+            # none were given (None or an empty list, as declared)
+            value = list(value) if value else (None if self.default is None else list(self.default))
+            return self.callback(ctx, self, value) if self.callback is not None else value
         return original(self, ctx, value)
 
     process_value._envctl_lean = True
     param.process_value = process_value
+
+
+def _is_str_list(kind) -> bool:
+    import typing
+
+    if typing.get_origin(kind) is typing.Union:  # Optional[List[str]]
+        args = [a for a in typing.get_args(kind) if a is not type(None)]
+        kind = args[0] if len(args) == 1 else None
+    return typing.get_origin(kind) is list and typing.get_args(kind) == (str,)
 
 
 _lean_flags()

@@ -1,19 +1,22 @@
 """A small HTTP client for indexes and file hosts: GET with headers, conditional requests,
 byte ranges, and every failure turned into one PackageIndexError line naming the URL.
 
-urllib only (no new dependency); TLS through the CA bundle pip would use.  ``file://`` URLs
+Kept-alive connections per host and thread (http.client; urllib where a proxy is set), no new
+dependency; TLS through the CA bundle pip would use.  ``file://`` URLs
 and plain paths are read from disk so a mirror folder works like an index.
 """
 
 from __future__ import annotations
 
 import functools
+import http.client
 import socket
+import threading
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlparse
+from urllib.parse import unquote, urljoin, urlparse
 
 from envctl.errors import PackageIndexError
 
@@ -35,29 +38,162 @@ class Response:
 def get(url: str, *, headers: dict[str, str] | None = None, timeout: float = TIMEOUT,
         allow: tuple[int, ...] = (), what: str = "package index") -> Response:
     """GET ``url``.  Statuses in ``allow`` (304, 404, ...) come back as responses; every other
-    failure raises PackageIndexError naming the URL and the reason."""
+    failure raises PackageIndexError naming the URL and the reason.  Redirects are followed."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         return _get_file(url, parsed, headers or {}, allow=allow, what=what)
     from envctl.netcheck import _reason
 
-    request = urllib.request.Request(url, headers={"User-Agent": USER_AGENT, **(headers or {})})
+    headers = {"User-Agent": USER_AGENT, **(headers or {})}
+    try:
+        resp = _fetch(url, headers, timeout)
+    except (socket.timeout, TimeoutError):
+        raise PackageIndexError(f"{what} {url} is unreachable: timed out after {timeout:.0f}s",
+                                hint="check the network or name a reachable mirror") from None
+    except urllib.error.URLError as exc:  # through a proxy (urllib)
+        raise PackageIndexError(f"{what} {url} is unreachable: {_reason(exc.reason)}",
+                                hint="check the network or name a reachable mirror") from None
+    except (http.client.HTTPException, OSError, ValueError) as exc:
+        if isinstance(exc, (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionResetError)):
+            raise PackageIndexError(f"{what} {url} failed mid-transfer: {exc!r}", hint="try again") from None
+        raise PackageIndexError(f"{what} {url} is unreachable: {_reason(exc)}",
+                                hint="check the network or name a reachable mirror") from None
+    if resp.status >= 300 and resp.status not in allow:
+        raise PackageIndexError(f"{what} {url} answered HTTP {resp.status}",
+                                hint="check the URL, or try again later")
+    return resp
+
+
+def _fetch(url: str, headers: dict[str, str], timeout: float) -> Response:
+    """One GET over a kept-alive connection (redirects followed), or through urllib where a
+    proxy is configured for the URL."""
+    for _ in range(MAX_REDIRECTS):
+        parsed = urlparse(url)
+        if _proxied(parsed):
+            return _fetch_urllib(url, headers, timeout)
+        status, got, body = _pooled_request(parsed, headers, timeout)
+        if status in (301, 302, 303, 307, 308) and got.get("location"):
+            url = urljoin(url, got["location"])
+            continue
+        return Response(url, status, body, got)
+    raise http.client.HTTPException(f"more than {MAX_REDIRECTS} redirects")
+
+
+MAX_REDIRECTS = 8
+_local = threading.local()
+_executor = None
+_executor_lock = threading.Lock()
+
+
+def executor():
+    """One pool of worker threads per process for index and file-host requests: its threads keep
+    their connections open, so work queued later (a lock's picks after its prefetch) reuses them."""
+    global _executor
+    with _executor_lock:
+        if _executor is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _executor = ThreadPoolExecutor(max_workers=16, thread_name_prefix="envctl-http")
+        return _executor
+
+
+def _pooled_request(parsed, headers: dict[str, str], timeout: float) -> tuple[int, dict[str, str], bytes]:
+    """A request on this thread's open connection to the host: one TLS handshake and one DNS
+    lookup per host and thread instead of one per file (cold locks read ~60 files).  A kept
+    connection the server closed meanwhile is opened again once."""
+    key = (parsed.scheme, parsed.hostname, parsed.port)
+    pool = _local.__dict__.setdefault("pool", {})
+    path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
+    for attempt in (0, 1):
+        conn = pool.get(key)
+        reused = conn is not None
+        if conn is None:
+            conn = pool[key] = _connection(parsed, timeout)
+        conn.timeout = timeout
+        try:
+            conn.request("GET", path, headers=headers)
+            resp = conn.getresponse()
+            body = resp.read()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError,
+                http.client.CannotSendRequest, http.client.ResponseNotReady):
+            conn.close()
+            pool.pop(key, None)
+            if reused and attempt == 0:
+                continue
+            raise
+        except BaseException:
+            conn.close()
+            pool.pop(key, None)
+            raise
+        got = {k.lower(): v for k, v in resp.getheaders()}
+        if resp.will_close:
+            conn.close()
+            pool.pop(key, None)
+        return resp.status, got, body
+    raise AssertionError("unreachable")
+
+
+class _Connection(http.client.HTTPSConnection):
+    """Connects to the host's address looked up once per process (see ``_addresses``)."""
+
+    def connect(self) -> None:
+        self.sock = _connect(self.host, self.port, self.timeout)
+        self.sock = self._context.wrap_socket(self.sock, server_hostname=self.host)
+
+
+class _PlainConnection(http.client.HTTPConnection):
+    def connect(self) -> None:
+        self.sock = _connect(self.host, self.port, self.timeout)
+
+
+def _connection(parsed, timeout: float) -> http.client.HTTPConnection:
+    if parsed.scheme == "https":
+        return _Connection(parsed.hostname, parsed.port or 443, timeout=timeout, context=_ssl())
+    if parsed.scheme == "http":
+        return _PlainConnection(parsed.hostname, parsed.port or 80, timeout=timeout)
+    raise ValueError(f"unsupported URL scheme {parsed.scheme!r}")
+
+
+_dns_lock = threading.Lock()
+_dns: dict[tuple[str, int], list] = {}
+
+
+def _addresses(host: str, port: int) -> list:
+    """getaddrinfo once per host: sixteen threads asking the resolver at once lose a query now
+    and then, and the resolver's retry costs 5 s (seen on the build machines)."""
+    with _dns_lock:
+        if (host, port) not in _dns:
+            _dns[(host, port)] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+        return _dns[(host, port)]
+
+
+def _connect(host: str, port: int, timeout: float | None) -> socket.socket:
+    error: OSError | None = None
+    for family, kind, proto, _name, address in _addresses(host, port):
+        sock = socket.socket(family, kind, proto)
+        try:
+            sock.settimeout(timeout)
+            sock.connect(address)
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            return sock
+        except OSError as exc:
+            error = exc
+            sock.close()
+    raise error or OSError(f"no address for {host}")
+
+
+def _proxied(parsed) -> bool:
+    proxies = urllib.request.getproxies()
+    return parsed.scheme in proxies and not urllib.request.proxy_bypass(parsed.hostname or "")
+
+
+def _fetch_urllib(url: str, headers: dict[str, str], timeout: float) -> Response:
+    request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=_ssl()) as resp:
             return Response(url, resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()})
     except urllib.error.HTTPError as exc:
-        if exc.code in allow:
-            return Response(url, exc.code, b"", {k.lower(): v for k, v in (exc.headers or {}).items()})
-        raise PackageIndexError(f"{what} {url} answered HTTP {exc.code}",
-                                hint="check the URL, or try again later") from None
-    except urllib.error.URLError as exc:
-        raise PackageIndexError(f"{what} {url} is unreachable: {_reason(exc.reason)}",
-                                hint="check the network or name a reachable mirror") from None
-    except (socket.timeout, TimeoutError):
-        raise PackageIndexError(f"{what} {url} is unreachable: timed out after {timeout:.0f}s",
-                                hint="check the network or name a reachable mirror") from None
-    except (OSError, ValueError) as exc:  # connection reset mid-body, bad chunking
-        raise PackageIndexError(f"{what} {url} failed mid-transfer: {exc}", hint="try again") from None
+        return Response(url, exc.code, b"", {k.lower(): v for k, v in (exc.headers or {}).items()})
 
 
 @functools.lru_cache(maxsize=1)

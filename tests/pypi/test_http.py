@@ -1,0 +1,96 @@
+"""envctl's HTTP client against a real HTTP/1.1 server on loopback: one kept-alive connection
+per host and thread, redirects followed, a connection the server dropped opened again, and
+failures named in one line."""
+
+from __future__ import annotations
+
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from envctl.errors import PackageIndexError
+from envctl.pypi import http
+
+
+@pytest.fixture()
+def server():
+    seen: dict = {"connections": set(), "requests": 0}
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"  # keep-alive
+
+        def log_message(self, *args):
+            pass
+
+        def do_GET(self):  # noqa: N802
+            seen["connections"].add(self.client_address)
+            seen["requests"] += 1
+            if self.path == "/old":
+                self._send(301, b"", {"Location": "/new/"})
+            elif self.path == "/drop":  # answers, then closes the kept connection behind the client's back
+                self._send(200, b"once", {})
+                self.close_connection = True
+            elif self.path == "/missing":
+                self._send(404, b"not here", {})
+            else:
+                self._send(200, f"page {self.path}".encode(), {"ETag": '"v1"'})
+
+        def _send(self, code, body, headers):
+            self.send_response(code)
+            for k, v in {**headers, "Content-Length": str(len(body))}.items():
+                self.send_header(k, v)
+            self.end_headers()
+            self.wfile.write(body)
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", seen
+    httpd.shutdown()
+    httpd.server_close()
+
+
+def _in_fresh_thread(fn):
+    out = {}
+    t = threading.Thread(target=lambda: out.setdefault("value", fn()))
+    t.start()
+    t.join()
+    return out["value"]
+
+
+def test_requests_of_one_thread_share_one_connection_and_redirects_are_followed(server):
+    url, seen = server
+
+    def work():
+        bodies = [http.get(f"{url}/p{i}").body for i in range(5)]
+        moved = http.get(f"{url}/old")
+        return bodies, moved
+
+    bodies, moved = _in_fresh_thread(work)
+    assert bodies == [f"page /p{i}".encode() for i in range(5)]
+    assert moved.status == 200 and moved.body == b"page /new/" and moved.url == f"{url}/new/"
+    assert moved.header("etag") == '"v1"'
+    assert seen["requests"] == 7 and len(seen["connections"]) == 1
+
+
+def test_a_connection_the_server_closed_is_opened_again(server):
+    url, seen = server
+
+    def work():
+        return [http.get(f"{url}/drop").body, http.get(f"{url}/after").body]
+
+    assert _in_fresh_thread(work) == [b"once", b"page /after"]
+    assert len(seen["connections"]) == 2
+
+
+def test_statuses_are_errors_naming_the_url_unless_allowed(server):
+    url, _ = server
+    with pytest.raises(PackageIndexError, match=r"package index http://127.0.0.1:\d+/missing answered HTTP 404"):
+        http.get(f"{url}/missing")
+    assert http.get(f"{url}/missing", allow=(404,)).status == 404
+
+
+def test_a_refused_connection_is_one_line():
+    with pytest.raises(PackageIndexError, match=r"http://127.0.0.1:9/simple/ is unreachable: connection refused"):
+        http.get("http://127.0.0.1:9/simple/")

@@ -81,3 +81,23 @@ def test_records_of_schema_1_are_migrated(tmp_path):
     assert cell["status"] == "ok" and cell["runtime"] == "python" and cell["device"] == "cpu"
     version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
     assert int(version) == SCHEMA_VERSION == 2
+
+
+def test_an_aoti_package_for_another_device_is_unsupported_without_loading_it(tmp_path):
+    # Loading a CUDA package where the target runs the CPU can crash the loader: refuse by its metadata.
+    from envctl.probes import compat_runner
+
+    entry = {"id": "x", "kind": "aoti", "artifact": str(tmp_path / "never-read.pt2"), "inputs": None,
+             "outputs": None, "compiled_for": "cuda"}
+    res = compat_runner.aoti(entry, "cpu", 30)
+    assert res["status"] == "unsupported" and "compiled for cuda cannot run on cpu" in res["detail"]
+
+
+def test_an_aoti_package_runs_in_a_fresh_process_whose_failure_is_a_verdict(tmp_path):
+    from envctl.probes import compat_runner
+
+    broken = tmp_path / "broken.pt2"
+    broken.write_bytes(b"PK\x05\x06" + b"\0" * 18)  # an empty zip: not a package
+    res = compat_runner.aoti({"id": "x", "kind": "aoti", "artifact": str(broken), "inputs": None,
+                              "outputs": None, "compiled_for": "cpu"}, "cpu", 120)
+    assert res["status"] == "load-error", res

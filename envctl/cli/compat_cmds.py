@@ -209,12 +209,24 @@ def show_matrix(
     if json_out:
         console.print_json(data)
         return
+    console.out.print(matrix_table(data))
+    for name in data["artifacts"]:  # what went wrong, one line each (the whole message: --json, --html)
+        for t, cell in data["cells"][name].items():
+            if cell["status"] != "ok":
+                console.out.print(console.styled(f"{name} under {t}: {cell['status']}: {cell['detail']}"),
+                                  no_wrap=True, overflow="ellipsis")
+
+
+def matrix_table(data: dict):
+    """Artifact names and statuses are never cut: the long target labels (python:PATH runtime/device)
+    wrap in their headers instead."""
     from rich.table import Table
 
     table = Table()
-    table.add_column("artifact", no_wrap=True)
+    longest = max((len(name) for name in data["artifacts"]), default=8)
+    table.add_column("artifact", no_wrap=True, min_width=max(8, longest))
     for t in data["targets"]:
-        table.add_column(t, no_wrap=True)
+        table.add_column(t, overflow="fold", min_width=len("unsupported"))
     for name in data["artifacts"]:
         row = []
         for t in data["targets"]:
@@ -222,12 +234,7 @@ def show_matrix(
             row.append(console.styled(cell["status"], "green" if cell["status"] == "ok" else "red") if cell
                        else console.styled("-"))
         table.add_row(name, *row)
-    console.out.print(table)
-    for name in data["artifacts"]:  # what went wrong, one line each (the whole message: --json, --html)
-        for t, cell in data["cells"][name].items():
-            if cell["status"] != "ok":
-                console.out.print(console.styled(f"{name} under {t}: {cell['status']}: {cell['detail']}"),
-                                  no_wrap=True, overflow="ellipsis")
+    return table
 
 
 @compat_app.command("check")

@@ -33,7 +33,8 @@ def _manifest(registry: Registry, artifacts: list[Artifact], root: str) -> list[
         base = f"{root}/{art.sha256}"
         entries.append({"id": art.sha256, "kind": art.kind, "artifact": f"{base}/{art.info['file']}",
                         "inputs": f"{base}/{art.info['inputs']}" if art.info.get("inputs") else None,
-                        "outputs": f"{base}/{art.info['outputs']}" if art.info.get("outputs") else None})
+                        "outputs": f"{base}/{art.info['outputs']}" if art.info.get("outputs") else None,
+                        "compiled_for": art.info.get("device") if art.kind == "aoti" else None})
     return entries
 
 

@@ -7,8 +7,9 @@ Runs inside an image (or any Python with torch), standard library and torch only
     python compat_runner.py --reference KIND ARTIFACT INPUTS OUTPUTS   (write reference outputs)
     python compat_runner.py --build-loader SOURCE OUTPUT               (compile the libtorch loader)
 
-The manifest lists {id, kind: torchscript|export|aoti, artifact, inputs, outputs}.  Under the
-python runtime every artifact is loaded in a forked child; under libtorch in its own process of
+The manifest lists {id, kind: torchscript|export|aoti, artifact, inputs, outputs, compiled_for}.
+Under the python runtime every artifact is loaded in a forked child (an AOTInductor package in a
+fresh process); under libtorch in its own process of
 the C++ loader (compat_loader.cpp, built against this torch).  A crash (even a segfault or an OOM
 kill) or a hang hides nothing else.  CUDA is never touched in this parent (a forked child cannot
 use a CUDA context its parent made): the device is resolved in a child too.  Prints one JSON
@@ -201,6 +202,30 @@ def forked(fn, timeout):
     return json.loads(text)
 
 
+def aoti(entry, device, timeout):
+    """An AOTInductor package: refused on a device it was not compiled for (its archive says which;
+    loading a CUDA package without CUDA can crash), else run in a fresh process: the package's
+    compiled library and the CUDA runtime it starts do not survive a fork (SIGSEGV on the H100)."""
+    made_for = entry.get("compiled_for")
+    if made_for and made_for != device:
+        return {"status": "unsupported",
+                "detail": f"an AOTInductor package compiled for {made_for} cannot run on {device}",
+                "message": f"the package's AOTI_DEVICE_KEY is {made_for}; the target runs {device}: "
+                           f"compile it again for {device} (torch._inductor.aoti_compile_and_package)"}
+    try:
+        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", json.dumps(entry), device],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {"status": "timeout", "detail": f"no answer within {timeout:g}s"}
+    if proc.returncode < 0:
+        return _signalled(-proc.returncode)
+    try:
+        return json.loads(proc.stdout.strip().splitlines()[-1])
+    except (IndexError, ValueError):
+        tail = (proc.stderr.strip().splitlines() or [""])[-1][:300]
+        return {"status": "crash", "detail": f"exited with code {proc.returncode} and no result: {tail}"}
+
+
 def _signalled(number):
     try:
         name = signal.Signals(number).name
@@ -329,6 +354,11 @@ def main(argv):
         result = child(kind, artifact, inputs, outputs, write_outputs=True)
         print(json.dumps(result))
         return 0 if result["status"] == "ok" else 1
+    if argv[:1] == ["--one"]:  # one artifact in this fresh process (AOTInductor packages)
+        entry, device = json.loads(argv[1]), argv[2]
+        print(json.dumps(child(entry["kind"], entry["artifact"], entry.get("inputs"), entry.get("outputs"),
+                               device=device)))
+        return 0
     if argv[:1] == ["--build-loader"]:
         result = build_loader(argv[1], argv[2])
         print(json.dumps({"schema": SCHEMA} | result))
@@ -354,6 +384,8 @@ def main(argv):
         start = time.monotonic()
         if loader is not None:
             res = loader.check(entry, timeout, device)
+        elif entry["kind"] == "aoti":
+            res = aoti(entry, device, timeout)
         else:
             res = forked(lambda e=entry: child(e["kind"], e["artifact"], e.get("inputs"), e.get("outputs"),
                                                device=device), timeout)

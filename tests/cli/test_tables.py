@@ -110,3 +110,24 @@ def test_catalog_lists_good_specs_beside_a_broken_one(project):
     assert "1 more broken: pytorch-2.7-cu118" in result.stderr
     rows = json.loads(envctl("catalog", "--json", columns=80).stdout)
     assert {r["name"] for r in rows if r["error"]} == {"pytorch-2.3-cu118", "pytorch-2.7-cu118"}
+
+
+@pytest.mark.parametrize("width", [80, 160])
+def test_compat_matrix_keeps_artifact_names_and_statuses_beside_long_interpreter_labels(width):
+    # Four python:PATH targets once squeezed the artifact column to nothing (seen on the H100).
+    from envctl.cli.compat_cmds import matrix_table
+
+    targets = [f"python:/opt/torch/.venv/bin/python3 {rt}/{dev}"
+               for rt in ("python", "libtorch") for dev in ("cuda", "cpu")]
+    names = ["gpu_traced", "aoti_cuda", "truncated"]
+    statuses = ["ok", "unsupported", "run-error", "load-error"]
+    data = {"targets": targets, "artifacts": names,
+            "cells": {n: {t: {"status": statuses[(i + j) % 4], "detail": ""} for j, t in enumerate(targets)}
+                      for i, n in enumerate(names)}}
+    text = _rendered(matrix_table(data), width)
+    lines = text.splitlines()
+    for i, name in enumerate(names):
+        row = next(line for line in lines if f" {name} " in line)
+        for j in range(len(targets)):
+            assert statuses[(i + j) % 4] in row
+    assert max(len(line) for line in lines) <= width

@@ -73,12 +73,14 @@ def target(platform: str) -> dict[str, str]:
 
 def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None, upgrade: tuple[str, ...] = (),
                progress: Progress = lambda _msg: None, check_network: bool = True,
-               current: dict[str, LockedEnv] | None = None) -> LockResult:
+               current: dict[str, LockedEnv] | None = None, keep_current: bool = True) -> LockResult:
     """Solve the spec for every platform it names.
 
     ``previous`` (the current lock, per platform) keeps every pin except the packages named
-    in ``upgrade``, which are re-resolved.  ``current`` (the lock on disk, if any) changes no
-    pin: its files' index pages and metadata are read while the resolver runs.
+    in ``upgrade``, which are re-resolved.  ``current`` (the lock on disk, if any): its pip pins
+    are preferred where the spec still allows them (as pip-compile and uv keep an existing output's
+    pins; ``keep_current=False`` resolves afresh), and its files' index pages and metadata are read
+    while the resolver runs.
     """
     result = LockResult(spec=spec, text="", lock_hash="")
     wanted = {pipresolve.normalize(u) for u in upgrade}
@@ -104,6 +106,7 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
                 constraints=conda_constraints, check_network=check_network,
                 cache_dir=default_cache_root() / "repodata")
         reqs = spec.pip_requirements()
+        on_disk = (current or previous or {}).get(platform) or _NO_LOCK
         if reqs:
             index_url, extra = spec.pip_index.index_url, list(spec.pip_index.extra_index_urls)
             if spec.torch_source == "pytorch-index":
@@ -113,7 +116,9 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
                 reqs, python=spec.python, platform=platform, glibc=t["glibc"], index_url=index_url,
                 extra_index_urls=extra, find_links=spec.pip_index.find_links,
                 constraints=pip_constraints, check_network=check_network,
-                prefetch=tuple(((current or previous or {}).get(platform) or _NO_LOCK).pip))
+                prefetch=tuple(on_disk.pip),
+                prefer=tuple(f"{p.name}=={p.version}" for p in on_disk.pip if p.name not in wanted)
+                if keep_current else ())
     result.text, result.lock_hash = render(spec, result)
     return result
 

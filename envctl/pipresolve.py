@@ -66,10 +66,11 @@ def _pip_env() -> dict[str, str]:
 def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, index_url: str,
             extra_index_urls: list[str] | tuple[str, ...] = (), find_links: list[str] | tuple[str, ...] = (),
             constraints: list[str] | None = None, check_network: bool = True,
-            prefetch: tuple[PipPackage, ...] = ()) -> list[PipPackage]:
+            prefetch: tuple[PipPackage, ...] = (), prefer: tuple[str, ...] = ()) -> list[PipPackage]:
     """Resolve ``requirements`` to exact files with hashes for the target interpreter.
     ``prefetch``: the packages of the lock on disk, whose index pages and metadata are read
-    while the resolver runs (most of a re-lock's network time)."""
+    while the resolver runs (most of a re-lock's network time).  ``prefer``: ``name==version`` pins
+    kept where the requirements still allow them (uv only; pip's resolver has no preferences)."""
     if not requirements:
         return []
     from envctl import uvresolve
@@ -89,7 +90,8 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
         return uvresolve.resolve(requirements, python=python, platform=platform, glibc=glibc,
                                  index_url=index_url, extra_index_urls=extra_index_urls, find_links=find_links,
                                  constraints=constraints, cache_root=default_root(),
-                                 on_failure=probe if check_network else None, prefetch=prefetch)
+                                 on_failure=probe if check_network else None, prefetch=prefetch,
+                                 prefer=prefer)
     # pip's resolver only where uv cannot serve: no uv binary for this host, or a target glibc
     # outside the manylinux_2_17 .. 2_40 that uv's --python-platform names (ENVCTL_RESOLVER=pip forces it)
     if check_network:

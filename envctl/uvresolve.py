@@ -62,7 +62,8 @@ def _env(cache_dir: Path) -> dict[str, str]:
 def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, index_url: str,
             extra_index_urls: list[str] | tuple[str, ...] = (), find_links: list[str] | tuple[str, ...] = (),
             constraints: list[str] | None = None, cache_root: Path,
-            on_failure: Callable[[], None] | None = None, prefetch: tuple[PipPackage, ...] = ()) -> list[PipPackage]:
+            on_failure: Callable[[], None] | None = None, prefetch: tuple[PipPackage, ...] = (),
+            prefer: tuple[str, ...] = ()) -> list[PipPackage]:
     """Exact files with hashes and sizes for ``requirements`` on the target (no sizes guessed).
     uv's cache lives in ``cache_root/uv``, pages, picks and wheel metadata in ``cache_root/pypi``."""
     binary = uv_binary()
@@ -71,6 +72,8 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
         reqs = Path(tmp) / "requirements.in"
         reqs.write_text("\n".join(requirements) + "\n")
         out = Path(tmp) / "requirements.txt"
+        if prefer:  # uv keeps an existing output file's pins where the requirements allow (and resolves faster)
+            out.write_text("\n".join(prefer) + "\n")
         # requirements.txt with every hash of each release and the index it came from: uv keeps
         # local wheels' hashes in its cache here (its pylock output re-hashes a 200 MB find-links
         # torch on every run)

@@ -21,6 +21,8 @@ def lock(
     check: bool = typer.Option(False, "--check", help="Only check: exit 1 when a lock is stale or missing."),
     upgrade: List[str] = typer.Option([], "--upgrade", "-u", metavar="PKG",
                                       help="Re-resolve this package, keep every other pin."),
+    upgrade_all: bool = typer.Option(False, "--upgrade-all", help="Resolve afresh: newest allowed versions "
+                                     "(by default a re-lock keeps the current pins the spec still allows)."),
     force: bool = typer.Option(False, "--force", help="Overwrite a lockfile envctl did not write."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:
@@ -31,8 +33,11 @@ def lock(
     project = find_project()
     if not names and not (all_images or check):
         raise UsageError("name an image, or pass --all", hint="envctl catalog lists the images")
-    if check and (upgrade or force):
-        raise UsageError(f"--check only reads the locks: it cannot take {'--upgrade' if upgrade else '--force'}",
+    if upgrade and upgrade_all:
+        raise UsageError("--upgrade-all already re-resolves every package", hint="pass one of --upgrade PKG or --upgrade-all")
+    if check and (upgrade or force or upgrade_all):
+        flag = "--upgrade" if upgrade else "--upgrade-all" if upgrade_all else "--force"
+        raise UsageError(f"--check only reads the locks: it cannot take {flag}",
                          hint="run envctl lock --check NAME, or envctl lock NAME --upgrade PKG to change a lock")
     specs = [project.resolve(n) for n in names] if names else project.specs()
     if check:
@@ -52,7 +57,7 @@ def lock(
         try:
             with activity(f"locking {spec.name}") as progress:
                 result = lock_image(spec, previous=previous, upgrade=tuple(upgrade), progress=progress,
-                                    current=current)
+                                    current=current, keep_current=not upgrade_all)
             changed = write_lock(path, result.text, force=force)
         except EnvctlError as exc:
             if len(specs) == 1:

@@ -213,12 +213,18 @@ def aoti(entry, device, timeout):
                 "message": f"the package's AOTI_DEVICE_KEY is {made_for}; the target runs {device}: "
                            f"compile it again for {device} (torch._inductor.aoti_compile_and_package)"}
     try:
-        proc = subprocess.run([sys.executable, os.path.abspath(__file__), "--one", json.dumps(entry), device],
-                              capture_output=True, text=True, timeout=timeout)
+        proc = subprocess.run([sys.executable, "-X", "faulthandler", os.path.abspath(__file__), "--one",
+                               json.dumps(entry), device], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"status": "timeout", "detail": f"no answer within {timeout:g}s"}
     if proc.returncode < 0:
-        return _signalled(-proc.returncode)
+        res = _signalled(-proc.returncode)
+        frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', proc.stderr)
+        if frames:  # faulthandler's dump, innermost first: where in Python it died
+            path, line, func = frames[0]
+            res["detail"] += f" (in {func}, {os.path.basename(path)}:{line})"
+            res["message"] = proc.stderr[-MAX_MESSAGE:]
+        return res
     try:
         return json.loads(proc.stdout.strip().splitlines()[-1])
     except (IndexError, ValueError):

@@ -32,6 +32,10 @@ def envctl(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     (["lock", "--check", "--upgrade", "numpy", "pytorch-2.13-cpu"],
      "error: --check only reads the locks: it cannot take --upgrade"),
     (["export", "pytorch-2.13-cpu", "--format", "bogus"], "error: --format bogus is not a format"),
+    (["lock", "--check", "--upgrade-all", "pytorch-2.13-cpu"],
+     "error: --check only reads the locks: it cannot take --upgrade-all"),
+    (["lock", "pytorch-2.13-cpu", "--upgrade-all", "--upgrade", "numpy"],
+     "error: --upgrade-all already re-resolves every package"),
 ])
 def test_bad_input_exits_2_with_one_line(project, args, first_line):
     result = envctl(*args)

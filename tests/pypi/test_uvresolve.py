@@ -148,3 +148,20 @@ def test_uv_failure_text_becomes_one_line():
               "unsatisfiable.\n")
     assert explain_failure(stderr, ["fastlib==9.9"], "3.11", "linux-64").startswith(
         "no wheel of fastlib for Python 3.11 on linux-64 (uv: Because there is no version of fastlib==9.9")
+
+
+def test_relocking_keeps_the_pins_on_disk_that_the_spec_allows_unless_told_to_upgrade_all(app_index, tmp_path):
+    # As pip-compile and uv keep an existing output's pins: a re-lock moves nothing by itself.
+    old = lock_image(_spec(app_index, ["demo-app==3.0", "fastlib==1.0", "helper==1.0"]))
+    path = tmp_path / "demo-env.conda-lock.yml"
+    write_lock(path, old.text)
+    current = {"linux-64": load_lock(path)}
+    spec = _spec(app_index, ["demo-app==3.0"])  # the pins loosened: 2.0 and 1.1 are newer
+    kept = {p.name: p.version for p in lock_image(spec, current=current).pip["linux-64"]}
+    assert kept == {"demo-app": "3.0", "fastlib": "1.0", "helper": "1.0", "pip": "26.0"}
+    fresh = {p.name: p.version for p in lock_image(spec, current=current, keep_current=False).pip["linux-64"]}
+    assert fresh == {"demo-app": "3.0", "fastlib": "2.0", "helper": "1.1", "pip": "26.0"}
+    # a spec pin the lock contradicts wins over the lock's preference
+    moved = {p.name: p.version for p in lock_image(_spec(app_index, ["demo-app==3.0", "helper==1.1"]),
+                                                   current=current).pip["linux-64"]}
+    assert moved["helper"] == "1.1" and moved["fastlib"] == "1.0"

@@ -58,7 +58,10 @@ def uv_command(spec, out: Path) -> list[str]:
 
 
 def base_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("UV_", "PIP_INDEX", "PIP_EXTRA"))}
+    # PYTHONDONTWRITEBYTECODE (set on the build machines) would recompile envctl's modules from source
+    # on every run of this editable checkout; an installed envctl has its bytecode from pip.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("UV_", "PIP_INDEX", "PIP_EXTRA")) and k != "PYTHONDONTWRITEBYTECODE"}
     env["ENVCTL_PROJECT"] = str(REPO)
     return env
 

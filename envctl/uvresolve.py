@@ -90,8 +90,16 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
             cfile = Path(tmp) / "constraints.txt"
             cfile.write_text("\n".join(constraints) + "\n")
             cmd += ["--constraint", str(cfile)]
-        started = _prefetch(prefetch, index_url, cache_root / "pypi")
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(cache_root / "uv"))
+        pages: dict = {}  # index pages read in this run, by URL: the prefetch's, reused by the picks
+        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              env=_env(cache_root / "uv")) as uv:  # uv first, then the prefetch beside it
+            try:
+                started = _prefetch(prefetch, index_url, cache_root / "pypi", pages)
+                stdout, stderr = uv.communicate()
+            except BaseException:  # Ctrl-C, SIGTERM: uv does not outlive envctl (as subprocess.run)
+                uv.kill()
+                raise
+        proc = subprocess.CompletedProcess(cmd, uv.returncode, stdout, stderr)
         for future in started:  # mostly done while uv ran; what is left is read below anyway
             if proc.returncode != 0:
                 future.cancel()
@@ -108,7 +116,7 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
     metadata_cache = cache_root / "pypi" / "metadata"
 
     def one(pin: Pin):  # the file, then its metadata, on one thread's kept-alive connections
-        dist = _pick(pin, tags, flat, cache_root / "pypi")
+        dist = _pick(pin, tags, flat, cache_root / "pypi", pages)
         return dist, _metadata(dist, metadata_cache)
 
     from envctl.pypi.http import executor
@@ -117,17 +125,17 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
     return _packages(found, requirements)
 
 
-def _prefetch(packages: tuple[PipPackage, ...], index_url: str, cache: Path) -> list:
+def _prefetch(packages: tuple[PipPackage, ...], index_url: str, cache: Path, pages: dict) -> list:
     """Read what the lock on disk names into the caches while uv resolves: each package's index
     page (the pick below then gets a 304) and each file's metadata (kept by sha256, so only a file
     uv picks again is served from it).  Failures are left for the real reads to report."""
     from envctl.pypi.http import executor
     from envctl.pypi.metadata import read_metadata
-    from envctl.pypi.simple import DistFile, project_page
+    from envctl.pypi.simple import DistFile, project_page, project_url
 
     def page(name: str) -> None:
         try:
-            project_page(index_url, name, cache_dir=cache / "simple")
+            pages[project_url(index_url, name)] = project_page(index_url, name, cache_dir=cache / "simple")
         except Exception:  # noqa: BLE001 - a prefetch only saves time
             pass
 
@@ -217,7 +225,7 @@ def _norm_location(location: str) -> str:
     return location.rstrip("/")
 
 
-def _pick(pin: Pin, tags: list[str], flat: set[str], cache: Path):
+def _pick(pin: Pin, tags: list[str], flat: set[str], cache: Path, pages: dict | None = None):
     """The one file of ``pin`` the target installs, with URL, sha256 and size.  Remembered by
     (source, name, version, hashes, tags): files with those hashes never change."""
     import hashlib
@@ -232,7 +240,7 @@ def _pick(pin: Pin, tags: list[str], flat: set[str], cache: Path):
         return DistFile(filename=d["filename"], url=d["url"], sha256=d["sha256"], size=d["size"])
     except (OSError, ValueError, KeyError):
         pass
-    chosen = _pick_uncached(pin, tags, flat, cache)
+    chosen = _pick_uncached(pin, tags, flat, cache, pages or {})
     try:
         from envctl.lock import atomic_write
 
@@ -243,14 +251,14 @@ def _pick(pin: Pin, tags: list[str], flat: set[str], cache: Path):
     return chosen
 
 
-def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path):
+def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path, pages: dict):
     from dataclasses import replace
 
     from packaging.utils import canonicalize_name
     from packaging.version import Version
 
     from envctl.pypi import http
-    from envctl.pypi.simple import DistFile, parse_page, project_page
+    from envctl.pypi.simple import DistFile, parse_page, project_page, project_url
 
     location = _norm_location(pin.source)
     local = urlparse(pin.source).scheme in ("", "file") and location in flat  # a find-links folder
@@ -262,7 +270,9 @@ def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path):
         resp = http.get(pin.source)
         files = list(parse_page(pin.source, resp.body, resp.header("content-type") or "", name=pin.name).files)
     else:
-        files = list(project_page(pin.source, pin.name, cache_dir=cache / "simple").files)
+        page = pages.get(project_url(pin.source, pin.name)) or project_page(pin.source, pin.name,
+                                                                              cache_dir=cache / "simple")
+        files = list(page.files)
     mine = []
     for f in files:
         try:

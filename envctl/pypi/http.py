@@ -110,6 +110,8 @@ def _pooled_request(parsed, headers: dict[str, str], timeout: float) -> tuple[in
         if conn is None:
             conn = pool[key] = _connection(parsed, timeout)
         conn.timeout = timeout
+        if conn.sock is not None:
+            conn.sock.settimeout(timeout)
         try:
             conn.request("GET", path, headers=headers)
             resp = conn.getresponse()

@@ -147,3 +147,30 @@ def test_verify_table_prints_no_speedup_for_an_inconclusive_row(capsys):
     assert "inconclusive (noisy host)" in out and "0.02x" not in out
     assert "resnet50 fp32 b1 compile-default: other processes used 1.6 of 2 CPU cores" in out
     assert "2.50x" in out and "6.000 [5.880-6.120]" in out
+
+
+@pytest.mark.parametrize("columns", [60, 80, 100])
+def test_verify_benchmark_table_cuts_no_cell_at_narrow_widths(columns):
+    # Every value of every row stays whole; what does not fit moves to a second line (issue #15).
+    import io
+
+    from rich.console import Console
+
+    from envctl import console as envctl_console
+    from envctl.cli.verify import _render
+    from envctl.probe import ProbeReport
+
+    doc = _doc(1.8)
+    doc["benchmarks"][1]["speedup"].update(conclusive=False, why=["other processes used 1.6 of 2 CPU cores"])
+    doc.update(checks=[], ok=True)
+    buf = io.StringIO()
+    saved = envctl_console.out
+    envctl_console.out = Console(file=buf, width=columns, no_color=True)
+    try:
+        _render(ProbeReport(doc, 0, 1.0), "t")
+    finally:
+        envctl_console.out = saved
+    text = buf.getvalue()
+    assert "…" not in text and max(len(line) for line in text.splitlines()) <= columns
+    for value in ("inconclusive (noisy host)", "6.000 [5.880-6.120]", "compile-default", "resnet50"):
+        assert value in text, (columns, text)

@@ -10,6 +10,7 @@ import typer
 
 from envctl import console
 from envctl.cli.progress import activity
+from envctl.cli.tables import Column, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -206,6 +207,15 @@ def _show(report, json_out: bool, *, title: str, then=lambda: None) -> None:
         raise typer.Exit(1)
 
 
+# Lower priority stays in the table longer on a narrow terminal; the rest moves to a second line.
+BENCH_COLUMNS = [
+    Column("model", priority=0), Column("mode", priority=0), Column("dtype", priority=3),
+    Column("batch", priority=3, justify="right"), Column("compile s", priority=5, justify="right"),
+    Column("warm s", priority=6, justify="right"), Column("median ms [95%]", priority=2, justify="right"),
+    Column("speedup", priority=1, justify="right"), Column("agree", priority=4), Column("breaks", priority=7),
+]
+
+
 def _render(report, title: str) -> None:
     from rich.table import Table
 
@@ -221,18 +231,14 @@ def _render(report, title: str) -> None:
     if rows:
         eager = {(r["model"], r["dtype"], r["batch"]): r.get("median_ms") for r in rows if r["mode"] == "eager"}
         torch_version = (env.get("torch") or {}).get("version")
-        bench = Table(title=f"benchmarks on {doc.get('device')} (torch {torch_version})",
-                      title_justify="left")
-        for col in ("model", "mode", "dtype", "batch", "compile s", "warm s", "median ms [95%]", "speedup",
-                    "agree", "breaks"):
-            bench.add_column(col, justify="right" if col not in ("model", "mode", "dtype") else "left")
+        bench: list[list] = []
         why = []
         for r in rows:
             base = eager.get((r["model"], r["dtype"], r["batch"]))
             med = r.get("median_ms")
             if r.get("status") != "ok":
-                bench.add_row(r["model"], r["mode"], r["dtype"], str(r["batch"]), "-", "-", "-", "-",
-                              console.styled("error"), "")
+                bench.append([r["model"], r["mode"], r["dtype"], str(r["batch"]), "-", "-", "-", "-",
+                              console.styled("error"), ""])
                 continue
             speedup, sp = "-", r.get("speedup")
             if isinstance(sp, dict):  # a speedup is printed only where its interval says it is real
@@ -243,12 +249,13 @@ def _render(report, title: str) -> None:
                 speedup = f"{base / med:.2f}x"
             interval = (f"{med:.3f} [{r['ci_low_ms']:.3f}-{r['ci_high_ms']:.3f}]"
                         if med is not None and r.get("ci_low_ms") is not None else _num(med, 3))
-            bench.add_row(
+            bench.append([
                 r["model"], r["mode"], r["dtype"], str(r["batch"]), _num(r.get("compile_s"), 2),
                 _num(r.get("warm_compile_s"), 2), interval, speedup,
                 console.styled("yes" if r.get("agree") else "NO", "green" if r.get("agree") else "red"),
-                str(r.get("graph_breaks") if r.get("graph_breaks") is not None else "-"))
-        console.out.print(bench)
+                str(r.get("graph_breaks") if r.get("graph_breaks") is not None else "-")])
+        console.out.print(f"benchmarks on {doc.get('device')} (torch {torch_version})")
+        print_table(console.out, BENCH_COLUMNS, bench)
         for line in why:
             console.out.print(line)
     verdict = "PASSED" if report.ok else f"FAILED ({len(report.failed)} checks)"

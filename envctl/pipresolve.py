@@ -151,8 +151,6 @@ def file_sizes(urls: list[str]) -> dict[str, int]:
 
 
 def _packages(report: dict) -> list[PipPackage]:
-    from packaging.requirements import InvalidRequirement, Requirement
-
     items = report.get("install", [])
     names = {normalize(i["metadata"]["name"]) for i in items}
     packages = []
@@ -165,18 +163,8 @@ def _packages(report: dict) -> list[PipPackage]:
             sha = legacy.split("=", 1)[1] if legacy.startswith("sha256=") else None
         url = info["url"]
         if sha is None:
-            sha = _sha256_of_local(url)
-        deps: dict[str, str] = {}
-        for text in meta.get("requires_dist", []) or []:
-            try:
-                req = Requirement(text)
-            except InvalidRequirement:
-                continue
-            if req.marker is not None and "extra" in str(req.marker):
-                continue
-            dep = normalize(req.name)
-            if dep in names:
-                deps[dep] = str(req.specifier) or "*"
+            sha = sha256_of_local(url, tool="pip")
+        deps = dependencies(meta.get("requires_dist", []) or [], names)
         packages.append(PipPackage(
             name=normalize(meta["name"]), version=meta["version"], url=url, sha256=sha,
             filename=unquote(Path(urlparse(url).path).name), requested=bool(item.get("requested")),
@@ -184,13 +172,32 @@ def _packages(report: dict) -> list[PipPackage]:
     return sorted(packages, key=lambda p: p.name)
 
 
-def _sha256_of_local(url: str) -> str:
+def sha256_of_local(url: str, *, tool: str) -> str:
+    """The sha256 of a find-links file the resolver (``tool``) gave no hash for; remote files need one."""
     from envctl.cache import sha256_of
 
     parsed = urlparse(url)
     if parsed.scheme != "file":
-        raise LockError(f"pip gave no sha256 for {url}", hint="use an index that publishes hashes")
+        raise LockError(f"{tool} gave no sha256 for {url}", hint="use an index that publishes hashes")
     return sha256_of(Path(unquote(parsed.path)))
+
+
+def dependencies(requires_dist, names: set[str]) -> dict[str, str]:
+    """As pip's report gives them: every requirement on a locked package, extras left out."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    deps: dict[str, str] = {}
+    for text in requires_dist:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if req.marker is not None and "extra" in str(req.marker):
+            continue
+        dep = normalize(req.name)
+        if dep in names:
+            deps[dep] = str(req.specifier) or "*"
+    return dict(sorted(deps.items()))
 
 
 def _explain_failure(stderr: str, requirements: list[str], python: str, platform: str) -> str:

@@ -24,7 +24,7 @@ from typing import Callable
 from urllib.parse import unquote, urlparse
 
 from envctl.errors import LockError
-from envctl.pipresolve import ARCH, PipPackage, normalize, platform_tags
+from envctl.pipresolve import ARCH, PipPackage, dependencies, normalize, platform_tags, sha256_of_local
 
 # uv's own names for the platforms it can target (uv pip compile --help, --python-platform)
 UV_GLIBC = {f"2.{m}" for m in range(17, 41)}
@@ -284,7 +284,7 @@ def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path, pages
             mine.append(f)
     for f in rank_wheels(mine, tags):
         if local and f.sha256 is None:
-            f = replace(f, sha256=_sha256_of_local(f.url))
+            f = replace(f, sha256=sha256_of_local(f.url, tool="uv"))
         if f.sha256 in pin.hashes:
             size = f.size if f.size is not None else _local_size(f.url)
             return replace(f, size=size)
@@ -302,7 +302,7 @@ def _packages(found, requirements: list[str]) -> list[PipPackage]:
         packages.append(PipPackage(
             name=normalize(meta.name), version=meta.version, url=dist.url, sha256=dist.sha256,
             filename=unquote(dist.filename), requested=normalize(meta.name) in requested,
-            dependencies=_dependencies(meta.requires_dist, names), size=dist.size))
+            dependencies=dependencies(meta.requires_dist, names), size=dist.size))
     return sorted(packages, key=lambda p: p.name)
 
 
@@ -316,24 +316,6 @@ def _metadata(dist, cache_dir: Path):
         raise LockError(f"cannot read the metadata of {dist.filename}: {exc}", hint=exc.hint) from None
 
 
-def _dependencies(requires_dist: tuple[str, ...], names: set[str]) -> dict[str, str]:
-    """As pip's report gives them: every requirement on a locked package, extras left out."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
-    deps: dict[str, str] = {}
-    for text in requires_dist:
-        try:
-            req = Requirement(text)
-        except InvalidRequirement:
-            continue
-        if req.marker is not None and "extra" in str(req.marker):
-            continue
-        dep = normalize(req.name)
-        if dep in names:
-            deps[dep] = str(req.specifier) or "*"
-    return dict(sorted(deps.items()))
-
-
 def _local_size(url: str) -> int | None:
     parsed = urlparse(url)
     if parsed.scheme != "file":
@@ -342,15 +324,6 @@ def _local_size(url: str) -> int | None:
         return file_sizes([url]).get(url)
     path = Path(unquote(parsed.path))
     return path.stat().st_size if path.exists() else None
-
-
-def _sha256_of_local(url: str) -> str:
-    from envctl.cache import sha256_of
-
-    parsed = urlparse(url)
-    if parsed.scheme != "file":
-        raise LockError(f"uv gave no sha256 for {url}", hint="use an index that publishes hashes")
-    return sha256_of(Path(unquote(parsed.path)))
 
 
 def explain_failure(stderr: str, requirements: list[str], python: str, platform: str) -> str:

@@ -75,12 +75,18 @@ class PackageCache:
         tmp = Path(tmp_name)
         try:
             # A mirror or find-links folder may hold the same file: used only if its hash matches.
+            # Declared mirrors (ENVCTL_MIRRORS, export folders) are linked; find-links folders are
+            # copied: a build's output folder rewrites a same-named wheel in place.
+            declared = {str(_local(m)) for m in self.mirrors if _local(m) is not None}
             folders = [f for f in (_local(m) for m in (*mirrors, *self.mirrors)) if f is not None]
             for source in [*folders, None]:
                 if source is not None:
                     if not (source / filename).is_file():
                         continue
-                    _link_or_copy(source / filename, tmp)
+                    if str(source) in declared or (source / "envctl-mirror.json").is_file():
+                        _link_or_copy(source / filename, tmp)
+                    else:
+                        shutil.copyfile(source / filename, tmp)
                     if sha256_of(tmp) == sha256:
                         break
                     tmp.unlink()  # may be a link to the mirror's file: never write through it
@@ -144,6 +150,23 @@ def _verified(path: Path, sha256: str) -> bool:
         return False
 
 
+def relinked(path: Path, sha256: str) -> None:
+    """Call after hard-linking a verified cached file elsewhere (a build context, a setup's
+    find-links): the new link changes its ctime, not its bytes, so its memo is renewed instead
+    of every GB being hashed again on the next build."""
+    if _verified_but_ctime(path, sha256):
+        _remember(path, sha256)
+
+
+def _verified_but_ctime(path: Path, sha256: str) -> bool:
+    memo = path.with_name(f".{path.name}.verified")
+    try:
+        want = memo.read_text().rsplit(" ", 1)[0]
+    except OSError:
+        return False
+    return want == f"{sha256} {_stamp(path).rsplit(' ', 1)[0]}"
+
+
 def _remember(path: Path, sha256: str) -> None:
     try:
         memo = path.with_name(f".{path.name}.verified")
@@ -176,6 +199,7 @@ def export_mirror(cache: PackageCache, files: list[tuple[str, str, str]], dest: 
         src = cache.get(url=url, sha256=sha, filename=filename, mirrors=mirrors)
         target = dest / filename
         if not (target.exists() and sha256_of(target) == sha):
+            target.unlink(missing_ok=True)  # may be linked into a cache: replace it, never write through
             shutil.copyfile(src, target)
         manifest[filename] = sha
     (dest / "envctl-mirror.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")

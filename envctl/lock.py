@@ -163,7 +163,10 @@ def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
         },
     }
     document = {"version": 1, "metadata": metadata, "package": [entry[3] for entry in packages]}
-    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper)  # libyaml's emitter: the same text, 10x faster
+    # libyaml's emitter is 10x faster and writes printable ASCII exactly as the Python one does;
+    # other strings (none in practice: URLs are percent-encoded) go through the Python emitter,
+    # so the lock's bytes never depend on whether a machine has libyaml.
+    dumper = getattr(yaml, "CSafeDumper", yaml.SafeDumper) if _printable_ascii(document) else yaml.SafeDumper
     body = yaml.dump(document, Dumper=dumper, sort_keys=False, default_flow_style=False)
     lock_hash = body_hash(body)
     header = "\n".join([
@@ -176,16 +179,27 @@ def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
     return header + "\n" + body, lock_hash
 
 
+def _printable_ascii(value) -> bool:
+    if isinstance(value, str):
+        return value.isascii() and value.isprintable()
+    if isinstance(value, dict):
+        return all(_printable_ascii(k) and _printable_ascii(v) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return all(_printable_ascii(v) for v in value)
+    return True
+
+
 def _channel(url: str) -> dict:
     """A channel as conda-lock records it.  A URL with credentials or an anaconda token goes
     through conda-lock's own ``Channel`` (it swaps them for the environment variables holding them)."""
     from urllib.parse import urlparse
 
-    if urlparse(url).username or "/t/" in url:
+    parts = urlparse(url)
+    if parts.username or parts.password or "@" in parts.netloc or "/t/" in url:
         _conda_lock_models_only()
         from conda_lock.models.channel import Channel
 
-        return Channel.from_string(url).model_dump()
+        return Channel.from_string(url).model_dump(mode="json")
     return {"url": url, "used_env_vars": []}
 
 

@@ -285,10 +285,12 @@ def _install_pip(spec: ImageSpec, lock: LockedEnv, prefix: Path, cache: PackageC
     with tempfile.TemporaryDirectory(prefix="envctl-setup-") as tmp:
         links = Path(tmp)
         mirrors = tuple(spec.pip_index.find_links)
+        linked = []
         for p in lock.pip:
             src = cache.get(url=p.url, sha256=p.sha256, filename=p.filename, mirrors=mirrors)
             try:
                 (links / p.filename).hardlink_to(src)
+                linked.append((src, p.sha256))
             except OSError:
                 shutil.copyfile(src, links / p.filename)
         (links / "requirements.txt").write_text(requirements_txt(lock))
@@ -299,6 +301,10 @@ def _install_pip(spec: ImageSpec, lock: LockedEnv, prefix: Path, cache: PackageC
         proc = subprocess.run(pip_cmd + ["install", "--no-index", "--no-deps", "--require-hashes", "-q",
                                          "--disable-pip-version-check", "-r", str(links / "requirements.txt"),
                                          "--find-links", str(links)], capture_output=True, text=True)
+    from envctl.cache import relinked
+
+    for src, sha in linked:  # the temporary links came and went: the cached bytes did not change
+        relinked(src, sha)
     if proc.returncode != 0:
         tail = " | ".join(proc.stderr.strip().splitlines()[-3:])
         raise EnvctlError(f"pip install into {prefix} failed: {tail}", hint="run with a fresh --prefix")

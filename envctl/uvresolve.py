@@ -93,11 +93,14 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
         pages: dict = {}  # index pages read in this run, by URL: the prefetch's, reused by the picks
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env(cache_root / "uv")) as uv:  # uv first, then the prefetch beside it
+            started: list = []
             try:
                 started = _prefetch(prefetch, index_url, cache_root / "pypi", pages)
                 stdout, stderr = uv.communicate()
-            except BaseException:  # Ctrl-C, SIGTERM: uv does not outlive envctl (as subprocess.run)
+            except BaseException:  # Ctrl-C, SIGTERM: neither uv nor queued reads outlive envctl
                 uv.kill()
+                for future in started:
+                    future.cancel()
                 raise
         proc = subprocess.CompletedProcess(cmd, uv.returncode, stdout, stderr)
         for future in started:  # mostly done while uv ran; what is left is read below anyway
@@ -126,31 +129,29 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
 
 
 def _prefetch(packages: tuple[PipPackage, ...], index_url: str, cache: Path, pages: dict) -> list:
-    """Read what the lock on disk names into the caches while uv resolves: each package's index
-    page (the pick below then gets a 304) and each file's metadata (kept by sha256, so only a file
-    uv picks again is served from it).  Failures are left for the real reads to report."""
+    """Read what the lock on disk names while uv resolves: each package's page on the index (kept
+    in ``pages`` for the picks) and the metadata of the file the lock names, as the index lists
+    it (cached by sha256: only a file uv picks again is served from it).  Failures are left for
+    the real reads to report."""
     from envctl.pypi.http import executor
     from envctl.pypi.metadata import read_metadata
-    from envctl.pypi.simple import DistFile, project_page, project_url
+    from envctl.pypi.simple import project_page, project_url
 
-    def page(name: str) -> None:
+    def prefetch(p: PipPackage) -> None:
         try:
-            pages[project_url(index_url, name)] = project_page(index_url, name, cache_dir=cache / "simple")
-        except Exception:  # noqa: BLE001 - a prefetch only saves time
+            found = project_page(index_url, p.name, cache_dir=cache / "simple")
+            pages[project_url(index_url, p.name)] = found
+            # the file as the index lists it (with its PEP 658 hash), never a host the lock alone names
+            listed = next((f for f in found.files if f.sha256 == p.sha256), None)
+            if listed is not None:
+                read_metadata(listed, cache_dir=cache / "metadata")
+        except Exception:  # noqa: BLE001 - a prefetch only saves time; the real reads report
             pass
 
-    def metadata(p: PipPackage) -> None:
-        try:
-            read_metadata(DistFile(filename=p.filename, url=p.url, sha256=p.sha256, size=p.size),
-                          cache_dir=cache / "metadata")
-        except Exception:  # noqa: BLE001
-            pass
-
-    # A file whose metadata is cached was locked on this machine before: its pick is remembered too.
     remote = [p for p in packages if urlparse(p.url).scheme in ("http", "https")
               and not (cache / "metadata" / f"{p.sha256}.METADATA").is_file()]
     pool = executor()
-    return [pool.submit(page, p.name) for p in remote] + [pool.submit(metadata, p) for p in remote]
+    return [pool.submit(prefetch, p) for p in remote]
 
 
 @dataclass(frozen=True)
@@ -288,6 +289,10 @@ def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path, pages
         if f.sha256 in pin.hashes:
             size = f.size if f.size is not None else _local_size(f.url)
             return replace(f, size=size)
+    key = project_url(pin.source, pin.name)
+    if pages.get(key) is not None:  # read before uv finished: the index may have gained the file since
+        pages[key] = None
+        return _pick_uncached(pin, tags, flat, cache, pages)
     raise LockError(f"uv resolved {pin.name}=={pin.version} from {pin.source}, but none of its files there with "
                     f"the hashes uv gives installs on this target", hint="pin another version of it in the spec")
 

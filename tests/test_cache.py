@@ -80,3 +80,48 @@ def test_a_mirror_on_the_same_filesystem_is_linked_and_a_later_change_to_it_is_c
     wheel.write_bytes(b"tampered in the mirror")  # the same inode: the cached file changes too
     with pytest.raises(CacheError, match="does not match the lock"):
         cache.get(url="https://example.invalid/pkg.whl", sha256=sha, filename=wheel.name)
+
+
+def test_a_find_links_folder_is_copied_not_linked_so_a_rebuilt_wheel_there_spares_the_cache(tmp_path):
+    links = tmp_path / "dist"  # a build's output folder, named as find-links: rewritten in place
+    links.mkdir()
+    wheel = links / "mypkg-1.0-py3-none-any.whl"
+    wheel.write_bytes(b"first build")
+    sha = sha256_of(wheel)
+    cache = PackageCache(tmp_path / "cache", mirrors=())
+    got = cache.get(url=wheel.as_uri(), sha256=sha, filename=wheel.name, mirrors=(str(links),))
+    assert got.stat().st_ino != wheel.stat().st_ino
+    wheel.write_bytes(b"second build")
+    assert cache.get(url=wheel.as_uri(), sha256=sha, filename=wheel.name).read_bytes() == b"first build"
+
+
+def test_exporting_into_a_linked_mirror_replaces_files_instead_of_writing_through(tmp_path):
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "pkg-1.0-py3-none-any.whl").write_bytes(b"A")
+    a = sha256_of(mirror / "pkg-1.0-py3-none-any.whl")
+    cache = PackageCache(tmp_path / "cache", mirrors=(str(mirror),))
+    linked = cache.get(url="https://example.invalid/pkg.whl", sha256=a, filename="pkg-1.0-py3-none-any.whl")
+    src = tmp_path / "src" / "pkg-1.0-py3-none-any.whl"  # the same name with other bytes, from elsewhere
+    src.parent.mkdir()
+    src.write_bytes(b"B")
+    export_mirror(cache, [(src.as_uri(), sha256_of(src), src.name)], mirror)
+    assert linked.read_bytes() == b"A" and (mirror / src.name).read_bytes() == b"B"
+
+
+def test_linking_a_cached_file_into_a_build_context_keeps_its_verification(tmp_path):
+    from envctl import cache as cache_module
+    from envctl.build.context import _link
+
+    mirror = tmp_path / "mirror"
+    mirror.mkdir()
+    (mirror / "big-1.0-py3-none-any.whl").write_bytes(b"GBs of CUDA")
+    sha = sha256_of(mirror / "big-1.0-py3-none-any.whl")
+    cache = PackageCache(tmp_path / "cache", mirrors=())
+    path = cache.get(url=(mirror / "big-1.0-py3-none-any.whl").as_uri(), sha256=sha, filename="big-1.0-py3-none-any.whl")
+    assert cache_module._verified(path, sha)
+    (tmp_path / "ctx").mkdir()
+    _link(path, tmp_path / "ctx" / path.name)  # a new link changes the file's ctime
+    assert cache_module._verified(path, sha)  # ... and the memo follows: no GB hashed again
+    path.write_bytes(b"tampered")
+    assert not cache_module._verified(path, sha)

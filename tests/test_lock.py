@@ -211,12 +211,14 @@ def _render_with_conda_lock_models(spec, result) -> str:
     return yaml.safe_dump(lockfile.to_v1().dict_for_output(), sort_keys=False, default_flow_style=False)
 
 
-def test_lockfile_body_is_what_conda_locks_own_models_write(channel):
-    # conda and pip packages, two platforms, an https channel beside the fixture folder.
+def test_lockfile_body_is_what_conda_locks_own_models_write(channel, monkeypatch):
+    # conda and pip packages, two platforms, https channels (one with a password) beside the fixture folder.
     from envctl.lock import LockResult, render
 
+    monkeypatch.setenv("MY_CHANNEL_PASSWORD", "s3cretpw")
     data = fixture_spec(channel, ["footools", "pyshim"]) | {
-        "platforms": ["linux-64", "linux-aarch64"], "channels": [str(channel), "https://conda.example.org/forge/"]}
+        "platforms": ["linux-64", "linux-aarch64"],
+        "channels": [str(channel), "https://conda.example.org/forge/", "https://:s3cretpw@conda.example.org/private"]}
     spec = spec_of(data)
     solved = lock_image(spec_of(fixture_spec(channel, ["footools", "pyshim"])))
     committed = load_lock(REPO / "locks" / "pytorch-2.14-cu130-pypi.conda-lock.yml")
@@ -227,3 +229,11 @@ def test_lockfile_body_is_what_conda_locks_own_models_write(channel):
     ours = render(spec, result)[0].split("\n", 5)[5]  # after envctl's comment header
     assert ours == _render_with_conda_lock_models(spec, result)
     assert "manager: conda" in ours and "manager: pip" in ours and "linux-aarch64" in ours
+
+
+def test_a_channel_password_goes_through_conda_locks_env_var_substitution(monkeypatch):
+    from envctl.lock import _channel
+
+    monkeypatch.setenv("MY_CHANNEL_PASSWORD", "s3cretpw")
+    channel = _channel("https://:s3cretpw@conda.example.org/private")
+    assert "s3cretpw" not in str(channel) and channel["used_env_vars"] == ["MY_CHANNEL_PASSWORD"]

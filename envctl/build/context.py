@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Callable
 
 from envctl.build.plan import BuildPlan, requirements_txt
-from envctl.cache import PackageCache
+from envctl.cache import PackageCache, relinked
 from envctl.errors import BuildError
 
 BUILDER_SCRIPTS = Path(__file__).resolve().parent.parent / "builder"
@@ -63,6 +63,7 @@ def _link(src: Path, dest: Path) -> int:
         dest.hardlink_to(src)
     except OSError:
         shutil.copyfile(src, dest)
+    relinked(src, src.parent.name)  # cached files live at sha256/<sha>/<filename>
     return src.stat().st_size
 
 

@@ -21,8 +21,9 @@ def lock(
     check: bool = typer.Option(False, "--check", help="Only check: exit 1 when a lock is stale or missing."),
     upgrade: List[str] = typer.Option([], "--upgrade", "-u", metavar="PKG",
                                       help="Re-resolve this package, keep every other pin."),
-    upgrade_all: bool = typer.Option(False, "--upgrade-all", help="Resolve afresh: newest allowed versions "
-                                     "(by default a re-lock keeps the current pins the spec still allows)."),
+    upgrade_all: bool = typer.Option(False, "--upgrade-all", help="Resolve the pip packages afresh: newest "
+                                     "allowed versions (by default a re-lock keeps the current pip pins the "
+                                     "spec still allows; conda packages are always solved afresh)."),
     force: bool = typer.Option(False, "--force", help="Overwrite a lockfile envctl did not write."),
     json_out: bool = typer.Option(False, "--json", help="Print a JSON summary."),
 ) -> None:

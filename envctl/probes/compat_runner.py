@@ -217,6 +217,12 @@ def aoti(entry, device, timeout):
                                json.dumps(entry), device], capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
         return {"status": "timeout", "detail": f"no answer within {timeout:g}s"}
+    lines = proc.stdout.strip().splitlines()
+    if lines and lines[-1].startswith("{"):
+        try:
+            return json.loads(lines[-1])  # the verdict came before any crash at exit
+        except ValueError:
+            pass
     if proc.returncode < 0:
         res = _signalled(-proc.returncode)
         frames = re.findall(r'File "([^"]+)", line (\d+) in (\S+)', proc.stderr)
@@ -225,11 +231,8 @@ def aoti(entry, device, timeout):
             res["detail"] += f" (in {func}, {os.path.basename(path)}:{line})"
             res["message"] = proc.stderr[-MAX_MESSAGE:]
         return res
-    try:
-        return json.loads(proc.stdout.strip().splitlines()[-1])
-    except (IndexError, ValueError):
-        tail = (proc.stderr.strip().splitlines() or [""])[-1][:300]
-        return {"status": "crash", "detail": f"exited with code {proc.returncode} and no result: {tail}"}
+    tail = (proc.stderr.strip().splitlines() or [""])[-1][:300]
+    return {"status": "crash", "detail": f"exited with code {proc.returncode} and no result: {tail}"}
 
 
 def _signalled(number):
@@ -363,8 +366,8 @@ def main(argv):
     if argv[:1] == ["--one"]:  # one artifact in this fresh process (AOTInductor packages)
         entry, device = json.loads(argv[1]), argv[2]
         print(json.dumps(child(entry["kind"], entry["artifact"], entry.get("inputs"), entry.get("outputs"),
-                               device=device)))
-        return 0
+                               device=device)), flush=True)
+        os._exit(0)  # no interpreter teardown: unloading a package's library and CUDA can crash after the verdict
     if argv[:1] == ["--build-loader"]:
         result = build_loader(argv[1], argv[2])
         print(json.dumps({"schema": SCHEMA} | result))

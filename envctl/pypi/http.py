@@ -12,6 +12,7 @@ import functools
 import http.client
 import socket
 import threading
+import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
@@ -67,7 +68,7 @@ def get(url: str, *, headers: dict[str, str] | None = None, timeout: float = TIM
 def _fetch(url: str, headers: dict[str, str], timeout: float) -> Response:
     """One GET over a kept-alive connection (redirects followed), or through urllib where a
     proxy is configured for the URL."""
-    for _ in range(MAX_REDIRECTS):
+    for _ in range(MAX_REDIRECTS + 1):
         parsed = urlparse(url)
         if _proxied(parsed):
             return _fetch_urllib(url, headers, timeout)
@@ -80,6 +81,7 @@ def _fetch(url: str, headers: dict[str, str], timeout: float) -> Response:
 
 
 MAX_REDIRECTS = 8
+IDLE_REOPEN = 30.0  # seconds a kept connection may sit unused before it is opened afresh
 _local = threading.local()
 _executor = None
 _executor_lock = threading.Lock()
@@ -106,6 +108,9 @@ def _pooled_request(parsed, headers: dict[str, str], timeout: float) -> tuple[in
     path = (parsed.path or "/") + (f"?{parsed.query}" if parsed.query else "")
     for attempt in (0, 1):
         conn = pool.get(key)
+        if conn is not None and time.monotonic() - getattr(conn, "last_used", 0) > IDLE_REOPEN:
+            conn.close()  # idle so long a NAT or firewall may have dropped it without a word
+            conn = None
         reused = conn is not None
         if conn is None:
             conn = pool[key] = _connection(parsed, timeout)
@@ -128,6 +133,7 @@ def _pooled_request(parsed, headers: dict[str, str], timeout: float) -> tuple[in
             pool.pop(key, None)
             raise
         got = {k.lower(): v for k, v in resp.getheaders()}
+        conn.last_used = time.monotonic()
         if resp.will_close:
             conn.close()
             pool.pop(key, None)
@@ -157,16 +163,32 @@ def _connection(parsed, timeout: float) -> http.client.HTTPConnection:
 
 
 _dns_lock = threading.Lock()
-_dns: dict[tuple[str, int], list] = {}
+_dns: dict[tuple[str, int], object] = {}  # (host, port) -> addresses, an error, or a lock while asked
 
 
 def _addresses(host: str, port: int) -> list:
-    """getaddrinfo once per host: sixteen threads asking the resolver at once lose a query now
-    and then, and the resolver's retry costs 5 s (seen on the build machines)."""
+    """getaddrinfo once per host and process: sixteen threads asking the resolver at once lose a
+    query now and then, and the resolver's retry costs 5 s (seen on the build machines).  Each host
+    is asked under its own lock; a failure is remembered too, so an unreachable resolver costs one
+    wait, not one per request."""
+    key = (host, port)
     with _dns_lock:
-        if (host, port) not in _dns:
-            _dns[(host, port)] = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-        return _dns[(host, port)]
+        entry = _dns.setdefault(key, threading.Lock())
+    if isinstance(entry, type(_dns_lock)):
+        with entry:
+            with _dns_lock:
+                current = _dns[key]
+            if current is entry:  # first to ask
+                try:
+                    current = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+                except OSError as exc:
+                    current = exc
+                with _dns_lock:
+                    _dns[key] = current
+        entry = current
+    if isinstance(entry, OSError):
+        raise entry
+    return entry
 
 
 def _connect(host: str, port: int, timeout: float | None) -> socket.socket:

@@ -94,3 +94,29 @@ def test_statuses_are_errors_naming_the_url_unless_allowed(server):
 def test_a_refused_connection_is_one_line():
     with pytest.raises(PackageIndexError, match=r"http://127.0.0.1:9/simple/ is unreachable: connection refused"):
         http.get("http://127.0.0.1:9/simple/")
+
+
+def test_a_host_is_looked_up_once_even_when_the_lookup_fails(monkeypatch):
+    # Sixteen reads against a resolver that takes its time and fails: one lookup, one wait.
+    import socket
+    import time as _time
+    from concurrent.futures import ThreadPoolExecutor
+
+    calls = []
+
+    def slow_failure(host, port, *args, **kwargs):
+        calls.append(host)
+        _time.sleep(0.3)
+        raise socket.gaierror(-2, "Name or service not known")
+
+    monkeypatch.setattr(http.socket, "getaddrinfo", slow_failure)
+    monkeypatch.setattr(http, "_dns", {})
+    start = _time.monotonic()
+
+    def read(i):
+        with pytest.raises(PackageIndexError, match="host name not resolved"):
+            http.get(f"https://pkgs.example.invalid/simple/p{i}/")
+
+    with ThreadPoolExecutor(8) as pool:
+        list(pool.map(read, range(16)))
+    assert calls == ["pkgs.example.invalid"] and _time.monotonic() - start < 2.0

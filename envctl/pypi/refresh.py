@@ -21,7 +21,7 @@ from pathlib import Path
 from envctl.errors import PackageIndexError
 from envctl.matrix import parse_version, variant_to_cuda
 from envctl.pypi import derive, matrixfile
-from envctl.pypi.metadata import Metadata, read_metadata
+from envctl.pypi.metadata import read_metadata
 from envctl.pypi.simple import DistFile, ProjectPage, project_page
 
 PYPI = "https://pypi.org/simple"

@@ -3,7 +3,6 @@ sandbox every artifact container gets (a recording engine: the real runs are in 
 
 from __future__ import annotations
 
-import socket
 import sys
 import time
 

@@ -92,7 +92,7 @@ def measure_image(name: str, *, level: str, gpus: str) -> BenchRun:
     """Run the probe in the built image of ``name`` now, record it (kind "bench"), return the run."""
     import time
 
-    from envctl.build import find_built
+    from envctl.build import require_built
     from envctl.catalog import find_project
     from envctl.engine import Engine
     from envctl.lock import require_current_lock
@@ -103,10 +103,7 @@ def measure_image(name: str, *, level: str, gpus: str) -> BenchRun:
     spec = project.resolve(name)
     lock = require_current_lock(spec, project.lock_path(spec.name))
     engine = Engine.connect()
-    image = find_built(engine, spec, lock)
-    if image is None:
-        raise EnvctlError(f"no image of {spec.name} built from the current spec and lock",
-                          hint=f"run: envctl build {spec.name}")
+    image = require_built(engine, spec, lock)
     gpus = check_gpus(gpus)
     started = time.time()
     report = run_in_image(engine, image.id, probe_config(spec, lock, gpus=gpus, level=level), gpus=gpus,

@@ -11,11 +11,11 @@ from envctl.build.context import RATTLER_PLATFORM, assemble_context, rattler_too
 from envctl.build.layers import Layer, plan_layers, tree_hash
 from envctl.build.plan import (LABEL_LOCK_HASH, LABEL_SPEC, LABEL_SPEC_HASH, LABEL_TREE, BuildPlan, default_tag,
                                dockerquote, plan_build, render_dockerfile, requirements_txt)
-from envctl.build.run import BuildResult, build_image, find_built, image_layers, stamp_tree
+from envctl.build.run import BuildResult, build_image, find_built, image_layers, require_built, stamp_tree
 
 __all__ = [
     "LABEL_LOCK_HASH", "LABEL_SPEC", "LABEL_SPEC_HASH", "LABEL_TREE", "RATTLER_PLATFORM", "BuildPlan",
-    "BuildResult", "Layer", "assemble_context", "build_image", "default_tag", "dockerquote", "find_built",
+    "BuildResult", "Layer", "assemble_context", "build_image", "default_tag", "dockerquote", "find_built", "require_built",
     "image_layers", "plan_build", "plan_layers", "rattler_tool", "render_dockerfile", "requirements_txt",
     "stamp_tree", "tree_hash",
 ]

@@ -21,7 +21,7 @@ from envctl.build.layers import MANIFEST_DIR, layer_sizes, merge_manifests, pars
 from envctl.build.plan import LABEL_LOCK_HASH, LABEL_SPEC, LABEL_SPEC_HASH, LABEL_TREE, BuildPlan, default_tag
 from envctl.cache import PackageCache
 from envctl.engine import Engine, ImageInfo
-from envctl.errors import BuildError, EngineError
+from envctl.errors import BuildError, EngineError, EnvctlError
 from envctl.lock import LockedEnv
 from envctl.spec import ImageSpec
 
@@ -52,6 +52,15 @@ def find_built(engine: Engine, spec: ImageSpec, lock: LockedEnv) -> ImageInfo | 
                 and img.labels.get(LABEL_LOCK_HASH) == lock.lock_hash):
             return img
     return None
+
+
+def require_built(engine: Engine, spec: ImageSpec, lock: LockedEnv) -> ImageInfo:
+    """``find_built``, or the error that says to build it (verify, bench and compat need one)."""
+    image = find_built(engine, spec, lock)
+    if image is None:
+        raise EnvctlError(f"no image of {spec.name} built from the current spec and lock",
+                          hint=f"run: envctl build {spec.name}")
+    return image
 
 
 def image_layers(engine: Engine, image_id: str) -> list[dict]:

@@ -37,10 +37,9 @@ def verify(
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
 ) -> None:
     """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark."""
-    from envctl.build import find_built
+    from envctl.build import require_built
     from envctl.catalog import find_project
     from envctl.engine import Engine
-    from envctl.errors import EnvctlError
     from envctl.lock import require_current_lock
     from envctl.probe import check_gpus, probe_config, run_in_image
     from envctl.records import record_run
@@ -51,10 +50,7 @@ def verify(
     level = _level(quick, full, spec.smoke.level)
     lock = require_current_lock(spec, project.lock_path(spec.name))
     engine = Engine.connect()
-    image = find_built(engine, spec, lock)
-    if image is None:
-        raise EnvctlError(f"no image of {spec.name} built from the current spec and lock",
-                          hint=f"run: envctl build {spec.name}")
+    image = require_built(engine, spec, lock)
     from envctl.build import LABEL_TREE
 
     config = probe_config(spec, lock, gpus=gpus, level=level, env_tree=image.labels.get(LABEL_TREE))

@@ -44,15 +44,12 @@ def python_target(given: str) -> Target:
 
 
 def image_target(project, engine, name: str) -> Target:
-    from envctl.build import find_built
+    from envctl.build import require_built
     from envctl.lock import require_current_lock
 
     spec = project.resolve(name)
     lock = require_current_lock(spec, project.lock_path(spec.name))
-    image = find_built(engine, spec, lock)
-    if image is None:
-        raise EnvctlError(f"no image of {spec.name} built from the current spec and lock",
-                          hint=f"run: envctl build {spec.name}")
+    image = require_built(engine, spec, lock)
     return Target(label=spec.name, kind="image", ref=image.id)
 
 

@@ -106,14 +106,7 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
                "--index-url", index_url]
         for tag in platform_tags(platform, glibc):
             cmd += ["--platform", tag]
-        for url in extra_index_urls:
-            cmd += ["--extra-index-url", url]
-        for link in find_links:
-            cmd += ["--find-links", link]
-        if constraints:
-            cfile = Path(tmp) / "constraints.txt"
-            cfile.write_text("\n".join(constraints) + "\n")
-            cmd += ["--constraint", str(cfile)]
+        cmd += source_args(extra_index_urls, find_links, constraints, Path(tmp))
         cmd += list(requirements)
         proc = subprocess.run(cmd, capture_output=True, text=True, env=_pip_env())
         if proc.returncode != 0:
@@ -170,6 +163,21 @@ def _packages(report: dict) -> list[PipPackage]:
             filename=unquote(Path(urlparse(url).path).name), requested=bool(item.get("requested")),
             dependencies=dict(sorted(deps.items()))))
     return sorted(packages, key=lambda p: p.name)
+
+
+def source_args(extra_index_urls, find_links, constraints: list[str] | None, folder: Path) -> list[str]:
+    """The index, find-links and constraints options pip and uv both take (constraints as a file
+    written into ``folder``)."""
+    args: list[str] = []
+    for url in extra_index_urls:
+        args += ["--extra-index-url", url]
+    for link in find_links:
+        args += ["--find-links", link]
+    if constraints:
+        cfile = folder / "constraints.txt"
+        cfile.write_text("\n".join(constraints) + "\n")
+        args += ["--constraint", str(cfile)]
+    return args
 
 
 def sha256_of_local(url: str, *, tool: str) -> str:

@@ -23,7 +23,8 @@ from typing import Callable
 from urllib.parse import unquote, urlparse
 
 from envctl.errors import LockError
-from envctl.pipresolve import ARCH, PipPackage, dependencies, normalize, platform_tags, sha256_of_local
+from envctl.pipresolve import (ARCH, PipPackage, dependencies, normalize, platform_tags, sha256_of_local,
+                               source_args)
 
 # uv's own names for the platforms it can target (uv pip compile --help, --python-platform)
 UV_GLIBC = {f"2.{m}" for m in range(17, 41)}
@@ -81,14 +82,7 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
                "--python-version", python,
                "--python-platform", f"{ARCH[platform]}-manylinux_{glibc.replace('.', '_')}",
                "--only-binary", ":all:", "--index-strategy", "unsafe-best-match", "--index-url", index_url]
-        for url in extra_index_urls:
-            cmd += ["--extra-index-url", url]
-        for link in find_links:
-            cmd += ["--find-links", link]
-        if constraints:
-            cfile = Path(tmp) / "constraints.txt"
-            cfile.write_text("\n".join(constraints) + "\n")
-            cmd += ["--constraint", str(cfile)]
+        cmd += source_args(extra_index_urls, find_links, constraints, Path(tmp))
         pages: dict = {}  # index pages read in this run, by URL: the prefetch's, reused by the picks
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env(cache_root / "uv")) as uv:  # uv first, then the prefetch beside it

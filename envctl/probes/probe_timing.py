@@ -107,28 +107,45 @@ def median_interval(values, confidence=CONFIDENCE):
 
 
 class BlockClock:
-    """Milliseconds per call of a block of calls, between two events."""
+    """Milliseconds per call of a block of calls, between two events.
 
-    def __init__(self, cuda):
+    With ``spin`` the host busy-polls for the GPU instead of blocking in ``synchronize``.
+    A vCPU that sleeps is slower for a while after it wakes (this 2-core machine: tiny torch
+    ops 3.1 us hot, 4.9 us median after 20 ms sleeps), but on the lent H100 spinning did not
+    steady host-bound ratios (benchmarks/gpu_host.py: eager over CUDA graph spread 36%
+    spinning, 34% blocking, over four processes each), so blocking stays the default.
+    """
+
+    def __init__(self, cuda, spin=False):
         self.cuda = cuda
+        self.spin = spin
+
+    def _wait(self, event):
+        if self.spin:
+            while not event.query():
+                pass
+        else:
+            event.synchronize()
 
     def sync(self):
         if self.cuda:
             import torch
 
-            torch.cuda.synchronize()
+            done = torch.cuda.Event()
+            done.record()
+            self._wait(done)
 
     def block(self, call, n):
         if self.cuda:
             import torch
 
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            torch.cuda.synchronize()
+            self.sync()
             start.record()
             for _ in range(n):
                 call()
             end.record()
-            end.synchronize()
+            self._wait(end)
             return start.elapsed_time(end) / n
         t0 = time.perf_counter()
         for _ in range(n):
@@ -156,7 +173,8 @@ def measure(candidates, base, cuda, policy, after_block=None, on_start=None, clo
     ``on_start()`` once between warm-up and measurement (a machine-state sample);
     ``host_probe()`` once per round: the host's dispatch speed then (see host_split).
     Returns {"candidates": {name: stats}, "ratios": {name: stats}, "rounds", "warmup_s",
-    "warmup_settled", "measure_s", "stopped"}. Exceptions from a call propagate.
+    "warmup_settled", "measure_s", "stopped", "raw"} (raw: each round's block means and host
+    speed, in order). Exceptions from a call propagate.
     """
     clock = clock or BlockClock(cuda)
     names = list(candidates)
@@ -216,7 +234,9 @@ def measure(candidates, base, cuda, policy, after_block=None, on_start=None, clo
             "rounds": rounds, "warmup_s": round(warmup_s, 3), "warmup_settled": settled,
             "host_us": ({"p10": round(quantile(host_all, 0.1), 3), "median": round(statistics.median(host_all), 3),
                          "p90": round(quantile(host_all, 0.9), 3)} if host_all else None),
-            "measure_s": round(time.perf_counter() - t1, 3), "stopped": stopped}
+            "measure_s": round(time.perf_counter() - t1, 3), "stopped": stopped,
+            "raw": {"blocks_ms": {n: [round(v, 5) for v in blocks[n]] for n in names},
+                    "host_us": [round(h, 3) for h in host_all]}}
 
 
 def host_split(stats, ratios, hosts):

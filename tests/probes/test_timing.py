@@ -101,6 +101,21 @@ def test_measure_stops_when_precise():
     assert timing.ratio_verdict(res["ratios"]["b"], FAST_POLICY)["verdict"] == "faster"
 
 
+def test_measure_keeps_each_round_in_order():
+    # the raw rounds let a later analysis (benchmarks/gpu_host.py) re-read a run: every block
+    # mean in the order timed, and the host speed sampled after each round
+    clock = SyntheticClock({"a": 1.0, "b": 0.5}, drift_per_block=0.01)
+    speeds = iter(range(1000))
+    res = timing.measure({"a": lambda: "a", "b": lambda: "b"}, "a", False, FAST_POLICY, clock=clock,
+                         host_probe=lambda: float(next(speeds)))
+    raw = res["raw"]
+    assert len(raw["blocks_ms"]["a"]) == len(raw["blocks_ms"]["b"]) == res["rounds"]
+    assert raw["host_us"] == [float(i) for i in range(res["rounds"])]
+    assert raw["blocks_ms"]["a"] == sorted(raw["blocks_ms"]["a"])  # the drift shows, in order
+    assert sorted(raw["blocks_ms"]["a"])[len(raw["blocks_ms"]["a"]) // 2] == pytest.approx(
+        res["candidates"]["a"]["median"], rel=0.02)
+
+
 def test_host_dependent_ratio_widens_interval():
     # half the rounds on a fast host (ratio 9), half on a slow one (ratio 6): a GPU-bound mode
     # against host-bound eager; the interval must hold both, not just the median's neighbours

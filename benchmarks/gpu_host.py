@@ -47,14 +47,14 @@ def sample_dispatch(seconds=6.0, gap=0.02, spin=False, on_gpu=False):
     if on_gpu:
         a = torch.randn(4096, 4096, device="cuda")
         torch.cuda.synchronize()
-        gpu = (a, None)
+        gpu = a
     out = []
     s0, t0 = _steal()
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         out.append(dispatch_us())
         if gpu is not None:  # the GPU works for about gap seconds while the host waits
-            a, done = gpu
+            a = gpu
             for _ in range(8):
                 a @ a
             ev = torch.cuda.Event()
@@ -72,7 +72,10 @@ def sample_dispatch(seconds=6.0, gap=0.02, spin=False, on_gpu=False):
             time.sleep(gap)
     s1, t1 = _steal()
     out.sort()
-    q = lambda p: out[int(p * (len(out) - 1))]  # noqa: E731
+
+    def q(p):
+        return out[int(p * (len(out) - 1))]
+
     cut = q(0.1) * 1.3
     return {"n": len(out), "p10": round(q(0.1), 3), "p50": round(q(0.5), 3), "p90": round(q(0.9), 3),
             "slow_share": round(sum(v > cut for v in out) / len(out), 3),
@@ -160,7 +163,7 @@ def main():
     print("\n1. dispatch speed (us/op), sampled every 20 ms for 6 s")
     print(f"{'condition':<16} {'p10':>6} {'p50':>6} {'p90':>6} {'slow share':>10} {'steal %':>8}")
     for cond in ["-,sleep", "-,spin", "-,gpu-sync", "-,gpu-spin", "-,sleep", "-,spin", "-,gpu-sync", "-,gpu-spin"]:
-        out = subprocess.run([sys.executable, __file__, f"--sample={cond}"], capture_output=True, text=True)
+        out = subprocess.run([sys.executable, __file__, f"--sample={cond}"], capture_output=True, text=True, check=False)
         doc = json.loads(out.stdout) if out.returncode == 0 else {"error": out.stderr[-500:]}
         where, how = cond.split(",")
         doc["condition"] = ("unpinned" if where == "-" else f"cpu {where}") + f", {how}"
@@ -177,7 +180,7 @@ def main():
     for rep in range(args.reps):
         for pin, nogc, spin, label in conds:
             out = subprocess.run([sys.executable, __file__, f"--child={pin},{nogc},{spin}"],
-                                 capture_output=True, text=True)
+                                 capture_output=True, text=True, check=False)
             try:
                 doc = json.loads(out.stdout.strip().splitlines()[-1])
             except (ValueError, IndexError):

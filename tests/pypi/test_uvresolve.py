@@ -165,3 +165,25 @@ def test_relocking_keeps_the_pins_on_disk_that_the_spec_allows_unless_told_to_up
     moved = {p.name: p.version for p in lock_image(_spec(app_index, ["demo-app==3.0", "helper==1.1"]),
                                                    current=current).pip["linux-64"]}
     assert moved["helper"] == "1.1" and moved["fastlib"] == "1.0"
+
+
+def test_a_target_python_the_host_lacks_is_neither_searched_for_nor_downloaded(app_index, tmp_path, monkeypatch):
+    # the image's Python (3.14 here; the host runs another) is only a target: uv must not look
+    # for it on the host nor download a managed one into the user's home (where it can, online;
+    # offline it retries for seconds first)
+    import sys
+    from pathlib import Path
+
+    from envctl.uvresolve import compile_command, resolve
+
+    cmd = compile_command("uv", Path("in"), Path("out"), python="3.14", platform="linux-64", glibc="2.28",
+                          index_url=app_index.simple, workdir=tmp_path)
+    assert cmd[cmd.index("--python-version") + 1] == "3.14"
+    assert cmd[cmd.index("--python") + 1] == sys.executable and "--no-python-downloads" in cmd
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))
+    pkgs = resolve(["helper"], python="3.14", platform="linux-64", glibc="2.28", index_url=app_index.simple,
+                   cache_root=tmp_path / "cache")
+    assert [(p.name, p.version) for p in pkgs] == [("helper", "1.1")]
+    assert not (home / ".local" / "share" / "uv").exists()

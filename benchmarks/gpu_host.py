@@ -79,7 +79,7 @@ def sample_dispatch(seconds=6.0, gap=0.02, spin=False, on_gpu=False):
     cut = q(0.1) * 1.3
     return {"n": len(out), "p10": round(q(0.1), 3), "p50": round(q(0.5), 3), "p90": round(q(0.9), 3),
             "slow_share": round(sum(v > cut for v in out) / len(out), 3),
-            "steal_pct": round((s1 - s0) / max(t1 - t0, 1) * 100, 2), "cpu": os.sched_getaffinity(0).__len__()}
+            "steal_pct": round((s1 - s0) / max(t1 - t0, 1) * 100, 2), "cpu": len(os.sched_getaffinity(0))}
 
 
 def child(pin, nogc, spin=False):

@@ -1,16 +1,21 @@
 """Why host-bound speedups move between runs on the GPU machine, and what steadies them.
 
-    python benchmarks/gpu_host.py [--out DIR] [--reps 3]
+    python benchmarks/gpu_host.py [--out DIR] [--reps 4]
 
 Eager inference at small batches is bound by how fast the host dispatches ops; a CUDA graph
 replay is not, so their ratio moves with the host's speed. This script measures, natively
 on the GPU machine (standard library and torch only, the probe's own modules):
 
 1. the host's dispatch speed (us per tiny torch op) sampled every 20 ms for a few seconds,
-   unpinned and pinned to single CPUs, with the steal time /proc/stat reports meanwhile;
-2. ResNet-50 fp32 batch 1, eager against a CUDA-graph replay of it (no compile needed),
-   timed with probe_timing's interleaved method in separate processes, alternating
-   conditions: plain, pinned to one CPU, pinned with the garbage collector off while timed.
+   the host sleeping, spinning, or waiting on GPU work (blocking or polling) between samples,
+   with the steal time /proc/stat reports meanwhile;
+2. ResNet-50 fp32 batch 1, eager against a CUDA-graph replay of it (no compile needed) and a
+   frozen trace, timed with probe_timing's interleaved method in separate processes,
+   alternating conditions: blocking waits (the probe's), busy-polling the GPU, busy-polling
+   with the garbage collector off while timed.  Each process's rounds are kept (``raw``).
+
+The first call on the H100 (results/gpu-host/host-1.*) was an earlier version: part 1 pinned
+to single CPUs, part 2 pinned with and without the garbage collector.
 
 It prints a table per part and writes DIR/host.json.
 """

@@ -183,7 +183,10 @@ class Registry:
         if existing:
             return existing, False
         name = name or path.stem
-        if self.by_name(name):
+        named = self.by_name(name)
+        if named is not None and named.sha256 == sha:  # a parallel add of this file registered it meanwhile
+            return named, False
+        if named is not None:
             raise ArtifactError(f"an artifact named {name!r} exists with other content",
                                 hint="pass --name to register this file under another name")
         folder = self.folder(sha)

@@ -1,13 +1,14 @@
 """Resolve an image's pip packages with uv, for the image's Python and platform.
 
-``uv pip compile --generate-hashes --emit-index-annotation`` (the ``uv`` PyPI package's binary,
-found with ``uv.find_uv_bin()``) resolves for ``--python-version`` / ``--python-platform`` with
-the spec's index, extra indexes and find-links only: ``--no-config`` and no ``UV_*`` variables,
-so the host's uv and pip settings never change a lock.  ``--index-strategy unsafe-best-match``
-keeps pip's semantics (the best version across every index, so ``torch==2.8.0`` takes
-``+cu126`` from the PyTorch index over PyPI's build).  uv's output lists every hash of each
-release and the index it came from; envctl picks the one wheel the target installs from that
-index's page (PEP 691/503, or the find-links folder) by tag priority, as pip would, and
+``uv pip compile --generate-hashes`` (the ``uv`` PyPI package's binary, found with
+``uv.find_uv_bin()``) resolves for ``--python-version`` / ``--python-platform`` with the spec's
+index, extra indexes and find-links only: ``--no-config`` and no ``UV_*`` variables, so the
+host's uv and pip settings never change a lock.  ``--index-strategy unsafe-best-match`` keeps
+pip's semantics (the best version across every index, so ``torch==2.8.0`` takes ``+cu126`` from
+the PyTorch index over PyPI's build).  uv writes a PEP 751 ``pylock.toml``: the one wheel the
+target installs, with URL, size and sha256.  With find-links it writes requirements.txt instead
+(see compile_command): every hash of each release and the index it came from; envctl then picks
+the wheel from that index's page (PEP 691/503, or the folder) by tag priority, as pip would, and
 remembers the pick by its hashes.  Dependencies come from each wheel's metadata (PEP 658 or
 ranges, cached by sha256), as pip's report gives them, so the lockfile does not change.
 """
@@ -18,7 +19,7 @@ import os
 import subprocess
 import sys
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlparse
@@ -65,17 +66,21 @@ def compile_command(binary: str, reqs: Path, out: Path, *, python: str, platform
                     workdir: Path) -> list[str]:
     """The ``uv pip compile`` command line for the target (pure: nothing runs).
 
-    Output: requirements.txt with every hash of each release and the index it came from; uv keeps
-    local wheels' hashes in its cache here (its pylock output re-hashes a 200 MB find-links torch
-    on every run).  The target is ``--python-version``; ``--python`` (this interpreter) only
-    stands in for builds, of which there are none (binary only).  Without it uv looks for the
-    target's Python on the host and, where it is missing, downloads one: seconds of retries
-    offline (5.2 s against 0.6 s for numpy on Python 3.12 here), a managed Python installed
-    in the user's home online.
+    Output (by ``out``'s name): ``pylock.toml``, the one wheel of each package the target installs
+    with its URL, size and sha256; or, with find-links, requirements.txt with every hash of each
+    release and the index it came from (uv's pylock output re-hashes a 200 MB find-links torch
+    on every run, 0.5 s; its requirements output takes the hash from its cache).  The target is
+    ``--python-version``; ``--python`` (this interpreter) only stands in for builds, of which there
+    are none (binary only).  Without it uv looks for the target's Python on the host and, where it
+    is missing, downloads one: seconds of retries offline (5.2 s against 0.6 s for numpy on
+    Python 3.12 here), a managed Python installed in the user's home online.
     """
-    cmd = [binary, "pip", "compile", str(reqs), "--output-file", str(out), "--generate-hashes",
-           "--emit-index-annotation", "--no-annotate", "--no-header", "--no-config", "--quiet",
-           "--python-version", python, "--python", sys.executable, "--no-python-downloads",
+    if out.name == "pylock.toml":
+        output = ["--format", "pylock.toml"]
+    else:
+        output = ["--format", "requirements.txt", "--emit-index-annotation", "--no-annotate", "--no-header"]
+    cmd = [binary, "pip", "compile", str(reqs), "--output-file", str(out), *output, "--generate-hashes",
+           "--no-config", "--quiet", "--python-version", python, "--python", sys.executable, "--no-python-downloads",
            "--python-platform", f"{ARCH[platform]}-manylinux_{glibc.replace('.', '_')}",
            "--only-binary", ":all:", "--index-strategy", "unsafe-best-match", "--index-url", index_url]
     return cmd + source_args(extra_index_urls, find_links, constraints, workdir)
@@ -87,54 +92,101 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
             on_failure: Callable[[], None] | None = None, prefetch: tuple[PipPackage, ...] = (),
             prefer: tuple[str, ...] = ()) -> list[PipPackage]:
     """Exact files with hashes and sizes for ``requirements`` on the target (no sizes guessed).
-    uv's cache lives in ``cache_root/uv``, pages, picks and wheel metadata in ``cache_root/pypi``."""
+    uv's cache lives in ``cache_root/uv``, pages, picks and wheel metadata in ``cache_root/pypi``.
+
+    ``prefetch`` (the lock on disk) is read while uv resolves: without find-links, the metadata
+    of each of its files, kept apart until uv's pylock names the same URL and sha256 (a lockfile
+    alone never vouches for a file); with find-links, each package's index page as well, for
+    picking the file from uv's hashes."""
+    from envctl import pylock
+    from envctl.pypi.http import executor
+
     binary = uv_binary()
     assert binary is not None, "call can_serve() first"
+    tags = supported_tags(python, platform, glibc)
+    metadata_cache = cache_root / "pypi" / "metadata"
+    as_pylock = not find_links
     with tempfile.TemporaryDirectory(prefix="envctl-uv-") as tmp:
         reqs = Path(tmp) / "requirements.in"
         reqs.write_text("\n".join(requirements) + "\n")
-        out = Path(tmp) / "requirements.txt"
+        out = Path(tmp) / ("pylock.toml" if as_pylock else "requirements.txt")
         if prefer:  # uv keeps an existing output file's pins where the requirements allow (and resolves faster)
-            out.write_text("\n".join(prefer) + "\n")
+            out.write_text(pylock.preferences(prefer) if as_pylock else "\n".join(prefer) + "\n")
         cmd = compile_command(binary, reqs, out, python=python, platform=platform, glibc=glibc,
                               index_url=index_url, extra_index_urls=extra_index_urls, find_links=find_links,
                               constraints=constraints, workdir=Path(tmp))
         pages: dict = {}  # index pages read in this run, by URL: the prefetch's, reused by the picks
+        staged = Path(tmp) / "metadata"  # prefetched metadata, by sha256, until uv vouches for its file
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env(cache_root / "uv")) as uv:  # uv first, then the prefetch beside it
             started: list = []
             try:
-                started = _prefetch(prefetch, index_url, cache_root / "pypi", pages)
+                started = (_prefetch_metadata(prefetch, metadata_cache, staged) if as_pylock
+                           else _prefetch(prefetch, index_url, cache_root / "pypi", pages))
                 stdout, stderr = uv.communicate()
             except BaseException:  # Ctrl-C, SIGTERM: neither uv nor queued reads outlive envctl
                 uv.kill()
                 for future in started:
                     future.cancel()
                 raise
-        proc = subprocess.CompletedProcess(cmd, uv.returncode, stdout, stderr)
         for future in started:  # mostly done while uv ran; what is left is read below anyway
-            if proc.returncode != 0:
+            if uv.returncode != 0:
                 future.cancel()
             else:
                 future.exception()
-        if proc.returncode != 0:
-            if on_failure is not None and ("Failed to fetch" in proc.stderr or "Failed to read" in proc.stderr):
+        if uv.returncode != 0:
+            if on_failure is not None and ("Failed to fetch" in stderr or "Failed to read" in stderr):
                 on_failure()  # raises LockError naming the unreachable index, refused or timed out
-            raise LockError(explain_failure(proc.stderr, requirements, python, platform),
+            raise LockError(explain_failure(stderr, requirements, python, platform),
                             hint="check the pip requirements in the spec")
-        pins = parse_compiled(out.read_text())
-    tags = supported_tags(python, platform, glibc)
-    flat = {_norm_location(link) for link in find_links}
-    metadata_cache = cache_root / "pypi" / "metadata"
+        if as_pylock:
+            vouched = {p.sha256: p.url for p in prefetch}
 
-    def one(pin: Pin):  # the file, then its metadata, on one thread's kept-alive connections
+            def one(dist):
+                if vouched.get(dist.sha256) == dist.url and (staged / f"{dist.sha256}.METADATA").is_file():
+                    _adopt(staged / f"{dist.sha256}.METADATA", metadata_cache)
+                if dist.size is None:
+                    dist = replace(dist, size=_local_size(dist.url))
+                return dist, _metadata(dist, metadata_cache)
+
+            found = list(executor().map(one, pylock.read_wheels(out.read_text(), tags)))
+            return _packages(found, requirements)
+        pins = parse_compiled(out.read_text())
+    flat = {_norm_location(link) for link in find_links}
+
+    def pick(pin: Pin):  # the file, then its metadata, on one thread's kept-alive connections
         dist = _pick(pin, tags, flat, cache_root / "pypi", pages)
         return dist, _metadata(dist, metadata_cache)
 
-    from envctl.pypi.http import executor
-
-    found = list(executor().map(one, pins))
+    found = list(executor().map(pick, pins))
     return _packages(found, requirements)
+
+
+def _prefetch_metadata(packages: tuple[PipPackage, ...], cache: Path, staged: Path) -> list:
+    """Read the metadata of each remote file the lock on disk names, while uv resolves, into
+    ``staged`` (not the cache: only a file uv's own output names again is taken from there)."""
+    from envctl.pypi.http import executor
+    from envctl.pypi.metadata import read_metadata
+    from envctl.pypi.simple import DistFile
+
+    def prefetch(p: PipPackage) -> None:
+        try:
+            read_metadata(DistFile(filename=p.filename, url=p.url, sha256=p.sha256, size=p.size), cache_dir=staged)
+        except Exception:  # noqa: BLE001 - a prefetch only saves time; the real reads report
+            pass
+
+    remote = [p for p in packages if urlparse(p.url).scheme in ("http", "https") and p.sha256
+              and not (cache / f"{p.sha256}.METADATA").is_file()]
+    pool = executor()
+    return [pool.submit(prefetch, p) for p in remote]
+
+
+def _adopt(staged_file: Path, cache: Path) -> None:
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        os.replace(staged_file, cache / staged_file.name)
+    except OSError:  # an unwritable cache only costs a read
+        pass
 
 
 def _prefetch(packages: tuple[PipPackage, ...], index_url: str, cache: Path, pages: dict) -> list:

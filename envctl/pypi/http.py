@@ -8,7 +8,6 @@ and plain paths are read from disk so a mirror folder works like an index.
 
 from __future__ import annotations
 
-import functools
 import http.client
 import socket
 import threading
@@ -220,12 +219,23 @@ def _fetch_urllib(url: str, headers: dict[str, str], timeout: float) -> Response
         return Response(url, exc.code, b"", {k.lower(): v for k, v in (exc.headers or {}).items()})
 
 
-@functools.lru_cache(maxsize=1)
-def _ssl():
-    """One TLS context for every request: loading the CA bundle costs ~30 ms of CPU a time."""
-    from envctl.netcheck import ssl_context
+_ssl_lock = threading.Lock()
 
-    return ssl_context()
+
+def _ssl():
+    """One TLS context for every connection of the process, made by the first to need it:
+    loading the CA bundle costs ~30 ms of CPU a time.  (functools.lru_cache let the first sixteen
+    threads each make their own: 0.5 s of CPU, taken from uv resolving beside them on two cores.)"""
+    global _context
+    with _ssl_lock:
+        if _context is None:
+            from envctl.netcheck import ssl_context
+
+            _context = ssl_context()
+        return _context
+
+
+_context = None
 
 
 def _get_file(url: str, parsed, headers: dict[str, str], *, allow: tuple[int, ...], what: str) -> Response:

@@ -120,3 +120,29 @@ def test_a_host_is_looked_up_once_even_when_the_lookup_fails(monkeypatch):
     with ThreadPoolExecutor(8) as pool:
         list(pool.map(read, range(16)))
     assert calls == ["pkgs.example.invalid"] and _time.monotonic() - start < 2.0
+
+
+def test_threads_that_connect_at_once_share_one_tls_context(monkeypatch):
+    # the CA bundle costs ~30 ms of CPU to load: sixteen threads starting together must load it once
+    import threading
+    import time
+
+    from envctl import netcheck
+    from envctl.pypi import http as envhttp
+
+    made = []
+
+    def slow_context():
+        time.sleep(0.05)
+        made.append(object())
+        return made[-1]
+
+    monkeypatch.setattr(netcheck, "ssl_context", slow_context)
+    monkeypatch.setattr(envhttp, "_context", None)
+    got = []
+    threads = [threading.Thread(target=lambda: got.append(envhttp._ssl())) for _ in range(16)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(made) == 1 and all(g is made[0] for g in got) and len(got) == 16

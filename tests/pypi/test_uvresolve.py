@@ -187,3 +187,53 @@ def test_a_target_python_the_host_lacks_is_neither_searched_for_nor_downloaded(a
                    cache_root=tmp_path / "cache")
     assert [(p.name, p.version) for p in pkgs] == [("helper", "1.1")]
     assert not (home / ".local" / "share" / "uv").exists()
+
+
+def test_a_relock_reads_the_metadata_of_the_files_on_disk_beside_uv_but_only_trusts_what_uv_names(app_index, tmp_path):
+    # the lock on disk names helper's real sha256 at another host, whose .metadata lies about its
+    # dependencies: the prefetch reads it beside uv, but uv's pylock names the index's own URL, so
+    # the lie is neither used nor cached
+    import shutil
+    from dataclasses import replace
+
+    from envctl.cache import default_root
+
+    spec = _spec(app_index, ["demo-app==3.0"])
+    first = lock_image(spec)
+    path = tmp_path / "demo-env.conda-lock.yml"
+    write_lock(path, first.text)
+    shutil.rmtree(default_root() / "pypi" / "metadata")  # cold: every file's metadata read again
+    elsewhere = LocalIndex(root=tmp_path / "elsewhere")
+    liar = make_wheel(tmp_path / "elsewhere" / "files", "helper", "1.1", "py3-none-any", ["evil>=6"])
+    elsewhere.add("helper", liar)
+    elsewhere, shutdown = serve(elsewhere)
+    try:
+        on_disk = load_lock(path)
+        helper = next(p for p in on_disk.pip if p.name == "helper")
+        forged = [replace(p, url=f"{elsewhere.url}/files/{liar.name}") if p is helper else p for p in on_disk.pip]
+        again = lock_image(spec, current={"linux-64": replace(on_disk, pip=forged)})
+        assert ("/files/" + liar.name + ".metadata") in [p for p, _s, _r in elsewhere.log]  # read beside uv
+    finally:
+        shutdown()
+    assert again.text == first.text  # helper's dependencies and URL come from the index uv read
+    cached = default_root() / "pypi" / "metadata" / f"{helper.sha256}.METADATA"
+    assert "evil" not in cached.read_text()
+
+
+def test_pylock_gives_the_wheel_the_target_installs_and_refuses_one_without_a_hash():
+    from envctl.pylock import preferences, read_wheels
+
+    tags = supported_tags("3.11", "linux-64", "2.28")
+    text = ('lock-version = "1.0"\ncreated-by = "uv"\n\n[[packages]]\nname = "a"\nversion = "1"\nwheels = [\n'
+            '  { url = "https://x/a-1-cp311-cp311-manylinux_2_17_x86_64.whl", size = 5, hashes = { sha256 = "s1" } },\n'
+            '  { url = "https://x/a-1-cp311-cp311-manylinux_2_28_x86_64.whl", size = 7, hashes = { sha256 = "s2" } },\n'
+            '  { url = "https://x/a-1-cp311-cp311-manylinux_2_35_x86_64.whl", size = 9, hashes = { sha256 = "s3" } },\n'
+            ']\n')
+    [wheel] = read_wheels(text, tags)
+    assert (wheel.filename, wheel.sha256, wheel.size) == ("a-1-cp311-cp311-manylinux_2_28_x86_64.whl", "s2", 7)
+    no_hash = text.replace('hashes = { sha256 = "s2" }', "hashes = {}").replace("manylinux_2_17", "macosx_11_0_arm64")
+    with pytest.raises(LockError, match=r"uv resolved a==1 but gave no wheel with a URL and sha256"):
+        read_wheels(no_hash, tags)
+    with pytest.raises(LockError, match="pylock.toml envctl cannot read"):
+        read_wheels("lock-version = [", tags)
+    assert 'name = "we\\"ird"' in preferences(['we"ird==1.0'])

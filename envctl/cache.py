@@ -13,7 +13,6 @@ import hashlib
 import os
 import shutil
 import tempfile
-import urllib.request
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -114,6 +113,8 @@ class PackageCache:
                 raise CacheError(f"{filename}: {local_file} does not exist", hint="restore it or re-lock")
             shutil.copyfile(local_file, dest)
             return
+        import urllib.request
+
         try:
             with urllib.request.urlopen(url, timeout=60, context=ssl_context()) as resp, dest.open("wb") as fh:
                 shutil.copyfileobj(resp, fh, 1 << 20)

@@ -12,8 +12,6 @@ import os
 import sys
 from typing import Any
 
-from rich.console import Console
-from rich.text import Text
 
 def _width(stream) -> int | None:
     # Piped output (CI logs, tests) is not cut to 80 columns: tables take the width they need.
@@ -22,9 +20,41 @@ def _width(stream) -> int | None:
     return 160
 
 
-out = Console(markup=False, highlight=False, width=_width(sys.stdout))
-# soft_wrap: an error stays one line however long, so logs and scripts can grep it.
-err = Console(stderr=True, markup=False, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+def __getattr__(name: str):
+    """``out`` and ``err``, the rich consoles, made on first use: rich costs 20 ms of imports,
+    which a command that only prints status lines to a pipe (CI, scripts) never pays."""
+    if name not in ("out", "err"):
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    from rich.console import Console
+
+    if name == "out":
+        made = Console(markup=False, highlight=False, emoji=False, width=_width(sys.stdout))
+    else:  # soft_wrap: an error stays one line however long, so logs and scripts can grep it.
+        made = Console(stderr=True, markup=False, highlight=False, emoji=False, soft_wrap=True,
+                       width=_width(sys.stderr))
+    globals()[name] = made
+    return made
+
+
+def _console(name: str):
+    return globals().get(name) or __getattr__(name)
+
+
+def stderr_is_terminal() -> bool:
+    """Whether stderr takes colour and live displays, as rich decides it (FORCE_COLOR and
+    TTY_COMPATIBLE=1 count as a terminal, TTY_COMPATIBLE=0 does not)."""
+    if "err" in globals():
+        return globals()["err"].is_terminal
+    compatible = os.environ.get("TTY_COMPATIBLE", "")
+    if compatible in ("0", "1"):
+        return compatible == "1"
+    if os.environ.get("FORCE_COLOR") is not None:
+        return os.environ["FORCE_COLOR"] != ""
+    try:
+        return sys.stderr.isatty()
+    except (AttributeError, ValueError):
+        return False
+
 
 STATUS_STYLES = {
     "pass": "green", "ok": "green", "locked": "green", "current": "green", "stable": "green",
@@ -33,7 +63,9 @@ STATUS_STYLES = {
 }
 
 
-def styled(value: str, style: str | None = None) -> Text:
+def styled(value: str, style: str | None = None):
+    from rich.text import Text
+
     return Text(value, style=style or STATUS_STYLES.get(value, ""))
 
 
@@ -49,10 +81,17 @@ def print_json(data: Any) -> None:
 
 
 def status(message: str) -> None:
-    err.print(message)
+    if not stderr_is_terminal():  # what rich prints to a pipe (no style, no wrap), without importing it
+        sys.stderr.write(message + "\n")
+        sys.stderr.flush()
+        return
+    _console("err").print(message)
 
 
 def error(message: str, hint: str | None = None) -> None:
+    from rich.text import Text
+
+    err = _console("err")
     line = Text("error: ", style="bold red")
     line.append(message)
     err.print(line)

@@ -9,8 +9,6 @@ from __future__ import annotations
 import os
 import socket
 import ssl
-import urllib.error
-import urllib.request
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -29,6 +27,9 @@ def ssl_context() -> ssl.SSLContext:
 
 def check_reachable(url: str, *, what: str, timeout: float = 10.0) -> None:
     """Raise LockError naming ``url`` when it cannot be reached; local paths must exist."""
+    import urllib.error
+    import urllib.request
+
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         path = Path(parsed.path if parsed.scheme == "file" else url)

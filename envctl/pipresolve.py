@@ -190,12 +190,18 @@ def sha256_of_local(url: str, *, tool: str) -> str:
     return sha256_of(Path(unquote(parsed.path)))
 
 
+_LEADING_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
 def dependencies(requires_dist, names: set[str]) -> dict[str, str]:
     """As pip's report gives them: every requirement on a locked package, extras left out."""
     from packaging.requirements import InvalidRequirement, Requirement
 
     deps: dict[str, str] = {}
     for text in requires_dist:
+        lead = _LEADING_NAME.match(text)
+        if lead is None or normalize(lead.group(1)) not in names:
+            continue  # on no locked package (torch's extras, other platforms): not worth parsing
         try:
             req = Requirement(text)
         except InvalidRequirement:

@@ -10,12 +10,6 @@ import sys
 from urllib.parse import unquote, urlparse
 
 from envctl.errors import LockError
-from envctl.pypi.simple import DistFile
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 
 def preferences(pins: tuple[str, ...] | list[str]) -> str:
@@ -36,6 +30,12 @@ def read_wheels(text: str, tags: list[str]) -> list[DistFile]:
     wrote it.  uv lists one wheel per package for a single ``--python-platform``; where it lists
     more, the one pip would pick.  A package with no such wheel (an sdist, a foreign tag, no url
     or sha256) is an error.  ``size`` is None where the index did not give one."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        import tomli as tomllib
+
+    from envctl.pypi.simple import DistFile
     from envctl.uvresolve import rank_wheels
 
     try:

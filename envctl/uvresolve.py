@@ -99,11 +99,9 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
     alone never vouches for a file); with find-links, each package's index page as well, for
     picking the file from uv's hashes."""
     from envctl import pylock
-    from envctl.pypi.http import executor
 
     binary = uv_binary()
     assert binary is not None, "call can_serve() first"
-    tags = supported_tags(python, platform, glibc)
     metadata_cache = cache_root / "pypi" / "metadata"
     as_pylock = not find_links
     with tempfile.TemporaryDirectory(prefix="envctl-uv-") as tmp:
@@ -123,6 +121,7 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
             try:
                 started = (_prefetch_metadata(prefetch, metadata_cache, staged) if as_pylock
                            else _prefetch(prefetch, index_url, cache_root / "pypi", pages))
+                tags = supported_tags(python, platform, glibc)  # while uv runs
                 stdout, stderr = uv.communicate()
             except BaseException:  # Ctrl-C, SIGTERM: neither uv nor queued reads outlive envctl
                 uv.kill()
@@ -149,8 +148,9 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
                     dist = replace(dist, size=_local_size(dist.url))
                 return dist, _metadata(dist, metadata_cache)
 
-            found = list(executor().map(one, pylock.read_wheels(out.read_text(), tags)))
-            return _packages(found, requirements)
+            wheels = pylock.read_wheels(out.read_text(), tags)
+            return _packages(_each(one, wheels, [metadata_cache / f"{w.sha256}.METADATA" for w in wheels]),
+                             requirements)
         pins = parse_compiled(out.read_text())
     flat = {_norm_location(link) for link in find_links}
 
@@ -158,8 +158,17 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
         dist = _pick(pin, tags, flat, cache_root / "pypi", pages)
         return dist, _metadata(dist, metadata_cache)
 
-    found = list(executor().map(pick, pins))
-    return _packages(found, requirements)
+    return _packages(_each(pick, pins, [_memo(pin, tags, cache_root / "pypi") for pin in pins]), requirements)
+
+
+def _each(work, items: list, cached: list[Path]) -> list:
+    """``work`` over ``items``: on the pool's threads where something may be read over the
+    network, inline where the ``cached`` files say all of it is on disk (threads cost more)."""
+    if cached and all(path.is_file() for path in cached):
+        return [work(item) for item in items]
+    from envctl.pypi.http import executor
+
+    return list(executor().map(work, items))
 
 
 def _prefetch_metadata(packages: tuple[PipPackage, ...], cache: Path, staged: Path) -> list:
@@ -290,13 +299,11 @@ def _norm_location(location: str) -> str:
 def _pick(pin: Pin, tags: list[str], flat: set[str], cache: Path, pages: dict | None = None):
     """The one file of ``pin`` the target installs, with URL, sha256 and size.  Remembered by
     (source, name, version, hashes, tags): files with those hashes never change."""
-    import hashlib
     import json
 
     from envctl.pypi.simple import DistFile
 
-    key = hashlib.sha256(json.dumps([pin.source, pin.name, pin.version, sorted(pin.hashes), tags]).encode())
-    memo = cache / "picks" / f"{key.hexdigest()[:40]}.json"
+    memo = _memo(pin, tags, cache)
     try:
         d = json.loads(memo.read_text())
         return DistFile(filename=d["filename"], url=d["url"], sha256=d["sha256"], size=d["size"])
@@ -311,6 +318,14 @@ def _pick(pin: Pin, tags: list[str], flat: set[str], cache: Path, pages: dict | 
     except Exception:  # noqa: BLE001 - an unwritable cache only costs speed
         pass
     return chosen
+
+
+def _memo(pin: Pin, tags: list[str], cache: Path) -> Path:
+    import hashlib
+    import json
+
+    key = hashlib.sha256(json.dumps([pin.source, pin.name, pin.version, sorted(pin.hashes), tags]).encode())
+    return cache / "picks" / f"{key.hexdigest()[:40]}.json"
 
 
 def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path, pages: dict):

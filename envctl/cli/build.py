@@ -91,7 +91,7 @@ def _run_build(engine, plan, cache, *, rebuild: bool, no_cache: bool, platform: 
     from envctl.cache import default_root
 
     log_dir = default_root() / "logs"
-    if quiet or not console.err.is_terminal:
+    if quiet or not console.stderr_is_terminal():
         echo = (lambda _m: None) if quiet else (lambda m: console.status("  " + m))
         return build_image(engine, plan, cache=cache, log_dir=log_dir, rebuild=rebuild, no_cache=no_cache,
                            platform=platform, progress=echo, on_line=lambda l: echo(l) if _is_step(l) else None)

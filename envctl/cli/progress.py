@@ -11,7 +11,7 @@ from envctl import console
 @contextmanager
 def activity(title: str) -> Iterator[Callable[[str], None]]:
     """Yield a callback that reports the current step; spinner only on a TTY."""
-    if console.err.is_terminal:
+    if console.stderr_is_terminal():
         with console.err.status(title) as status:
             yield lambda msg: status.update(f"{title}: {msg}")
     else:

@@ -10,11 +10,12 @@ and the rest of each row moves to an indented second line under it, wrapped, nev
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from rich.console import Console, Group, RenderableType
-from rich.padding import Padding
-from rich.table import Table
-from rich.text import Text
+if TYPE_CHECKING:  # rich is imported when a table is drawn, not by every command that has one
+    from rich.console import Console, RenderableType
+    from rich.table import Table
+    from rich.text import Text
 
 LONG_MIN = 16  # a long column narrower than this reads badly: move it to the second line instead
 GAP = 2  # spaces between columns of the compact table
@@ -29,7 +30,7 @@ class Column:
 
 
 def _plain(cell: str | Text) -> str:
-    return cell.plain if isinstance(cell, Text) else cell
+    return cell if isinstance(cell, str) else cell.plain
 
 
 def _width_of(col: Column, rows: list[list[str | Text]], i: int) -> int:
@@ -37,6 +38,8 @@ def _width_of(col: Column, rows: list[list[str | Text]], i: int) -> int:
 
 
 def full_table(columns: list[Column], rows: list[list[str | Text]]) -> Table:
+    from rich.table import Table
+
     table = Table()
     for i, col in enumerate(columns):
         width = _width_of(col, rows, i)
@@ -59,6 +62,11 @@ def _full_fits(columns: list[Column], rows: list[list[str | Text]], width: int) 
 def render(columns: list[Column], rows: list[list[str | Text]], *, width: int,
            wide: bool = False) -> RenderableType:
     """The table for a terminal ``width`` columns wide (``wide``: everything in one table)."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
     if wide or _full_fits(columns, rows, width):
         return full_table(columns, rows)
     widths = [_width_of(c, rows, i) for i, c in enumerate(columns)]

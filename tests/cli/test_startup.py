@@ -32,3 +32,20 @@ def test_show_reads_cuda_libraries_as_the_build_does(project):
     info = describe(p, "pytorch-2.14-cu130-pypi")
     assert info["cuda_libraries"] == cuda_libraries(load_lock(p.lock_path("pytorch-2.14-cu130-pypi")).pip)
     assert "nvidia-cuda-runtime" in info["cuda_libraries"]
+
+
+@pytest.mark.parametrize("env, expected", [({}, False), ({"FORCE_COLOR": "1"}, True), ({"FORCE_COLOR": ""}, False),
+                                           ({"TTY_COMPATIBLE": "1"}, True), ({"TTY_COMPATIBLE": "0", "FORCE_COLOR": "1"}, False)])
+def test_stderr_counts_as_a_terminal_where_rich_would_say_so_without_importing_it(monkeypatch, env, expected):
+    # status lines skip rich only where rich itself would print plain text (a pipe, here)
+    from rich.console import Console
+
+    from envctl import console
+
+    for key in ("FORCE_COLOR", "TTY_COMPATIBLE"):
+        monkeypatch.delenv(key, raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.delitem(console.__dict__, "err", raising=False)
+    assert console.stderr_is_terminal() is expected
+    assert Console(stderr=True).is_terminal is expected

@@ -237,3 +237,30 @@ def test_pylock_gives_the_wheel_the_target_installs_and_refuses_one_without_a_ha
     with pytest.raises(LockError, match="pylock.toml envctl cannot read"):
         read_wheels("lock-version = [", tags)
     assert 'name = "we\\"ird"' in preferences(['we"ird==1.0'])
+
+
+def test_envctl_lock_from_a_pipe_writes_the_lock_prints_plain_lines_and_never_imports_rich(app_index, tmp_path):
+    # CI and scripts run `envctl lock` with stderr piped: status lines are plain text, and the
+    # 20 ms of rich's imports are not paid (a terminal gets rich's spinner and colours)
+    import os
+    import subprocess
+    import sys
+
+    import yaml
+
+    root = tmp_path / "proj"
+    (root / "images").mkdir(parents=True)
+    (root / "images" / "demo-env.yaml").write_text(yaml.safe_dump(
+        {"version": 1, "name": "demo-env", "python": "3.11", "torch": "2.13.0", "cuda": "cpu",
+         "torch_source": "base", "python_source": "base", "channels": [], "pip": ["demo-app==3.0"],
+         "pip_index": {"index_url": app_index.simple}}))
+    env = {k: v for k, v in os.environ.items() if k not in ("FORCE_COLOR", "TTY_COMPATIBLE")}
+    env["ENVCTL_PROJECT"] = str(root)
+    proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "envctl", "lock", "demo-env"],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    imported = {line.rsplit("|", 1)[-1].strip() for line in proc.stderr.splitlines() if line.startswith("import time:")}
+    assert not {m for m in imported if m == "rich" or m.startswith("rich.")}
+    said = [line for line in proc.stderr.splitlines() if not line.startswith("import time:")]
+    assert said[0] == "locking demo-env" and said[-1].startswith("wrote locks/demo-env.conda-lock.yml (linux-64: 0 conda + 4 pip")
+    assert "fastlib-2.0-cp311-cp311-manylinux_2_28_x86_64.whl" in (root / "locks" / "demo-env.conda-lock.yml").read_text()

@@ -7,8 +7,6 @@ envctl name the URL and say whether it was refused, timed out or unknown.
 from __future__ import annotations
 
 import os
-import socket
-import ssl
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -19,6 +17,8 @@ _CA_CANDIDATES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-b
 
 def ssl_context() -> ssl.SSLContext:
     """The CA bundle pip would use here (PIP_CERT, SSL_CERT_FILE, or the system bundle)."""
+    import ssl
+
     for candidate in (os.environ.get("PIP_CERT"), os.environ.get("SSL_CERT_FILE"), *_CA_CANDIDATES):
         if candidate and Path(candidate).is_file():
             return ssl.create_default_context(cafile=candidate)
@@ -49,15 +49,18 @@ def check_reachable(url: str, *, what: str, timeout: float = 10.0) -> None:
     except urllib.error.URLError as exc:
         raise LockError(f"{what} {url} is unreachable: {_reason(exc.reason)}",
                         hint="check the network or name a reachable mirror in the spec") from None
-    except (socket.timeout, TimeoutError):
+    except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
         raise LockError(f"{what} {url} is unreachable: timed out after {timeout:.0f}s",
                         hint="check the network or name a reachable mirror in the spec") from None
 
 
 def _reason(reason: object) -> str:
+    import socket
+    import ssl
+
     if isinstance(reason, ConnectionRefusedError):
         return "connection refused"
-    if isinstance(reason, (socket.timeout, TimeoutError)):
+    if isinstance(reason, TimeoutError):
         return "timed out"
     if isinstance(reason, socket.gaierror):
         return "host name not resolved (DNS)"

@@ -36,7 +36,8 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 @lru_cache(maxsize=1)
 def defaults() -> dict[str, Any]:
-    return yaml.safe_load(resources.files("envctl.data").joinpath("defaults.yaml").read_text())
+    return yaml.load(resources.files("envctl.data").joinpath("defaults.yaml").read_text(),  # noqa: S506 - safe
+                     Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
 @dataclass(frozen=True)
@@ -380,8 +381,9 @@ def _check_consistency(spec: ImageSpec) -> None:
                         "torch_source find-links needs at least one folder or URL")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """safe_load that refuses a key given twice (YAML keeps the last one silently)."""
+class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """safe_load (libyaml's parser where PyYAML has it) that refuses a key given twice (YAML
+    keeps the last one silently)."""
 
     def construct_mapping(self, node, deep=False):
         seen: set = set()

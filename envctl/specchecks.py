@@ -29,6 +29,14 @@ IMAGE_REF_RE = re.compile(rf"^(?:{_DOMAIN}/)?{_COMPONENT}(?:/{_COMPONENT})*(?::[
 _CONDA_RE = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+-]*(?:\s*(?:[<>=!~]=?|\s)\s*[A-Za-z0-9_.*+!<>=,|~ -]*)?$")
 _CHANNEL_NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*(?:/[A-Za-z0-9][A-Za-z0-9_.-]*)*$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+# The plain shapes nearly every spec uses ("numpy", "numpy==2.3.5", "torchvision==0.29.*",
+# "filelock>=3.0,<4"), valid by construction; anything else (extras, markers, local versions,
+# URLs) is judged by packaging, whose 15 ms of imports every lock would otherwise pay first.
+_RELEASE = r"[0-9]+(?:\.[0-9]+)*"
+_SUFFIX = r"(?:(?:a|b|rc)[0-9]+)?(?:\.post[0-9]+)?(?:\.dev[0-9]+)?"
+_CLAUSE = (rf"\s*(?:(?:==|!=)\s*(?:{_RELEASE}\.\*|{_RELEASE}{_SUFFIX})|(?:>=|<=|>|<)\s*{_RELEASE}{_SUFFIX}"
+           rf"|~=\s*[0-9]+(?:\.[0-9]+)+{_SUFFIX})\s*")
+_PLAIN_REQ_RE = re.compile(rf"[A-Za-z0-9](?:[A-Za-z0-9._-]*[A-Za-z0-9])?\s*(?:{_CLAUSE}(?:,{_CLAUSE})*)?")
 
 
 def check_strings(spec) -> None:
@@ -74,13 +82,15 @@ def check_strings(spec) -> None:
 
 def pip_requirement_problem(item: str) -> str | None:
     """Why ``item`` is not a plain requirement (None when it is one)."""
-    from packaging.requirements import InvalidRequirement, Requirement
-
     text = item.strip()
     if text.startswith("-"):
         return f"{_show(item)} is a pip option, not a requirement; options are not allowed in a spec"
     if len(text) > MAX_ENTRY or _CONTROL_RE.search(text):
         return f"{_show(item)} is not a requirement (too long or control characters)"
+    if _PLAIN_REQ_RE.fullmatch(text):
+        return None
+    from packaging.requirements import InvalidRequirement, Requirement
+
     try:
         req = Requirement(text)
     except InvalidRequirement as exc:

@@ -138,3 +138,32 @@ def test_pypi_source_refuses_a_variant_pypi_does_not_carry(tmp_path):
     message = str(err.value)
     assert "cuda: PyPI's torch 2.8 wheel is the cu128 build, not cu126" in message
     assert "https://download.pytorch.org/whl/cu126" in message  # where cu126 does come from
+
+
+def test_the_plain_requirement_fast_path_accepts_only_what_packaging_accepts():
+    # specchecks skips packaging (15 ms of imports on every lock) for plain requirements: every
+    # string the fast path passes must be one packaging passes too, with a version on each operator
+    import itertools
+
+    from packaging.requirements import Requirement
+
+    from envctl.specchecks import _PLAIN_REQ_RE, pip_requirement_problem
+
+    names = ["numpy", "a", "a-b_c.d", "A1", "-x", "x-", "x y", "x.", "_x"]
+    versions = ["2.3.5", "1", "1.*", "1.2.*", "1.0a1", "1.0rc2.post3.dev4", "1.0+cpu", "1.*.2", "", "v1", "1..2",
+                "1.0.post", "01.2"]
+    ops = ["==", "!=", ">=", "<=", ">", "<", "~=", "===", "=", " == "]
+    accepted = 0
+    for name, op, version in itertools.product(names, ops, versions):
+        for text in (f"{name}{op}{version}", f"{name}{op}{version},<9", f"{name}"):
+            if not _PLAIN_REQ_RE.fullmatch(text.strip()):
+                continue
+            accepted += 1
+            req = Requirement(text)  # raises where the fast path let through an invalid one
+            assert req.url is None and all(s.version for s in req.specifier), text
+            assert pip_requirement_problem(text) is None
+    assert accepted > 200
+    # and what it leaves to packaging is still judged there
+    assert "is not a requirement" in pip_requirement_problem("x==1.*.2")
+    assert pip_requirement_problem("torch==2.8.0+cu126") is None and pip_requirement_problem("x[y]>=1") is None
+    assert "names a URL" in pip_requirement_problem("x @ https://example.com/x.whl")

@@ -1,7 +1,5 @@
 """`envctl bench compare` and `envctl bench show`: benchmark runs side by side, as tables or a page."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import List, Optional
 

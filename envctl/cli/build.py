@@ -1,7 +1,5 @@
 """`envctl build` and `envctl images`."""
 
-from __future__ import annotations
-
 from typing import Optional
 
 import typer

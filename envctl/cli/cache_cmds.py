@@ -1,7 +1,5 @@
 """`envctl cache export/import`: the verified package cache as a portable mirror."""
 
-from __future__ import annotations
-
 from pathlib import Path
 
 import typer

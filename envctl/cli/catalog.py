@@ -1,7 +1,5 @@
 """`envctl catalog` and `envctl show`: the image specs and what the matrix says."""
 
-from __future__ import annotations
-
 import time
 
 import typer

@@ -1,7 +1,5 @@
 """`envctl artifacts` and `envctl compat`: the artifact registry and the upgrade gate."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import List, Optional
 

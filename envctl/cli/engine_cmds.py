@@ -1,7 +1,5 @@
 """`envctl base`: make the local Debian base image."""
 
-from __future__ import annotations
-
 import typer
 
 from envctl import console

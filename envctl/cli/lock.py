@@ -1,7 +1,5 @@
 """`envctl lock`: write, check and upgrade lockfiles."""
 
-from __future__ import annotations
-
 import time
 from typing import List
 

@@ -1,7 +1,5 @@
 """Entry point: the typer app, its command groups, and the top-level error handler."""
 
-from __future__ import annotations
-
 import sys
 
 import typer

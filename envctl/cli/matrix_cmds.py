@@ -1,7 +1,5 @@
 """`envctl matrix refresh`: bring the release matrix up to date from PyPI (and the PyTorch index)."""
 
-from __future__ import annotations
-
 from pathlib import Path
 from typing import Optional
 

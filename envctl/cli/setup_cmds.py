@@ -1,7 +1,5 @@
 """`envctl setup`, `envctl export` and `envctl doctor`: the environment on a workstation."""
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 from typing import Optional

@@ -1,7 +1,5 @@
 """`envctl verify`, `envctl smoke` and `envctl history`: run the smoke probe, show and record it."""
 
-from __future__ import annotations
-
 import time
 from pathlib import Path
 from typing import Optional

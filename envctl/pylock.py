@@ -7,9 +7,13 @@ output file's pins).  Pure: text in, values out (https://peps.python.org/pep-075
 from __future__ import annotations
 
 import sys
+from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from envctl.errors import LockError
+
+if TYPE_CHECKING:
+    from envctl.pypi.simple import DistFile
 
 
 def preferences(pins: tuple[str, ...] | list[str]) -> str:
@@ -36,7 +40,7 @@ def read_wheels(text: str, tags: list[str]) -> list[DistFile]:
         import tomli as tomllib
 
     from envctl.pypi.simple import DistFile
-    from envctl.uvresolve import rank_wheels
+    from envctl.wheelpick import rank_wheels
 
     try:
         data = tomllib.loads(text)
@@ -48,7 +52,7 @@ def read_wheels(text: str, tags: list[str]) -> list[DistFile]:
         name, version = package.get("name", "?"), package.get("version", "?")
         candidates = []
         for wheel in package.get("wheels", []):
-            url, sha256 = wheel.get("url"), (wheel.get("hashes") or {}).get("sha256")
+            url, sha256 = (wheel.get("url") or "").split("#", 1)[0], (wheel.get("hashes") or {}).get("sha256")
             filename = wheel.get("name") or unquote(urlparse(url or "").path.rsplit("/", 1)[-1])
             if url and sha256:
                 candidates.append(DistFile(filename=filename, url=url, sha256=sha256, size=wheel.get("size")))

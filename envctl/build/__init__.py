@@ -33,9 +33,11 @@ def __getattr__(name: str):
     return value
 
 
-if TYPE_CHECKING:
-    from envctl.build.context import RATTLER_PLATFORM, assemble_context, rattler_tool
-    from envctl.build.layers import Layer, plan_layers, tree_hash
-    from envctl.build.plan import (LABEL_LOCK_HASH, LABEL_SPEC, LABEL_SPEC_HASH, LABEL_TREE, BuildPlan, default_tag,
-                                   dockerquote, plan_build, render_dockerfile, requirements_txt)
-    from envctl.build.run import BuildResult, build_image, find_built, image_layers, require_built, stamp_tree
+if TYPE_CHECKING:  # the names, for readers and type checkers
+    from envctl.build.context import RATTLER_PLATFORM, assemble_context, rattler_tool  # noqa: F401
+    from envctl.build.layers import Layer, plan_layers, tree_hash  # noqa: F401
+    from envctl.build.plan import (  # noqa: F401
+        LABEL_LOCK_HASH, LABEL_SPEC, LABEL_SPEC_HASH, LABEL_TREE, BuildPlan, default_tag, dockerquote, plan_build,
+        render_dockerfile, requirements_txt)
+    from envctl.build.run import (  # noqa: F401
+        BuildResult, build_image, find_built, image_layers, require_built, stamp_tree)

@@ -11,7 +11,8 @@ from envctl.errors import LockError
 from envctl.lock import lock_image, write_lock, load_lock
 from envctl.spec import parse_spec
 from envctl.pypi.simple import DistFile
-from envctl.uvresolve import explain_failure, parse_compiled, rank_wheels, supported_tags
+from envctl.uvresolve import explain_failure
+from envctl.wheelpick import parse_compiled, rank_wheels, supported_tags
 
 try:
     from tests.fixtures.pypi_index import LocalIndex, make_wheel, serve
@@ -229,8 +230,9 @@ def test_pylock_gives_the_wheel_the_target_installs_and_refuses_one_without_a_ha
             '  { url = "https://x/a-1-cp311-cp311-manylinux_2_28_x86_64.whl", size = 7, hashes = { sha256 = "s2" } },\n'
             '  { url = "https://x/a-1-cp311-cp311-manylinux_2_35_x86_64.whl", size = 9, hashes = { sha256 = "s3" } },\n'
             ']\n')
-    [wheel] = read_wheels(text, tags)
+    [wheel] = read_wheels(text.replace("manylinux_2_28_x86_64.whl", "manylinux_2_28_x86_64.whl#sha256=s2"), tags)
     assert (wheel.filename, wheel.sha256, wheel.size) == ("a-1-cp311-cp311-manylinux_2_28_x86_64.whl", "s2", 7)
+    assert wheel.url == "https://x/a-1-cp311-cp311-manylinux_2_28_x86_64.whl"  # a fragment is no part of the URL
     no_hash = text.replace('hashes = { sha256 = "s2" }', "hashes = {}").replace("manylinux_2_17", "macosx_11_0_arm64")
     with pytest.raises(LockError, match=r"uv resolved a==1 but gave no wheel with a URL and sha256"):
         read_wheels(no_hash, tags)

@@ -53,7 +53,7 @@ def read_wheels(text: str, tags: list[str]) -> list[DistFile]:
         candidates = []
         for wheel in package.get("wheels", []):
             url, sha256 = (wheel.get("url") or "").split("#", 1)[0], (wheel.get("hashes") or {}).get("sha256")
-            filename = wheel.get("name") or unquote(urlparse(url or "").path.rsplit("/", 1)[-1])
+            filename = wheel.get("name") or unquote(urlparse(url).path.rsplit("/", 1)[-1])
             if url and sha256:
                 candidates.append(DistFile(filename=filename, url=url, sha256=sha256, size=wheel.get("size")))
         ranked = rank_wheels(candidates, tags)

@@ -95,8 +95,8 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
     uv's cache lives in ``cache_root/uv``, pages, picks and wheel metadata in ``cache_root/pypi``.
 
     ``prefetch`` (the lock on disk) is read while uv resolves: without find-links, the metadata
-    of each of its files, kept apart until uv's pylock names the same URL and sha256 (a lockfile
-    alone never vouches for a file); with find-links, each package's index page as well, for
+    of each of its files, kept in memory until uv's pylock names the same URL and sha256 (a
+    lockfile alone never vouches for a file); with find-links, each package's index page as well, for
     picking the file from uv's hashes."""
     from envctl import pylock
 
@@ -114,12 +114,12 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
                               index_url=index_url, extra_index_urls=extra_index_urls, find_links=find_links,
                               constraints=constraints, workdir=Path(tmp))
         pages: dict = {}  # index pages read in this run, by URL: the prefetch's, reused by the picks
-        staged = Path(tmp) / "metadata"  # prefetched metadata, by sha256, until uv vouches for its file
+        fetched: dict = {}  # sha256 -> (URL, metadata text) read beside uv, until uv names that file
         with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                               env=_env(cache_root / "uv")) as uv:  # uv first, then the prefetch beside it
             started: list = []
             try:
-                started = (_prefetch_metadata(prefetch, metadata_cache, staged) if as_pylock
+                started = (_prefetch_metadata(prefetch, metadata_cache, fetched) if as_pylock
                            else _prefetch(prefetch, index_url, cache_root / "pypi", pages))
                 tags = supported_tags(python, platform, glibc)  # while uv runs, as are the imports
                 import email.parser  # noqa: F401 - that reading its output needs (metadata,
@@ -141,14 +141,11 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
             raise LockError(explain_failure(stderr, requirements, python, platform),
                             hint="check the pip requirements in the spec")
         if as_pylock:
-            vouched = {p.sha256: p.url for p in prefetch}
-
             def one(dist):
-                if vouched.get(dist.sha256) == dist.url and (staged / f"{dist.sha256}.METADATA").is_file():
-                    _adopt(staged / f"{dist.sha256}.METADATA", metadata_cache)
+                url, text = fetched.get(dist.sha256, (None, None))
                 if dist.size is None:
                     dist = replace(dist, size=local_size(dist.url))
-                return dist, _metadata(dist, metadata_cache)
+                return dist, _metadata(dist, metadata_cache, fetched=text if url == dist.url else None)
 
             wheels = pylock.read_wheels(out.read_text(), tags)
             return _packages(_each(one, wheels, [metadata_cache / f"{w.sha256}.METADATA" for w in wheels]),
@@ -173,57 +170,52 @@ def _each(work, items: list, cached: list[Path]) -> list:
     return list(executor().map(work, items))
 
 
-def _prefetch_metadata(packages: tuple[PipPackage, ...], cache: Path, staged: Path) -> list:
-    """Read the metadata of each remote file the lock on disk names, while uv resolves, into
-    ``staged`` (not the cache: only a file uv's own output names again is taken from there)."""
-    from envctl.pypi.http import executor
-    from envctl.pypi.metadata import read_metadata
+def _prefetch_metadata(packages: tuple[PipPackage, ...], cache: Path, fetched: dict) -> list:
+    """Read the metadata of each remote file the lock on disk names while uv resolves, into
+    ``fetched`` (memory, not the cache: it is used only for a file uv's own output names again)."""
+    from envctl.pypi.metadata import fetch_metadata_text
     from envctl.pypi.simple import DistFile
 
     def prefetch(p: PipPackage) -> None:
+        dist = DistFile(filename=p.filename, url=p.url, sha256=p.sha256, size=p.size)
+        fetched[p.sha256] = (p.url, fetch_metadata_text(dist))
+
+    return _beside(packages, cache, prefetch)
+
+
+def _beside(packages: tuple[PipPackage, ...], metadata_cache: Path, work) -> list:
+    """``work`` for each remote package whose metadata is not cached, queued on the pool; its
+    failures are left for the real reads to report."""
+    from envctl.pypi.http import executor
+
+    def quietly(p: PipPackage) -> None:
         try:
-            read_metadata(DistFile(filename=p.filename, url=p.url, sha256=p.sha256, size=p.size), cache_dir=staged)
-        except Exception:  # noqa: BLE001 - a prefetch only saves time; the real reads report
+            work(p)
+        except Exception:  # noqa: BLE001 - a prefetch only saves time
             pass
 
     remote = [p for p in packages if urlparse(p.url).scheme in ("http", "https") and p.sha256
-              and not (cache / f"{p.sha256}.METADATA").is_file()]
+              and not (metadata_cache / f"{p.sha256}.METADATA").is_file()]
     pool = executor()
-    return [pool.submit(prefetch, p) for p in remote]
-
-
-def _adopt(staged_file: Path, cache: Path) -> None:
-    try:
-        cache.mkdir(parents=True, exist_ok=True)
-        os.replace(staged_file, cache / staged_file.name)
-    except OSError:  # an unwritable cache only costs a read
-        pass
+    return [pool.submit(quietly, p) for p in remote]
 
 
 def _prefetch(packages: tuple[PipPackage, ...], index_url: str, cache: Path, pages: dict) -> list:
     """Read what the lock on disk names while uv resolves: each package's page on the index (kept
     in ``pages`` for the picks) and the metadata of the file the lock names, as the index lists
-    it (cached by sha256: only a file uv picks again is served from it).  Failures are left for
-    the real reads to report."""
-    from envctl.pypi.http import executor
+    it (cached by sha256: only a file uv picks again is served from it)."""
     from envctl.pypi.metadata import read_metadata
     from envctl.pypi.simple import project_page, project_url
 
     def prefetch(p: PipPackage) -> None:
-        try:
-            found = project_page(index_url, p.name, cache_dir=cache / "simple")
-            pages[project_url(index_url, p.name)] = found
-            # the file as the index lists it (with its PEP 658 hash), never a host the lock alone names
-            listed = next((f for f in found.files if f.sha256 == p.sha256), None)
-            if listed is not None:
-                read_metadata(listed, cache_dir=cache / "metadata")
-        except Exception:  # noqa: BLE001 - a prefetch only saves time; the real reads report
-            pass
+        found = project_page(index_url, p.name, cache_dir=cache / "simple")
+        pages[project_url(index_url, p.name)] = found
+        # the file as the index lists it (with its PEP 658 hash), never a host the lock alone names
+        listed = next((f for f in found.files if f.sha256 == p.sha256), None)
+        if listed is not None:
+            read_metadata(listed, cache_dir=cache / "metadata")
 
-    remote = [p for p in packages if urlparse(p.url).scheme in ("http", "https")
-              and not (cache / "metadata" / f"{p.sha256}.METADATA").is_file()]
-    pool = executor()
-    return [pool.submit(prefetch, p) for p in remote]
+    return _beside(packages, cache / "metadata", prefetch)
 
 
 def _packages(found, requirements: list[str]) -> list[PipPackage]:
@@ -240,12 +232,12 @@ def _packages(found, requirements: list[str]) -> list[PipPackage]:
     return sorted(packages, key=lambda p: p.name)
 
 
-def _metadata(dist, cache_dir: Path):
+def _metadata(dist, cache_dir: Path, *, fetched: tuple[str, str] | None = None):
     from envctl.errors import PackageIndexError
     from envctl.pypi.metadata import read_metadata
 
     try:
-        return read_metadata(dist, cache_dir=cache_dir)
+        return read_metadata(dist, cache_dir=cache_dir, fetched=fetched)
     except PackageIndexError as exc:
         raise LockError(f"cannot read the metadata of {dist.filename}: {exc}", hint=exc.hint) from None
 

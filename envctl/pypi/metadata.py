@@ -46,22 +46,15 @@ def parse_metadata(text: str, *, where: str, source: str) -> Metadata:
                     requires_python=(msg.get("Requires-Python") or "").strip() or None, source=source)
 
 
-def read_metadata(dist: DistFile, *, cache_dir: Path | None = None) -> Metadata:
-    """The core metadata of one wheel: cache, PEP 658 file, or range requests, in that order."""
+def read_metadata(dist: DistFile, *, cache_dir: Path | None = None,
+                  fetched: tuple[str, str] | None = None) -> Metadata:
+    """The core metadata of one wheel: cache, PEP 658 file, or range requests, in that order.
+    ``fetched``: what ``fetch_metadata_text`` already gave for this very file (URL and sha256)."""
     cached = cache_dir / f"{dist.sha256}.METADATA" if cache_dir is not None and dist.sha256 else None
     if cached is not None and cached.is_file():
         meta = parse_metadata(cached.read_text("utf-8", "replace"), where=dist.filename, source="cache")
         return _checked(meta, dist)
-    text, source = None, "pep658"
-    if dist.metadata is not False:  # PyPI serves .metadata files its JSON does not always announce
-        resp = http.get(dist.url + ".metadata", allow=(404, 403), what="metadata file")
-        if resp.status == 200:
-            if dist.metadata_sha256 and hashlib.sha256(resp.body).hexdigest() != dist.metadata_sha256:
-                raise PackageIndexError(f"{dist.url}.metadata does not match the sha256 the index gives for it",
-                                        hint="the index or a proxy serves a damaged file; try again later")
-            text = resp.body.decode("utf-8", "replace")
-    if text is None:
-        text, source = metadata_by_range(dist.url), "range"
+    text, source = fetched or fetch_metadata_text(dist)
     meta = _checked(parse_metadata(text, where=dist.filename, source=source), dist)
     if cached is not None:
         from envctl.lock import atomic_write
@@ -71,6 +64,18 @@ def read_metadata(dist: DistFile, *, cache_dir: Path | None = None) -> Metadata:
         except Exception:  # noqa: BLE001 - an unwritable cache only costs speed
             pass
     return meta
+
+
+def fetch_metadata_text(dist: DistFile) -> tuple[str, str]:
+    """The ``METADATA`` text of one wheel from its host, and how it was read ("pep658" or "range")."""
+    if dist.metadata is not False:  # PyPI serves .metadata files its JSON does not always announce
+        resp = http.get(dist.url + ".metadata", allow=(404, 403), what="metadata file")
+        if resp.status == 200:
+            if dist.metadata_sha256 and hashlib.sha256(resp.body).hexdigest() != dist.metadata_sha256:
+                raise PackageIndexError(f"{dist.url}.metadata does not match the sha256 the index gives for it",
+                                        hint="the index or a proxy serves a damaged file; try again later")
+            return resp.body.decode("utf-8", "replace"), "pep658"
+    return metadata_by_range(dist.url), "range"
 
 
 def _checked(meta: Metadata, dist: DistFile) -> Metadata:

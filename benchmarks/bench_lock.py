@@ -1,7 +1,7 @@
 """Lock time: envctl lock against `uv pip compile --generate-hashes` on the same inputs, warm
-and cold; `envctl matrix refresh` cold and with nothing changed; the fixture conda channel.
+and cold; `envctl matrix refresh` cold and with nothing changed.
 
-    python benchmarks/bench_lock.py [--repeat 3] [--skip-conda]
+    python benchmarks/bench_lock.py [--repeat 3] [--only cold|warm]
 
 Every figure is a whole process (start-up included), as a person runs it.  Cold: a fresh
 ENVCTL_CACHE (uv's cache and the wheel-metadata cache live under it) and, for uv, a fresh
@@ -66,10 +66,10 @@ def base_env() -> dict[str, str]:
     return env
 
 
-def pairs(spec, tmp: Path, repeat: int) -> list[tuple]:
+def pairs(spec, tmp: Path, repeat: int, modes: tuple[str, ...] = ("cold", "warm")) -> list[tuple]:
     rows = []
     env0 = base_env()
-    for mode in ("cold", "warm"):
+    for mode in modes:
         times = {"envctl": [], "uv": []}
         warm_e, warm_u = tmp / f"warm-envctl-{spec.name}", tmp / f"warm-uv-{spec.name}"
         for i in range(repeat + (1 if mode == "warm" else 0)):
@@ -110,12 +110,14 @@ def refresh_rows(tmp: Path, repeat: int) -> list[tuple]:
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--only", choices=("cold", "warm"), help="one cache state, no refresh rows")
     args = parser.parse_args()
+    modes = (args.only,) if args.only else ("cold", "warm")
     tmp = Path(tempfile.mkdtemp(prefix="envctl-bench-lock-"))
     project = Project(REPO)
     try:
-        rows = [r for name in SPECS for r in pairs(project.resolve(name), tmp, args.repeat)]
-        refresh = refresh_rows(tmp, args.repeat)
+        rows = [r for name in SPECS for r in pairs(project.resolve(name), tmp, args.repeat, modes)]
+        refresh = [] if args.only else refresh_rows(tmp, args.repeat)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"{'lock (whole process)':<26} {'cache':<6} {'envctl s':>9} {'uv s':>7} {'ratio':>6}  goal <= 1.5x")
@@ -123,6 +125,8 @@ def main() -> None:
         runs = " ".join(f"{a:.2f}/{b:.2f}" for a, b in zip(times["envctl"], times["uv"]))
         print(f"{name:<26} {mode:<6} {e:>9.2f} {u:>7.2f} {ratio:>5.2f}x  {'met' if ratio <= 1.5 else 'NOT met'}"
               f"  (runs envctl/uv: {runs})")
+    if not refresh:
+        return
     print()
     print(f"{'refresh (all torch >= 2.0)':<26} {'cache':<12} {'median s':>9}  goal")
     for name, mode, med, runs in refresh:

@@ -55,12 +55,10 @@ def _cuda_libraries(lock_path, platform: str) -> dict[str, str]:
     never imports conda-lock or the build package (the same rule as envctl.build.layers)."""
     import fnmatch
 
-    import yaml
-
+    from envctl import yamldoc
     from envctl.spec import defaults
 
-    loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
-    data = yaml.load(lock_path.read_text(encoding="utf-8"), Loader=loader) or {}  # noqa: S506 - safe loaders
+    data = yamldoc.load(lock_path.read_text(encoding="utf-8")) or {}
     patterns = defaults()["layers"][0]["match"]
     return {str(p["name"]): str(p["version"]) for p in data.get("package") or []
             if isinstance(p, dict) and p.get("manager") == "pip" and p.get("platform") == platform

@@ -147,8 +147,7 @@ def image_facts(spec: ImageSpec, lock_path: Path, *, engine_timeout: int = 5) ->
     The lockfile is read as plain YAML, not through conda-lock: doctor must run on a GPU host
     that has little more than Python, and quickly.
     """
-    import yaml
-
+    from envctl import yamldoc
     from envctl.errors import EnvctlError
     from envctl.lock import LockedEnv
     from envctl.lockstate import lock_state, read_header
@@ -156,9 +155,9 @@ def image_facts(spec: ImageSpec, lock_path: Path, *, engine_timeout: int = 5) ->
     try:
         if lock_state(spec, lock_path).state != "locked":
             return ImageFacts()
-        data = yaml.safe_load(lock_path.read_text(encoding="utf-8"))
+        data = yamldoc.load(lock_path.read_text(encoding="utf-8"))
         lock_hash = read_header(lock_path)[2] or ""
-    except (EnvctlError, OSError, ValueError, yaml.YAMLError):
+    except (EnvctlError, OSError, ValueError):  # yamldoc.DocumentError is a ValueError
         return ImageFacts()
     pins = [_Pin(str(p.get("name", "")), str(p.get("version", ""))) for p in (data or {}).get("package") or []
             if isinstance(p, dict) and p.get("manager") == "pip" and p.get("platform") == spec.platforms[0]]

@@ -15,9 +15,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import yaml
 
-from envctl import condasolve, pipresolve
+from envctl import condasolve, pipresolve, yamldoc
 from envctl.cache import default_root as default_cache_root
 from envctl.errors import EnvctlError, LockError, StaleLockError, UnknownPackageError
 from envctl.lockstate import HEADER_MARK, body_hash, lock_state, read_header
@@ -163,6 +162,8 @@ def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
         },
     }
     document = {"version": 1, "metadata": metadata, "package": [entry[3] for entry in packages]}
+    import yaml  # here, not at the top: reading a spec or a lock needs no PyYAML (envctl.yamldoc)
+
     # libyaml's emitter is 10x faster and writes printable ASCII exactly as the Python one does;
     # other strings (none in practice: URLs are percent-encoded) go through the Python emitter,
     # so the lock's bytes never depend on whether a machine has libyaml.
@@ -313,11 +314,11 @@ def _read_lockfile(path: Path) -> tuple[list[dict], dict]:
         return LockError(f"{path} is not a valid conda-lock file: {problem}", hint="regenerate it with envctl lock")
 
     try:
-        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+        data = yamldoc.load(path.read_text(encoding="utf-8"))
     except UnicodeDecodeError as exc:
         raise bad(f"not UTF-8 text (byte {exc.start})") from None
-    except yaml.YAMLError as exc:
-        raise bad(f"not YAML ({str(exc).splitlines()[0]})") from None
+    except yamldoc.DocumentError as exc:
+        raise bad(f"not YAML ({exc})") from None
     if not isinstance(data, dict) or data.get("version") != 1:
         raise bad("no 'version: 1'")
     entries = data.get("package")

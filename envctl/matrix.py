@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 
-import yaml
-
+from envctl import yamldoc
+from envctl.data import read as read_data
 from envctl.errors import EnvctlError, MatrixError
 
 VARIANT_RE = re.compile(r"^(cpu|cu(\d{2,3}))$")
@@ -213,10 +212,8 @@ class Matrix:
 
 @lru_cache(maxsize=1)
 def load_matrix() -> Matrix:
-    text = resources.files("envctl.data").joinpath("release-matrix.yaml").read_text()
-    # libyaml's loader when PyYAML has it: the pure-Python one takes about 0.2 s over this file,
-    # and every command that takes an image name reads it before anything else.
-    return Matrix(yaml.load(text, Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)))  # noqa: S506
+    # every command that takes an image name reads it before anything else: parsed once per content
+    return Matrix(yamldoc.load(read_data("release-matrix.yaml")))
 
 
 def check_image_name(name: str) -> Verdict | None:

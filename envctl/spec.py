@@ -12,12 +12,11 @@ import json
 import re
 from dataclasses import asdict, dataclass, field
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from envctl import yamldoc
+from envctl.data import read as read_data
 from envctl.errors import SpecError
 from envctl.matrix import IMAGE_NAME_RE, VARIANT_RE, load_matrix, minor_of, parse_version, variant_to_cuda
 
@@ -36,8 +35,7 @@ NAME_RE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,62}$")
 
 @lru_cache(maxsize=1)
 def defaults() -> dict[str, Any]:
-    return yaml.load(resources.files("envctl.data").joinpath("defaults.yaml").read_text(),  # noqa: S506 - safe
-                     Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
+    return yamldoc.load(read_data("defaults.yaml"))
 
 
 @dataclass(frozen=True)
@@ -381,20 +379,6 @@ def _check_consistency(spec: ImageSpec) -> None:
                         "torch_source find-links needs at least one folder or URL")
 
 
-class _UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-    """safe_load (libyaml's parser where PyYAML has it) that refuses a key given twice (YAML
-    keeps the last one silently)."""
-
-    def construct_mapping(self, node, deep=False):
-        seen: set = set()
-        for key_node, _value in node.value:
-            key = self.construct_object(key_node, deep=deep)
-            if key in seen:
-                raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}", key_node.start_mark)
-            seen.add(key)
-        return super().construct_mapping(node, deep=deep)
-
-
 def load_spec(path: Path) -> ImageSpec:
     """Read and validate ``images/NAME.yaml``."""
     try:
@@ -404,9 +388,8 @@ def load_spec(path: Path) -> ImageSpec:
     except UnicodeDecodeError as exc:
         raise SpecError(str(path), None, f"not UTF-8 text (byte {exc.start})") from None
     try:
-        data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - a SafeLoader subclass
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark else ""
-        raise SpecError(str(path), None, f"not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
-    return parse_spec(data, path=str(path), expected_name=path.stem)
+        doc = yamldoc.load(text, unique_keys=True)
+    except yamldoc.DocumentError as exc:
+        where = f" at line {exc.line}" if exc.line else ""
+        raise SpecError(str(path), None, f"not valid YAML{where}: {exc.problem}") from None
+    return parse_spec(doc, path=str(path), expected_name=path.stem)

@@ -119,9 +119,21 @@ def run() -> None:
     """Console-script entry: envctl errors become one line, a hint and an exit code."""
     import signal
 
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        _run_app()
+    finally:
+        # Interpreter exit collects garbage over every object of the ~400 modules a command loads
+        # (15 ms of a 0.45 s warm lock) only to free memory the OS takes back anyway; frozen objects
+        # are skipped.  atexit handlers, flushes and thread joins still run.
+        import gc
+
+        gc.freeze()
+
+
+def _run_app() -> None:
     from envctl.errors import EnvctlError, Terminated
 
-    signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         try:
             app(prog_name="envctl")  # also under python -m envctl: usage and completion name envctl

@@ -1,0 +1,105 @@
+"""YAML documents (specs, the release matrix, defaults, lockfiles) parsed once per content.
+
+Every command reads several of them, and importing PyYAML and parsing took 25-30 ms of a
+0.5 s warm ``envctl lock``.  ``load`` keeps what libyaml parsed as marshal bytes under
+``<cache>/yaml/<python tag>/``, named by the sha256 of the text and the options: a file read
+again unchanged needs neither PyYAML nor a parse, and an edited file is a new name, parsed
+afresh (with its errors).  Data marshal cannot hold (a YAML date) is simply not kept, and a
+cache that cannot be written is skipped: the cache only ever saves time.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import marshal
+import os
+import sys
+from pathlib import Path
+from typing import Any
+
+
+class DocumentError(ValueError):
+    """Text that is not valid YAML (or gives a key twice, where keys must be unique)."""
+
+    def __init__(self, problem: str, line: int | None = None):
+        self.problem, self.line = problem, line
+        super().__init__(problem if line is None else f"{problem} (line {line})")
+
+
+def load(text: str, *, unique_keys: bool = False, cache: bool = True) -> Any:
+    """The data of one YAML document (safe types only).  ``unique_keys``: a key given twice in
+    a mapping is an error (YAML itself keeps the last one silently)."""
+    path = _cache_path(text, unique_keys) if cache else None
+    if path is not None:
+        try:
+            return marshal.loads(path.read_bytes())
+        except (OSError, EOFError, ValueError, TypeError):
+            pass  # not cached yet (or a torn file from another Python): parse
+    data = parse(text, unique_keys=unique_keys)
+    if path is not None:
+        _store(path, data)
+    return data
+
+
+def parse(text: str, *, unique_keys: bool = False) -> Any:
+    """Parse with libyaml where PyYAML has it (the pure-Python parser is ~50x slower)."""
+    import yaml
+
+    loader = _unique_key_loader() if unique_keys else getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+    try:
+        return yaml.load(text, Loader=loader)  # noqa: S506 - safe loaders only
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+        raise DocumentError(problem, mark.line + 1 if mark is not None else None) from None
+
+
+def _cache_path(text: str, unique_keys: bool) -> Path | None:
+    from envctl.cache import default_root
+
+    key = hashlib.sha256(f"{int(unique_keys)}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
+    return default_root() / "yaml" / sys.implementation.cache_tag / key[:2] / key
+
+
+def _store(path: Path, data: Any) -> None:
+    try:
+        blob = marshal.dumps(data)
+    except ValueError:
+        return  # a type marshal cannot hold (a date, say): parse it each time
+    import tempfile
+
+    tmp = None
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(blob)
+        os.replace(tmp, path)
+    except OSError:  # a read-only or full cache: the next run parses again
+        if tmp is not None:
+            try:
+                os.unlink(tmp)
+            except OSError:
+                pass
+
+
+_LOADER: list = []
+
+
+def _unique_key_loader():
+    if not _LOADER:
+        import yaml
+
+        class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+            def construct_mapping(self, node, deep=False):
+                seen: set = set()
+                for key_node, _value in node.value:
+                    key = self.construct_object(key_node, deep=deep)
+                    if key in seen:
+                        raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
+                                                                key_node.start_mark)
+                    seen.add(key)
+                return super().construct_mapping(node, deep=deep)
+
+        _LOADER.append(UniqueKeyLoader)
+    return _LOADER[0]

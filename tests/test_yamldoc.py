@@ -1,0 +1,79 @@
+"""envctl.yamldoc: YAML parsed once per content, the same data as PyYAML's, errors never cached."""
+
+import datetime
+import subprocess
+import sys
+
+import pytest
+import yaml
+
+from envctl import yamldoc
+
+SPEC = "name: demo\npython: '3.11'\npip:\n  - numpy==2.3.5\nversions: [1, 2.5, true, null]\n"
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("ENVCTL_CACHE", str(tmp_path / "cache"))
+    return tmp_path / "cache" / "yaml"
+
+
+def _cached(cache):
+    return [p for p in cache.rglob("*") if p.is_file()]
+
+
+def test_second_read_comes_from_the_cache_and_equals_pyyaml(cache):
+    first = yamldoc.load(SPEC)
+    assert first == yaml.safe_load(SPEC)
+    [entry] = _cached(cache)
+    entry.write_bytes(__import__("marshal").dumps({"name": "from-cache"}))  # prove the hit reads the file
+    assert yamldoc.load(SPEC) == {"name": "from-cache"}
+    assert yamldoc.load(SPEC, cache=False) == first
+
+
+def test_an_edited_text_is_parsed_afresh(cache):
+    yamldoc.load(SPEC)
+    assert yamldoc.load(SPEC.replace("demo", "other"))["name"] == "other"
+    assert len(_cached(cache)) == 2
+
+
+def test_a_hit_needs_no_pyyaml(cache, tmp_path):
+    """What the cache is for: a command that reads known files never imports PyYAML."""
+    yamldoc.load(SPEC)
+    code = ("import sys; from envctl import yamldoc; "
+            f"assert yamldoc.load({SPEC!r})['name'] == 'demo'; print('yaml' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={"ENVCTL_CACHE": str(tmp_path / "cache"), "PATH": "/usr/bin:/bin"})
+    assert out.stdout.strip() == "False"
+
+
+def test_duplicate_keys_are_an_error_only_where_asked_and_never_cached(cache):
+    text = "pip: [a]\npip: [b]\n"
+    assert yamldoc.load(text) == {"pip": ["b"]}  # YAML's own rule: the last one wins
+    for _ in range(2):  # the error again: nothing was cached for the strict read
+        with pytest.raises(yamldoc.DocumentError, match="duplicate key 'pip'") as err:
+            yamldoc.load(text, unique_keys=True)
+        assert err.value.line == 2
+
+
+def test_invalid_yaml_names_the_line_and_caches_nothing(cache):
+    with pytest.raises(yamldoc.DocumentError) as err:
+        yamldoc.load("a: [1, 2\nb: 3\n")
+    assert err.value.line is not None and err.value.problem
+    assert _cached(cache) == []
+
+
+def test_data_marshal_cannot_hold_is_parsed_each_time(cache):
+    assert yamldoc.load("day: 2026-11-24\n") == {"day": datetime.date(2026, 11, 24)}
+    assert _cached(cache) == []
+
+
+def test_an_unwritable_or_torn_cache_only_costs_a_parse(cache):
+    cache.parent.mkdir(parents=True)
+    cache.write_text("a file where the folder belongs")
+    assert yamldoc.load(SPEC)["name"] == "demo"
+    cache.unlink()
+    yamldoc.load(SPEC)
+    [entry] = _cached(cache)
+    entry.write_bytes(b"\x00torn")
+    assert yamldoc.load(SPEC)["name"] == "demo"

@@ -49,3 +49,59 @@ def test_stderr_counts_as_a_terminal_where_rich_would_say_so_without_importing_i
     monkeypatch.delitem(console.__dict__, "err", raising=False)
     assert console.stderr_is_terminal() is expected
     assert Console(stderr=True).is_terminal is expected
+
+
+_LOADED = ("import atexit, json, sys\n"
+           "atexit.register(lambda: print(json.dumps(sorted(sys.modules)), file=sys.__stderr__))\n"
+           "sys.argv = ['envctl', *sys.argv[1:]]\n"
+           "from envctl.cli.main import run\nrun()\n")
+
+
+def _imports(args, env):
+    """The modules an envctl run has loaded when it exits (-X importtime misses some: typer's help
+    swaps sys.stderr while it renders)."""
+    import json
+
+    proc = subprocess.run([sys.executable, "-c", _LOADED, *args], capture_output=True, text=True,
+                          env={**os.environ, "NO_COLOR": "1", "COLUMNS": "80", **env}, timeout=60)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return set(json.loads(proc.stderr.splitlines()[-1]))
+
+
+def test_a_command_builds_only_its_own_module_and_help_lists_every_command(project, tmp_path):
+    from envctl.cli.main import COMMANDS
+
+    env = {"ENVCTL_CACHE": str(tmp_path / "cache")}
+    others = {f"envctl.cli.{m}" for m in COMMANDS.values()} - {"envctl.cli.catalog"}
+    assert not others & _imports(["show", "pytorch-2.13-cpu"], env)
+    assert others <= _imports(["--help"], env)
+    listed = subprocess.run([sys.executable, "-m", "envctl", "--help"], capture_output=True, text=True,
+                            env={**os.environ, "NO_COLOR": "1", "COLUMNS": "200"}, check=True).stdout
+    assert [n for n in COMMANDS if f"│ {n} " in listed] == list(COMMANDS)
+
+
+def test_each_command_module_registers_what_the_table_says():
+    import typer
+
+    from envctl.cli.main import COMMANDS, _Commands
+
+    for module in sorted(set(COMMANDS.values())):
+        from importlib import import_module
+
+        sub = typer.Typer()
+        sub.callback()(lambda: None)
+        import_module(f"envctl.cli.{module}").register(sub)
+        added = set(typer.main.get_command(sub).commands)
+        assert added == {n for n, m in COMMANDS.items() if m == module}, module
+    commands = _Commands()
+    assert list(commands) == list(COMMANDS) and commands["lock"].name == "lock"
+
+
+def test_a_spec_read_again_needs_no_pyyaml(project, tmp_path):
+    """The parsed specs, matrix and defaults come from envctl.yamldoc's cache on the second run."""
+    env = {"ENVCTL_CACHE": str(tmp_path / "cache")}
+    assert "yaml" in _imports(["show", "pytorch-2.13-cpu"], env)
+    assert "yaml" not in _imports(["show", "pytorch-2.13-cpu"], env)
+    (project / "images" / "pytorch-2.13-cpu.yaml").write_text(
+        (project / "images" / "pytorch-2.13-cpu.yaml").read_text() + "\n# edited\n")
+    assert "yaml" in _imports(["show", "pytorch-2.13-cpu"], env)  # new text: parsed afresh

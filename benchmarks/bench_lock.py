@@ -5,8 +5,9 @@ and cold; `envctl matrix refresh` cold and with nothing changed.
 
 Every figure is a whole process (start-up included), as a person runs it.  Cold: a fresh
 ENVCTL_CACHE (uv's cache and the wheel-metadata cache live under it) and, for uv, a fresh
-UV_CACHE_DIR, each removed after its run (uv unpacks a find-links wheel into its cache).  Warm: the same caches reused after one filling run.  envctl and uv runs
-alternate so machine load hits both alike.  Prints median seconds; a script, not a test.
+UV_CACHE_DIR, each removed after its run (uv unpacks a find-links wheel into its cache) and the
+disk synced before the next.  Warm: the same caches reused after one filling run.  envctl and uv
+runs alternate, each first in half the pairs, so machine load hits both alike.  Prints median seconds; a script, not a test.
 """
 
 from __future__ import annotations
@@ -75,11 +76,16 @@ def pairs(spec, tmp: Path, repeat: int, modes: tuple[str, ...] = ("cold", "warm"
         for i in range(repeat + (1 if mode == "warm" else 0)):
             ecache = tmp / f"cold-envctl-{spec.name}-{i}" if mode == "cold" else warm_e
             ucache = tmp / f"cold-uv-{spec.name}-{i}" if mode == "cold" else warm_u
-            t_e = run([*ENVCTL, "lock", spec.name], env0 | {"ENVCTL_CACHE": str(ecache)})
-            t_u = run(uv_command(spec, tmp / "out.txt"), env0 | {"UV_CACHE_DIR": str(ucache)})
+            envctl_run = lambda: run([*ENVCTL, "lock", spec.name], env0 | {"ENVCTL_CACHE": str(ecache)})  # noqa: E731
+            uv_run = lambda: run(uv_command(spec, tmp / "out.txt"), env0 | {"UV_CACHE_DIR": str(ucache)})  # noqa: E731
+            if i % 2:  # each goes first in half the pairs
+                t_u, t_e = uv_run(), envctl_run()
+            else:
+                t_e, t_u = envctl_run(), uv_run()
             if mode == "cold":  # uv unpacks a find-links torch into its cache: ~0.7 GB a run
                 shutil.rmtree(ecache, ignore_errors=True)
                 shutil.rmtree(ucache, ignore_errors=True)
+                os.sync()  # the deletion's writeback lands here, not in the next timed run
             if mode == "warm" and i == 0:
                 continue  # the run that filled the caches
             times["envctl"].append(t_e)

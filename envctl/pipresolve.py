@@ -202,6 +202,9 @@ def dependencies(requires_dist, names: set[str]) -> dict[str, str]:
         lead = _LEADING_NAME.match(text)
         if lead is None or normalize(lead.group(1)) not in names:
             continue  # on no locked package (torch's extras, other platforms): not worth parsing
+        head, _, marker = text.partition(";")
+        if "extra" not in marker and "@" not in head:
+            text = head  # only a marker naming an extra drops a requirement: parse no other (2/3 of the time)
         try:
             req = Requirement(text)
         except InvalidRequirement:

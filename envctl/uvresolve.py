@@ -149,8 +149,9 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
                 return dist, _metadata(dist, metadata_cache, fetched=text if url == dist.url else None)
 
             wheels = pylock.read_wheels(out.read_text(), tags)
-            return _packages(_each(one, wheels, [metadata_cache / f"{w.sha256}.METADATA" for w in wheels]),
-                             requirements)
+            local = [(metadata_cache / f"{w.sha256}.METADATA").is_file() or fetched.get(w.sha256, ("",))[0] == w.url
+                     for w in wheels]  # cached, or read beside uv: no network left to wait on
+            return _packages(_each(one, wheels, local), requirements)
         pins = parse_compiled(out.read_text())
     flat = {norm_location(link) for link in find_links}
 
@@ -158,13 +159,14 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
         dist = pick(pin, tags, flat, cache_root / "pypi", pages)
         return dist, _metadata(dist, metadata_cache)
 
-    return _packages(_each(pick_one, pins, [memo_path(pin, tags, cache_root / "pypi") for pin in pins]), requirements)
+    local = [memo_path(pin, tags, cache_root / "pypi").is_file() for pin in pins]
+    return _packages(_each(pick_one, pins, local), requirements)
 
 
-def _each(work, items: list, cached: list[Path]) -> list:
+def _each(work, items: list, local: list[bool]) -> list:
     """``work`` over ``items``: on the pool's threads where something may be read over the
-    network, inline where the ``cached`` files say all of it is on disk (threads cost more)."""
-    if cached and all(path.is_file() for path in cached):
+    network, inline where ``local`` says all of it is at hand (threads cost more)."""
+    if all(local):
         return [work(item) for item in items]
     from envctl.pypi.http import executor
 

@@ -68,3 +68,41 @@ def test_an_unreachable_index_names_its_url():
         resolve(["demo==1.0"], python="3.11", platform="linux-64", glibc="2.28",
                 index_url="http://127.0.0.1:9/simple")
     assert "http://127.0.0.1:9/simple" in str(err.value) and "unreachable" in str(err.value)
+
+
+REQUIRES_DIST = [  # torch's, numpy's and harder shapes: markers, extras, old-style parens, URLs
+    'nvidia-cuda-runtime==13.0.96; platform_system == "Linux" and platform_machine == "x86_64"',
+    'filelock', 'typing-extensions>=4.10.0', 'sympy>=1.13.3', 'networkx>=2.5.1', 'jinja2', 'fsspec>=0.8.5',
+    'setuptools; python_version >= "3.12"', 'triton==3.5.0; platform_system == "Linux"',
+    'opt-einsum>=3.3; extra == "opt-einsum"', 'optree>=0.13.0; extra == "optree"',
+    'MarkupSafe (>=2.0)', 'mpmath<1.4,>=1.1.0', 'Jinja2 >= 3.0 , < 4 ; python_version > "3.8"',
+    'numpy; (extra == "dev") and python_version < "3.12"', "fsspec[http] ; extra=='remote'",
+    'filelock @ https://example.org/filelock-3.20.0-py3-none-any.whl ; os_name == "posix"',
+    'typing_extensions; python_version < "3.11" or platform_release == "extra-kernel"',
+    'sympy==1.13.1; python_version == "3.8" and', 'networkx>=2.5; python_version >>> "3"',
+]
+LOCKED = {"nvidia-cuda-runtime", "filelock", "typing-extensions", "sympy", "networkx", "jinja2", "fsspec",
+          "setuptools", "triton", "markupsafe", "mpmath", "numpy", "opt-einsum"}
+
+
+def test_dependencies_skip_the_marker_parse_without_changing_the_answer():
+    """The fast path (a marker that names no extra is not parsed) gives what packaging gives for the
+    whole requirement, invalid markers aside (kept: a wheel's metadata was checked on upload)."""
+    from packaging.requirements import InvalidRequirement, Requirement
+
+    from envctl.pipresolve import dependencies, normalize
+
+    expected: dict[str, str] = {}
+    for text in REQUIRES_DIST:
+        try:
+            req = Requirement(text)
+        except InvalidRequirement:
+            continue
+        if normalize(req.name) in LOCKED and not (req.marker is not None and "extra" in str(req.marker)):
+            expected[normalize(req.name)] = str(req.specifier) or "*"
+    got = dependencies(REQUIRES_DIST, LOCKED)
+    invalid = ("sympy", "networkx")  # their last lines have broken markers
+    assert {k: v for k, v in got.items() if k not in invalid} == {k: v for k, v in expected.items() if k not in invalid}
+    assert got["sympy"] == "==1.13.1" and got["networkx"] == ">=2.5"
+    assert got["jinja2"] == "<4,>=3.0" and got["mpmath"] == "<1.4,>=1.1.0" and "opt-einsum" not in got
+    assert got["typing-extensions"] == ">=4.10.0" and got["filelock"] == "*"

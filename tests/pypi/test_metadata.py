@@ -78,3 +78,30 @@ def test_central_directory_beyond_the_tail_is_fetched_by_range(local_index):
     assert meta.source == "range" and meta.requires_dist == ("filelock",)
     reads = [r for p, s, r in local_index.log if p.endswith(".whl") and s == "206"]
     assert len(reads) == 3 and reads[0] == "bytes=-65536"  # tail, directory, member
+
+
+HEADER_CASES = [
+    "Metadata-Version: 2.4\nName: torch\nVersion: 2.13.0\nRequires-Dist: filelock\nRequires-Dist: sympy>=1.13.3\n"
+    "Requires-Python: >=3.10\n\nName: not-a-header (the description)\nRequires-Dist: not-either\n",
+    "Name: a\r\nVersion: 1\r\nRequires-Dist: b ; extra == 'x'\r\n\r\nbody: x\r\n",  # CRLF
+    "Name: a\rVersion: 4\r\rRequires-Dist: z",  # bare CR
+    "From someone\nName: a\nVersion: 1\n",  # an mbox line first
+    "Name: a\nVersion:   1  \nSummary: x\n  folded\n\tmore\nRequires-Dist: c\n",  # folded lines
+    "Name: a\nnot a header\nVersion: 2\n",  # the headers end at a non-header line
+    "Name: a\n \nVersion: 3\n\n",  # a blank-looking line of spaces is a fold, not the end
+    "Name: a\nVer sion: 1\nVersion: 5\n",  # a field name with a space ends the headers
+    "name: lower\nVERSION: 6\nrequires-dist: x\nRequires-Dist: y\n",  # names in any case
+]
+
+
+@pytest.mark.parametrize("text", HEADER_CASES)
+def test_header_fields_read_what_the_email_parser_reads(text):
+    """The fast reader of METADATA headers agrees with email.parser, which it replaced (4x slower)."""
+    from email.parser import HeaderParser
+
+    from envctl.pypi.metadata import header_fields
+
+    msg, fields = HeaderParser().parsestr(text), header_fields(text)
+    for key in ("Name", "Version", "Requires-Dist", "Requires-Python", "Summary", "Ver sion"):
+        expected = [v.replace("\r\n", "\n").replace("\r", "\n").rstrip("\n") for v in msg.get_all(key) or []]
+        assert fields.get(key.lower(), []) == expected, key

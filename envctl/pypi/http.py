@@ -9,6 +9,7 @@ and plain paths are read from disk so a mirror folder works like an index.
 from __future__ import annotations
 
 import http.client
+import os
 import socket
 import threading
 import time
@@ -246,13 +247,15 @@ def _get_file(url: str, parsed, headers: dict[str, str], *, allow: tuple[int, ..
         if 404 in allow:
             return Response(url, 404, b"")
         raise PackageIndexError(f"{what} {url} does not exist", hint="fix the path")
-    data = path.read_bytes()
     rng = headers.get("Range")
-    if rng:
-        start, end = _parse_range(rng, len(data))
-        return Response(url, 206, data[start:end + 1],
-                        {"content-range": f"bytes {start}-{end}/{len(data)}"})
-    return Response(url, 200, data)
+    if rng:  # only the bytes asked for: the metadata of a 200 MB local torch is a few KiB of it
+        with path.open("rb") as fh:
+            size = os.fstat(fh.fileno()).st_size
+            start, end = _parse_range(rng, size)
+            fh.seek(start)
+            data = fh.read(max(0, end + 1 - start))
+        return Response(url, 206, data, {"content-range": f"bytes {start}-{end}/{size}"})
+    return Response(url, 200, path.read_bytes())
 
 
 def _parse_range(value: str, size: int) -> tuple[int, int]:

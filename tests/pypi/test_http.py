@@ -146,3 +146,20 @@ def test_threads_that_connect_at_once_share_one_tls_context(monkeypatch):
     for t in threads:
         t.join()
     assert len(made) == 1 and all(g is made[0] for g in got) and len(got) == 16
+
+
+def test_a_range_of_a_local_file_reads_only_those_bytes(tmp_path, monkeypatch):
+    """A find-links torch is 200 MB: its metadata is read by ranges, never the whole file (0.4 s)."""
+    from pathlib import Path
+
+    from envctl.pypi.http import get_range
+
+    blob = bytes(range(256)) * 40
+    wheel = tmp_path / "big file.whl"
+    wheel.write_bytes(blob)
+    monkeypatch.setattr(Path, "read_bytes", lambda self: pytest.fail("read the whole file"))
+    url = wheel.as_uri()
+    assert get_range(url, None, 100) == (blob[-100:], len(blob))
+    assert get_range(url, 5000, 300) == (blob[5000:5300], len(blob))
+    assert get_range(url, len(blob) - 10, 300) == (blob[-10:], len(blob))  # clipped at the end
+    assert get_range(url, None, len(blob) + 5) == (blob, len(blob))

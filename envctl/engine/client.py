@@ -1,26 +1,22 @@
-"""The one seam to Docker: only this module touches the docker SDK.
-
-It turns SDK and API errors into ``EngineError``/``BuildError`` that say what
-to do, streams build output line by line, and runs containers with the limits
-envctl needs (GPUs through device requests, no network, read-only mounts).
+"""A connected Docker engine: images, imports, pushes, and containers run with the limits envctl
+needs (GPUs through device requests, no network, read-only mounts).  Builds are in ``builders``.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import tarfile
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable
 
-from envctl.errors import BuildError, EngineError
+from envctl.engine.builders import BUILD_TIMEOUT, BuildOutput, build_classic, build_with_cli, detect_builder, short
+from envctl.errors import EngineError
 
 # Seconds an ordinary engine call (ping, inspect, list, tag) may take: a socket that accepts and
 # never answers must not hang envctl.  Builds and container waits carry their own, longer limits.
 CALL_TIMEOUT = 30
-BUILD_TIMEOUT = 6 * 3600
 
 START_HINT = ("start the engine: sudo scripts/engine-up.sh (installs Debian's docker.io if needed), "
               "or systemctl start docker; set DOCKER_HOST if it listens elsewhere")
@@ -48,12 +44,6 @@ class RunResult:
     oom_killed: bool = False
 
 
-@dataclass
-class BuildOutput:
-    image_id: str
-    log: list[str] = field(default_factory=list)
-
-
 class Engine:
     """A connected Docker engine."""
 
@@ -76,7 +66,7 @@ class Engine:
             client = docker.from_env(timeout=timeout)
             client.ping()
         except Exception as exc:  # noqa: BLE001 - docker and requests errors (timeouts included) alike
-            what = f"did not answer within {timeout}s" if "timed out" in str(exc).lower() else _short(exc)
+            what = f"did not answer within {timeout}s" if "timed out" in str(exc).lower() else short(exc)
             raise EngineError(f"Docker engine at {socket} not reachable: {what}", hint=START_HINT) from None
         engine = cls(client)
         engine.socket = socket
@@ -94,7 +84,7 @@ class Engine:
         except ImageNotFound:
             return None
         except Exception as exc:
-            raise EngineError(f"cannot inspect image {ref}: {_short(exc)}", hint=START_HINT) from None
+            raise EngineError(f"cannot inspect image {ref}: {short(exc)}", hint=START_HINT) from None
         return _info(img)
 
     def info(self) -> dict:
@@ -154,7 +144,7 @@ class Engine:
         except ImageNotFound:
             pass
         except Exception as exc:  # noqa: BLE001 - engine errors become envctl errors
-            raise EngineError(f"cannot remove image {ref}: {_short(exc)}") from None
+            raise EngineError(f"cannot remove image {ref}: {short(exc)}") from None
 
     @contextmanager
     def _long_calls(self):
@@ -171,7 +161,7 @@ class Engine:
         try:
             return fn(*args, **kwargs)
         except Exception as exc:  # noqa: BLE001 - docker and requests errors alike
-            raise EngineError(f"cannot {what}: {_short(exc)}", hint=START_HINT
+            raise EngineError(f"cannot {what}: {short(exc)}", hint=START_HINT
                               if "connection" in str(exc).lower() else None) from None
 
     def import_rootfs(self, tar_path: Path, ref: str, *, changes: list[str]) -> str:
@@ -181,7 +171,7 @@ class Engine:
                 out = self.client.api.import_image_from_file(str(tar_path), repository=repo, tag=tag,
                                                              changes=changes)
         except Exception as exc:
-            raise EngineError(f"docker import of {ref} failed: {_short(exc)}",
+            raise EngineError(f"docker import of {ref} failed: {short(exc)}",
                               hint="check free disk space (df -h /var/lib/docker)") from None
         status = json.loads(out.strip().splitlines()[-1]) if isinstance(out, str) else {}
         if "error" in status:
@@ -207,77 +197,11 @@ class Engine:
               platform: str | None = None, network_mode: str = "none", no_cache: bool = False,
               on_line: Callable[[str], None] = lambda _l: None) -> BuildOutput:
         """Build a context folder with the engine's builder, streamed; BuildError with the log on failure."""
+        options = dict(tag=tag, dockerfile=dockerfile, labels=labels, platform=platform,
+                       network_mode=network_mode, no_cache=no_cache, on_line=on_line)
         if self.builder() == "buildkit":
-            return self._build_buildkit(context, tag=tag, dockerfile=dockerfile, labels=labels, platform=platform,
-                                        network_mode=network_mode, no_cache=no_cache, on_line=on_line)
-        return self._build_classic(context, tag=tag, dockerfile=dockerfile, labels=labels, platform=platform,
-                                   network_mode=network_mode, no_cache=no_cache, on_line=on_line)
-
-    def _build_buildkit(self, context: Path, *, tag: str, dockerfile: str, labels: dict[str, str],
-                        platform: str | None, network_mode: str, no_cache: bool,
-                        on_line: Callable[[str], None]) -> BuildOutput:
-        import os
-        import subprocess
-        import tempfile
-
-        cli, env = self._cli
-        output = BuildOutput(image_id="")
-        with tempfile.TemporaryDirectory(prefix="envctl-iid-") as tmp:
-            iid = Path(tmp) / "iid"
-            cmd = [*cli, "--progress", "plain", "-f", str(context / dockerfile), "-t", tag, "--network",
-                   network_mode, "--iidfile", str(iid)]
-            cmd += [f"--label={k}={v}" for k, v in sorted(labels.items())]
-            cmd += ["--platform", platform] if platform else []
-            cmd += ["--no-cache"] if no_cache else []
-            with subprocess.Popen(cmd + [str(context)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                  text=True, env={**os.environ, **env}) as proc:
-                try:
-                    for raw in proc.stdout:
-                        line = raw.rstrip("\n")
-                        output.log.append(line)
-                        on_line(line)
-                except BaseException:  # Ctrl-C or a failing callback: leave no build running
-                    proc.kill()
-                    raise
-                code = proc.wait()
-            if code != 0:
-                errors = [ln for ln in output.log if ln.startswith("ERROR") or "error:" in ln.lower()]
-                raise BuildError(_first_line(errors[-1] if errors else f"docker build exited {code}"),
-                                 tail=output.log[-20:], step=_last_step(output.log))
-            output.image_id = iid.read_text().strip()
-        return output
-
-    def _build_classic(self, context: Path, *, tag: str, dockerfile: str, labels: dict[str, str],
-                       platform: str | None, network_mode: str, no_cache: bool,
-                       on_line: Callable[[str], None]) -> BuildOutput:
-        output = BuildOutput(image_id="")
-        stream = self.client.api.build(
-            fileobj=_tar_context(context), custom_context=True, dockerfile=dockerfile,
-            tag=tag, labels=labels, rm=True, forcerm=True, pull=False, decode=True, platform=platform,
-            network_mode=network_mode, nocache=no_cache, timeout=BUILD_TIMEOUT)
-        try:
-            for chunk in stream:
-                if "stream" in chunk:
-                    for line in chunk["stream"].splitlines():
-                        output.log.append(line)
-                        on_line(line)
-                if "aux" in chunk and "ID" in chunk["aux"]:
-                    output.image_id = chunk["aux"]["ID"]
-                if "error" in chunk:
-                    message = chunk["error"].strip()
-                    output.log.append(message)
-                    on_line(message)
-                    raise BuildError(_first_line(message), tail=output.log[-20:],
-                                     step=_last_step(output.log))
-        except BuildError:
-            raise
-        except Exception as exc:
-            raise BuildError(f"build of {tag} broke off: {_short(exc)}", tail=output.log[-20:],
-                             step=_last_step(output.log)) from None
-        if not output.image_id:
-            m = re.search(r"Successfully built ([0-9a-f]+)", "\n".join(output.log))
-            output.image_id = self.image(m.group(1) if m else tag).id
-        return output
+            return build_with_cli(self._cli, context, **options)
+        return build_classic(self.client.api, context, image_id=lambda ref: self.image(ref).id, **options)
 
     def push(self, ref: str, on_line: Callable[[str], None] = lambda _l: None) -> None:
         repo, tag = split_ref(ref)
@@ -293,7 +217,7 @@ class Engine:
         except EngineError:
             raise
         except Exception as exc:  # noqa: BLE001
-            raise EngineError(f"push of {ref} failed: {_short(exc)}", hint=hint) from None
+            raise EngineError(f"push of {ref} failed: {short(exc)}", hint=hint) from None
 
     # -- run ---------------------------------------------------------------
     def run(self, image: str, command: list[str], *, mounts: Iterable[tuple[str, str, bool]] = (),
@@ -335,7 +259,7 @@ class Engine:
                     pass
             if not isinstance(exc, Exception):
                 raise
-            message = _short(exc)
+            message = short(exc)
             hint = None
             if "could not select device driver" in message:
                 hint = "GPUs need the NVIDIA container toolkit on the host; run envctl doctor, or --gpus none"
@@ -372,64 +296,3 @@ def split_ref(ref: str) -> tuple[str, str]:
 
     repo, tag = parse_repository_tag(ref)
     return repo, tag or "latest"
-
-
-def _tar_context(context: Path):
-    """The build context as an uncompressed tar on disk (wheels are compressed already, and a
-    GPU context is GBs: not for memory), members in sorted order with uid/gid/mtime reset so
-    the layer cache stays stable between runs."""
-    import tempfile
-
-    buf = tempfile.TemporaryFile()
-    with tarfile.open(fileobj=buf, mode="w") as tar:
-        for path in sorted(context.rglob("*")):
-            info = tar.gettarinfo(str(path), arcname=str(path.relative_to(context)))
-            info.uid = info.gid = 0
-            info.uname = info.gname = ""
-            info.mtime = 0
-            if info.isfile():
-                with path.open("rb") as fh:
-                    tar.addfile(info, fh)
-            else:
-                tar.addfile(info)
-    buf.seek(0)
-    return buf
-
-
-def _short(exc: BaseException) -> str:
-    text = str(exc).strip() or type(exc).__name__
-    return _first_line(text)[:300]
-
-
-def _first_line(text: str) -> str:
-    return next((ln.strip() for ln in text.splitlines() if ln.strip()), text)
-
-
-def _last_step(log: list[str]) -> str | None:
-    """The last build step started: classic 'Step 3/9 : RUN ...' or BuildKit '#7 [2/3] RUN ...'."""
-    steps = [ln for ln in log if re.match(r"^(Step \d+/\d+ :|#\d+ \[[^\]]*\d+/\d+\])", ln)]
-    return steps[-1] if steps else None
-
-
-def detect_builder() -> tuple[str, tuple[list[str], dict[str, str]] | None]:
-    import os
-    import shutil
-    import subprocess
-
-    forced = os.environ.get("ENVCTL_BUILDER")
-    if forced == "classic":
-        return "classic", None
-    for cli in dict.fromkeys(filter(None, [shutil.which("docker"), "/usr/bin/docker"])):
-        if not Path(cli).exists():
-            continue
-        buildx = subprocess.run([cli, "buildx", "version"], capture_output=True, text=True)
-        if buildx.returncode == 0:
-            return "buildkit", ([cli, "buildx", "build", "--load"], {})
-        version = subprocess.run([cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True)
-        major = re.match(r"(\d+)", version.stdout.strip())
-        if major and int(major.group(1)) < 23:  # the legacy CLI has BuildKit built in
-            return "buildkit", ([cli, "build"], {"DOCKER_BUILDKIT": "1"})
-    if forced == "buildkit":
-        raise EngineError("ENVCTL_BUILDER=buildkit but no Docker CLI with BuildKit was found",
-                          hint="install the docker buildx plugin, or unset ENVCTL_BUILDER")
-    return "classic", None

@@ -1,0 +1,12 @@
+"""The one seam to Docker: only this package touches the docker SDK and the docker CLI.
+
+``client`` is a connected engine; ``builders`` builds images, by BuildKit through the docker
+CLI where there is one, else by the SDK's classic builder.  SDK and API errors become
+``EngineError``/``BuildError`` that say what to do.
+"""
+
+from envctl.engine.builders import BUILD_TIMEOUT, BuildOutput, detect_builder
+from envctl.engine.client import CALL_TIMEOUT, START_HINT, Engine, ImageInfo, RunResult, split_ref
+
+__all__ = ["BUILD_TIMEOUT", "CALL_TIMEOUT", "START_HINT", "BuildOutput", "Engine", "ImageInfo", "RunResult",
+           "detect_builder", "split_ref"]

@@ -58,7 +58,7 @@ def _cuda_libraries(lock_path, platform: str) -> dict[str, str]:
     from envctl import yamldoc
     from envctl.spec import defaults
 
-    data = yamldoc.load(lock_path.read_text(encoding="utf-8")) or {}
+    data = yamldoc.load(lock_path.read_text(encoding="utf-8")) or {}  # shown, never built from: cached parse
     patterns = defaults()["layers"][0]["match"]
     return {str(p["name"]): str(p["version"]) for p in data.get("package") or []
             if isinstance(p, dict) and p.get("manager") == "pip" and p.get("platform") == platform

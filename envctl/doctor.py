@@ -155,7 +155,7 @@ def image_facts(spec: ImageSpec, lock_path: Path, *, engine_timeout: int = 5) ->
     try:
         if lock_state(spec, lock_path).state != "locked":
             return ImageFacts()
-        data = yamldoc.load(lock_path.read_text(encoding="utf-8"))
+        data = yamldoc.load(lock_path.read_text(encoding="utf-8"), cache=False)
         lock_hash = read_header(lock_path)[2] or ""
     except (EnvctlError, OSError, ValueError):  # yamldoc.DocumentError is a ValueError
         return ImageFacts()

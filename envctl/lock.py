@@ -15,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-
 from envctl import condasolve, pipresolve, yamldoc
 from envctl.cache import default_root as default_cache_root
 from envctl.errors import EnvctlError, LockError, StaleLockError, UnknownPackageError
@@ -267,13 +266,18 @@ def atomic_write(path: Path, text: str) -> None:
         raise
 
 
-def load_lock(path: Path, *, platform: str = "linux-64") -> LockedEnv:
+def load_lock(path: Path, *, platform: str = "linux-64", hints_only: bool = False) -> LockedEnv:
     """Read a lockfile (conda-lock's format, version 1); the packages of one platform.
 
     Read as plain YAML against the format's required keys, not through conda-lock's
     parser: importing conda-lock costs ~0.4 s, and build, verify, setup and doctor read
     a lock on every call.  ``tests/test_lock.py`` checks that conda-lock's own parser
     reads every committed lock to the same packages.
+
+    The lock is what builds trust, so its text is parsed each time.  ``hints_only``: the
+    caller takes it as hints alone (a re-lock's preferred pins and files to read ahead, which
+    reach the new lock only where uv names them again), and the parse may come from
+    envctl.yamldoc's cache, whose files nothing verifies.
     """
     from urllib.parse import unquote
 
@@ -283,7 +287,7 @@ def load_lock(path: Path, *, platform: str = "linux-64") -> LockedEnv:
     if marked and not intact:
         raise StaleLockError(f"{path} was edited by hand: its body no longer has the hash its header records",
                              hint=f"regenerate it: envctl lock {path.name.split('.')[0]}")
-    entries, meta = _read_lockfile(path)
+    entries, meta = _read_lockfile(path, cached=hints_only)
     conda, pip = [], []
     for d in entries:
         if d["platform"] != platform:
@@ -308,17 +312,17 @@ def load_lock(path: Path, *, platform: str = "linux-64") -> LockedEnv:
 _REQUIRED = ("name", "version", "manager", "platform", "url", "hash")
 
 
-def _read_lockfile(path: Path) -> tuple[list[dict], dict]:
+def _read_lockfile(path: Path, *, cached: bool = False) -> tuple[list[dict], dict]:
     """The ``package`` entries and ``metadata`` of a conda-lock v1 file, checked key by key."""
     def bad(problem: str) -> LockError:
         return LockError(f"{path} is not a valid conda-lock file: {problem}", hint="regenerate it with envctl lock")
 
     try:
-        data = yamldoc.load(path.read_text(encoding="utf-8"))
+        data = yamldoc.load(path.read_text(encoding="utf-8"), cache=cached)
     except UnicodeDecodeError as exc:
         raise bad(f"not UTF-8 text (byte {exc.start})") from None
     except yamldoc.DocumentError as exc:
-        raise bad(f"not YAML ({exc})") from None
+        raise bad(f"not YAML{f' at line {exc.line}' if exc.line else ''} ({exc.problem})") from None
     if not isinstance(data, dict) or data.get("version") != 1:
         raise bad("no 'version: 1'")
     entries = data.get("package")

@@ -191,6 +191,12 @@ def sha256_of_local(url: str, *, tool: str) -> str:
 
 
 _LEADING_NAME = re.compile(r"\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
+
+
+def _names_extra(marker: str) -> bool:
+    """Whether a PEP 508 marker tests the ``extra`` variable (not a quoted value like "extra-kernel")."""
+    return "extra" in marker and re.search(r"\bextra\b", _QUOTED.sub("", marker)) is not None
 
 
 def dependencies(requires_dist, names: set[str]) -> dict[str, str]:
@@ -203,13 +209,13 @@ def dependencies(requires_dist, names: set[str]) -> dict[str, str]:
         if lead is None or normalize(lead.group(1)) not in names:
             continue  # on no locked package (torch's extras, other platforms): not worth parsing
         head, _, marker = text.partition(";")
-        if "extra" not in marker and "@" not in head:
+        if not _names_extra(marker) and "@" not in head:
             text = head  # only a marker naming an extra drops a requirement: parse no other (2/3 of the time)
         try:
             req = Requirement(text)
         except InvalidRequirement:
             continue
-        if req.marker is not None and "extra" in str(req.marker):
+        if req.marker is not None and _names_extra(str(req.marker)):
             continue
         dep = normalize(req.name)
         if dep in names:

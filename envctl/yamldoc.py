@@ -14,6 +14,7 @@ import hashlib
 import marshal
 import os
 import sys
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any
 
@@ -54,11 +55,18 @@ def parse(text: str, *, unique_keys: bool = False) -> Any:
         raise DocumentError(problem, mark.line + 1 if mark is not None else None) from None
 
 
+# What a cached parse depends on besides the text: this reader's rules (bump FORMAT when they
+# change) and envctl's version, so an upgrade never serves an older reader's answer.
+FORMAT = 1
+
+
 def _cache_path(text: str, unique_keys: bool) -> Path | None:
+    from envctl import __version__
     from envctl.cache import default_root
 
-    key = hashlib.sha256(f"{int(unique_keys)}\0{text}".encode("utf-8", "surrogatepass")).hexdigest()
-    return default_root() / "yaml" / sys.implementation.cache_tag / key[:2] / key
+    salt = f"{FORMAT}\0{__version__}\0{int(unique_keys)}\0"
+    key = hashlib.sha256((salt + text).encode("utf-8", "surrogatepass")).hexdigest()
+    return default_root() / "yaml" / (sys.implementation.cache_tag or "python") / key[:2] / key
 
 
 def _store(path: Path, data: Any) -> None:
@@ -95,6 +103,9 @@ def _unique_key_loader():
                 seen: set = set()
                 for key_node, _value in node.value:
                     key = self.construct_object(key_node, deep=deep)
+                    if not isinstance(key, Hashable):  # a list as a key: PyYAML's own error
+                        raise yaml.constructor.ConstructorError(None, None, "found unhashable key",
+                                                                key_node.start_mark)
                     if key in seen:
                         raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
                                                                 key_node.start_mark)

@@ -98,11 +98,11 @@ def test_dependencies_skip_the_marker_parse_without_changing_the_answer():
             req = Requirement(text)
         except InvalidRequirement:
             continue
-        if normalize(req.name) in LOCKED and not (req.marker is not None and "extra" in str(req.marker)):
+        if normalize(req.name) in LOCKED and not (req.marker is not None and "extra ==" in str(req.marker)):
             expected[normalize(req.name)] = str(req.specifier) or "*"
     got = dependencies(REQUIRES_DIST, LOCKED)
     invalid = ("sympy", "networkx")  # their last lines have broken markers
     assert {k: v for k, v in got.items() if k not in invalid} == {k: v for k, v in expected.items() if k not in invalid}
     assert got["sympy"] == "==1.13.1" and got["networkx"] == ">=2.5"
     assert got["jinja2"] == "<4,>=3.0" and got["mpmath"] == "<1.4,>=1.1.0" and "opt-einsum" not in got
-    assert got["typing-extensions"] == ">=4.10.0" and got["filelock"] == "*"
+    assert got["typing-extensions"] == "*" and got["filelock"] == "*"  # its last line: "extra-kernel" is a value

@@ -77,3 +77,37 @@ def test_an_unwritable_or_torn_cache_only_costs_a_parse(cache):
     [entry] = _cached(cache)
     entry.write_bytes(b"\x00torn")
     assert yamldoc.load(SPEC)["name"] == "demo"
+
+
+def test_an_upgrade_of_envctl_never_reads_an_older_readers_parse(cache, monkeypatch):
+    import envctl
+
+    yamldoc.load(SPEC)
+    monkeypatch.setattr(envctl, "__version__", envctl.__version__ + ".post1")
+    yamldoc.load(SPEC)
+    assert len(_cached(cache)) == 2
+
+
+def test_an_unhashable_key_is_one_error_with_its_line(cache):
+    for strict in (True, False):
+        with pytest.raises(yamldoc.DocumentError, match="unhashable key") as err:
+            yamldoc.load("name: x\n? [a, b]\n: 1\n", unique_keys=strict)
+        assert err.value.line == 2
+
+
+def test_a_tampered_cache_never_changes_what_a_lock_says(cache, project):
+    """Builds trust the lock: its text is parsed every time.  Only a re-lock's hints (preferred
+    pins, files to read ahead, which uv must name again) come from the cache."""
+    import marshal
+
+    from envctl.lock import load_lock
+
+    path = project / "locks" / "pytorch-2.13-cpu.conda-lock.yml"
+    real = load_lock(path, hints_only=True)
+    [entry] = _cached(cache)
+    data = marshal.loads(entry.read_bytes())
+    for package in data["package"]:
+        package["url"] = "https://evil.example/x.whl"
+    entry.write_bytes(marshal.dumps(data))
+    assert load_lock(path) == real
+    assert {p.url for p in load_lock(path, hints_only=True).pip} == {"https://evil.example/x.whl"}

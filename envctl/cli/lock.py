@@ -82,15 +82,16 @@ def lock(
 
 
 def _current(path, platforms) -> dict | None:
-    """The lock on disk, to prefetch what it names; None when there is none or it cannot be read
-    (the lock is then written from scratch, as it would be anyway)."""
+    """The lock on disk, as hints: the pins uv prefers and the files to read ahead (its parse may
+    come from envctl.yamldoc's cache).  None when there is none or it cannot be read (the lock
+    is then written from scratch, as it would be anyway)."""
     from envctl.errors import EnvctlError
     from envctl.lock import load_lock
 
     if not path.is_file():
         return None
     try:
-        return {pl: load_lock(path, platform=pl) for pl in platforms}
+        return {pl: load_lock(path, platform=pl, hints_only=True) for pl in platforms}
     except (EnvctlError, OSError, ValueError, KeyError, TypeError):
         return None
 

@@ -18,6 +18,7 @@ COMMANDS = {
     "cache": "cache_cmds", "bench": "bench_cmds", "matrix": "matrix_cmds",
 }
 
+
 def _lean_flags() -> None:
     """Keep pydantic off the start-up path: typer builds a pydantic TypeAdapter (0.15 s of imports)
     to coerce even --help's unset flag and a plain string argument.  A bool, str or int that is
@@ -58,12 +59,13 @@ def _is_str_list(kind) -> bool:
 
 _lean_flags()
 
+
 class _Commands(MutableMapping):
     """The group's commands by name: every name known from COMMANDS, a command built when first
     looked up (click reads ``group.commands`` for dispatch, help, suggestions and completion)."""
 
-    def __init__(self) -> None:
-        self._built: dict = {}
+    def __init__(self, built: dict | None = None) -> None:
+        self._built: dict = dict(built or {})  # any command typer made from this module's own app
 
     def __getitem__(self, name: str):
         if name not in self._built and name in COMMANDS:
@@ -95,7 +97,7 @@ class _Commands(MutableMapping):
 class _Group(typer.core.TyperGroup):
     def __init__(self, *args, **kwargs) -> None:
         super().__init__(*args, **kwargs)
-        self.commands = _Commands()
+        self.commands = _Commands(self.commands)
 
 
 app = typer.Typer(
@@ -120,8 +122,6 @@ def main(
                                  help="Print the version and exit."),
 ) -> None:
     """Reproducible PyTorch+CUDA environments for ML teams."""
-
-
 
 
 def _on_sigterm(signum, frame) -> None:
@@ -158,7 +158,9 @@ def run() -> None:
     finally:
         # Interpreter exit collects garbage over every object of the ~400 modules a command loads
         # (15 ms of a 0.45 s warm lock) only to free memory the OS takes back anyway; frozen objects
-        # are skipped.  atexit handlers, flushes and thread joins still run.
+        # are skipped.  atexit handlers (weakref finalizers: temporary folders), flushes and thread
+        # joins still run; only a reference cycle's __del__ would not, and envctl's cleanup is
+        # context managers and finalizers, never __del__.
         import gc
 
         gc.freeze()

@@ -54,14 +54,15 @@ def header_fields(text: str) -> dict[str, list[str]]:
     current: list[str] | None = None
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
-    for i, line in enumerate(text.split("\n\n", 1)[0].split("\n")):  # not the long description after
-        if line[:1] in (" ", "\t") and current is not None:
-            current.append(line)  # a folded line continues the field before it
-            continue
+    for line in text.split("\n\n", 1)[0].split("\n"):  # not the long description after
+        if line[:1] in (" ", "\t"):
+            if current is not None:
+                current.append(line)  # a folded line continues the field before it
+            continue  # (before any field: passed over, as the email parser does)
+        if line.startswith("From "):
+            continue  # an mbox "From " line, which the email parser also passes over
         name, colon, value = line.partition(":")
         if not (colon and name.isascii() and name.isprintable() and " " not in name):  # RFC 5322's field name
-            if i == 0 and line.startswith("From "):
-                continue  # an mbox "From " line, which the email parser also passes over
             break  # a blank line (or the body) ends the headers
         current = [value.lstrip(" \t")]
         fields.setdefault(name.lower(), []).append(current)  # type: ignore[arg-type]

@@ -105,3 +105,16 @@ def test_a_spec_read_again_needs_no_pyyaml(project, tmp_path):
     (project / "images" / "pytorch-2.13-cpu.yaml").write_text(
         (project / "images" / "pytorch-2.13-cpu.yaml").read_text() + "\n# edited\n")
     assert "yaml" in _imports(["show", "pytorch-2.13-cpu"], env)  # new text: parsed afresh
+
+
+def test_a_command_typer_hands_the_group_is_kept():
+    import typer
+
+    from envctl.cli.main import COMMANDS, _Commands
+
+    extra = typer.main.get_command(typer.Typer(name="x", callback=lambda: None)).commands
+    sub = typer.Typer()
+    sub.command("hello")(lambda: None)
+    sub.callback()(lambda: None)
+    commands = _Commands({**extra, **typer.main.get_command(sub).commands})
+    assert "hello" in commands and list(commands)[:len(COMMANDS)] == list(COMMANDS) and list(commands)[-1] == "hello"

@@ -91,6 +91,8 @@ HEADER_CASES = [
     "Name: a\n \nVersion: 3\n\n",  # a blank-looking line of spaces is a fold, not the end
     "Name: a\nVer sion: 1\nVersion: 5\n",  # a field name with a space ends the headers
     "name: lower\nVERSION: 6\nrequires-dist: x\nRequires-Dist: y\n",  # names in any case
+    " stray fold\nName: a\nVersion: 7\n",  # a folded line before any field
+    "Name: a\nFrom someone\nVersion: 8\nRequires-Dist: b\n",  # an mbox line among the fields
 ]
 
 

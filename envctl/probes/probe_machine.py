@@ -233,7 +233,15 @@ def noise_notes(window):
         if change > HOST_CHANGE_PCT:
             notes.append(f"host dispatch speed moved {hb['torch_op_us']:.2f} -> "
                          f"{ha['torch_op_us']:.2f} us per op")
+    busy = contention(window)
+    if busy:
+        notes.append(busy)
+    return notes
+
+
+def contention(window):
+    """The note when other processes used more than BUSY_SHARE of the CPUs over the window, else None."""
     other, cores = window.get("other_cpu_cores"), window.get("cores") or 1
     if other is not None and other > BUSY_SHARE * cores:
-        notes.append(f"other processes used {other:.1f} of {cores} CPU cores")
-    return notes
+        return f"other processes used {other:.1f} of {cores} CPU cores"
+    return None

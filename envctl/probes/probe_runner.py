@@ -17,7 +17,7 @@ import time
 import warnings
 
 from probe_bench import TOLERANCE, compare_outputs, first_tensor, torch_dtype
-from probe_machine import dispatch_us, noise_notes
+from probe_machine import contention, dispatch_us, noise_notes
 from probe_models import MODEL_SHAPES, build_model
 from probe_report import add_warnings, error_line
 from probe_timing import absolute_conclusive, measure, ratio_verdict
@@ -185,6 +185,8 @@ def run_group(name, model, x, ref, dtype_name, batch, device, settings, jit_warn
                 rows[failed.mode].update(status="error", error=error_line(failed.exc))
                 calls.pop(failed.mode)
         notes = noise_notes(window) if window else []
+        # on the CPU device the modes share the cores other processes were busy on: no verdict
+        deciding = [n for n in [contention(window) if window and not cuda else None] if n]
         gi = len(groups)
         groups.append({"model": name, "dtype": dtype_name, "batch": batch, "window": window,
                        "notes": notes, "timing": {k: result[k] for k in ("rounds", "warmup_s",
@@ -193,7 +195,7 @@ def run_group(name, model, x, ref, dtype_name, batch, device, settings, jit_warn
             row = rows[mode]
             row["group"] = gi
             ratio = result["ratios"].get(mode)
-            verdict = ratio_verdict(ratio, policy, notes) if ratio is not None else None
+            verdict = ratio_verdict(ratio, policy, notes, deciding) if ratio is not None else None
             _fill_timing(row, result["candidates"][mode], ratio, verdict, policy, batch)
             try:
                 out = first_tensor(call()).clone()

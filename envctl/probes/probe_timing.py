@@ -301,14 +301,17 @@ def summarize(values, calls_per_block=None):
 # --------------------------------------------------------------------------- verdicts
 
 
-def ratio_verdict(stats, policy, host_notes=()):
+def ratio_verdict(stats, policy, host_notes=(), deciding=()):
     """{"verdict", "conclusive", "why"} for a speedup (base/candidate) summary.
 
     verdict: "faster" or "slower" (the interval excludes 1.0), "same" (it holds 1.0 and
     stays within SAME_BAND of it), else "inconclusive". ``host_notes`` (throttling, load)
     are appended to the why of an inconclusive row: they explain it, they do not decide it.
+    ``deciding``: conditions under which no ratio is trusted however tight (other processes
+    busy on the CPU that runs the modes: pairing cancels load that slows every mode alike,
+    and contention does not, as a compiled mode's threads wait more than eager's).
     """
-    why = []
+    why = list(deciding)
     if stats["n"] < policy["min_rounds"]:
         why.append(f"only {stats['n']} rounds (< {policy['min_rounds']})")
     if not stats["interval_exact"]:
@@ -327,7 +330,8 @@ def ratio_verdict(stats, policy, host_notes=()):
                    f"({hd['fast_host_us']:.1f} us/op), {hd['slow_host']:.2f}x when slow "
                    f"({hd['slow_host_us']:.1f} us/op)")
     if why:
-        return {"verdict": "inconclusive", "conclusive": False, "why": why + list(host_notes)}
+        return {"verdict": "inconclusive", "conclusive": False,
+                "why": why + [n for n in host_notes if n not in deciding]}
     if stats["low"] > 1.0:
         verdict = "faster"
     elif stats["high"] < 1.0:

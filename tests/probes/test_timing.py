@@ -64,6 +64,22 @@ def test_verdicts():
     assert any("wide" in w for w in noisy["why"]) and noisy["why"][-1] == "other processes used 1.6 of 2"
     few = timing.ratio_verdict(_stats(2.0, 1.9, 2.1, n=5), policy)
     assert few["verdict"] == "inconclusive" and "rounds" in few["why"][0]
+    # a tight 0.95x measured while other processes held the CPU the modes run on: no verdict
+    # (in CI, a compiled transformer read 0.95x "slower" under two spinners, 1.10x "faster" quiet)
+    busy = "other processes used 1.9 of 2 CPU cores"
+    loaded = timing.ratio_verdict(_stats(0.95, 0.91, 0.98, n=209, iqr=4.0), policy, [busy], [busy])
+    assert loaded == {"verdict": "inconclusive", "conclusive": False, "why": [busy]}
+    assert timing.ratio_verdict(_stats(0.95, 0.91, 0.98, n=209, iqr=4.0), policy, [busy])["verdict"] == "slower"
+
+
+def test_other_processes_decide_only_past_the_busy_share():
+    from probe_machine import BUSY_SHARE, contention, noise_notes
+
+    window = {"before": {}, "after": {}, "cores": 2, "other_cpu_cores": 2 * BUSY_SHARE + 0.1}
+    assert contention(window) == f"other processes used {2 * BUSY_SHARE + 0.1:.1f} of 2 CPU cores"
+    assert noise_notes(window) == [contention(window)]
+    assert contention({**window, "other_cpu_cores": 2 * BUSY_SHARE - 0.1}) is None
+    assert contention({**window, "other_cpu_cores": None}) is None
 
 
 class SyntheticClock:

@@ -245,7 +245,7 @@ def write_lock(path: Path, text: str, *, force: bool = False) -> bool:
     return True
 
 
-def atomic_write(path: Path, text: str) -> None:
+def atomic_write(path: Path, text: str | bytes) -> None:
     """Write to a temporary file beside ``path``, then rename: a failure loses nothing."""
     if path.is_dir():
         raise EnvctlError(f"{path} is a folder", hint="give a file name")
@@ -258,7 +258,7 @@ def atomic_write(path: Path, text: str) -> None:
         umask = os.umask(0)
         os.umask(umask)
         os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a lockfile is for everyone to read
-        with os.fdopen(fd, "w") as fh:
+        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as fh:
             fh.write(text)
         os.replace(tmp, path)
     except BaseException:

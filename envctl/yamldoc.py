@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import marshal
-import os
 import sys
 from collections.abc import Hashable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -30,15 +30,15 @@ class DocumentError(ValueError):
 def load(text: str, *, unique_keys: bool = False, cache: bool = True) -> Any:
     """The data of one YAML document (safe types only).  ``unique_keys``: a key given twice in
     a mapping is an error (YAML itself keeps the last one silently)."""
-    path = _cache_path(text, unique_keys) if cache else None
-    if path is not None:
-        try:
-            return marshal.loads(path.read_bytes())
-        except (OSError, EOFError, ValueError, TypeError):
-            pass  # not cached yet (or a torn file from another Python): parse
+    if not cache:
+        return parse(text, unique_keys=unique_keys)
+    path = _cache_path(text, unique_keys)
+    try:
+        return marshal.loads(path.read_bytes())
+    except (OSError, EOFError, ValueError, TypeError):
+        pass  # not cached yet (or an unreadable entry): parse
     data = parse(text, unique_keys=unique_keys)
-    if path is not None:
-        _store(path, data)
+    _store(path, data)
     return data
 
 
@@ -60,7 +60,7 @@ def parse(text: str, *, unique_keys: bool = False) -> Any:
 FORMAT = 1
 
 
-def _cache_path(text: str, unique_keys: bool) -> Path | None:
+def _cache_path(text: str, unique_keys: bool) -> Path:
     from envctl import __version__
     from envctl.cache import default_root
 
@@ -70,47 +70,30 @@ def _cache_path(text: str, unique_keys: bool) -> Path | None:
 
 
 def _store(path: Path, data: Any) -> None:
+    from envctl.lock import atomic_write
+
     try:
-        blob = marshal.dumps(data)
-    except ValueError:
-        return  # a type marshal cannot hold (a date, say): parse it each time
-    import tempfile
-
-    tmp = None
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(blob)
-        os.replace(tmp, path)
-    except OSError:  # a read-only or full cache: the next run parses again
-        if tmp is not None:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
+        atomic_write(path, marshal.dumps(data))
+    except Exception:  # noqa: BLE001 - a type marshal cannot hold (a date), a read-only or full cache:
+        pass  # the next run parses again
 
 
-_LOADER: list = []
-
-
+@lru_cache(maxsize=1)
 def _unique_key_loader():
-    if not _LOADER:
-        import yaml
+    import yaml
 
-        class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
-            def construct_mapping(self, node, deep=False):
-                seen: set = set()
-                for key_node, _value in node.value:
-                    key = self.construct_object(key_node, deep=deep)
-                    if not isinstance(key, Hashable):  # a list as a key: PyYAML's own error
-                        raise yaml.constructor.ConstructorError(None, None, "found unhashable key",
-                                                                key_node.start_mark)
-                    if key in seen:
-                        raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
-                                                                key_node.start_mark)
-                    seen.add(key)
-                return super().construct_mapping(node, deep=deep)
+    class UniqueKeyLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+        def construct_mapping(self, node, deep=False):
+            seen: set = set()
+            for key_node, _value in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if not isinstance(key, Hashable):  # a list as a key: PyYAML's own error
+                    raise yaml.constructor.ConstructorError(None, None, "found unhashable key",
+                                                            key_node.start_mark)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"duplicate key {key!r}",
+                                                            key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
 
-        _LOADER.append(UniqueKeyLoader)
-    return _LOADER[0]
+    return UniqueKeyLoader

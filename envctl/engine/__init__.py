@@ -5,8 +5,7 @@ CLI where there is one, else by the SDK's classic builder.  SDK and API errors b
 ``EngineError``/``BuildError`` that say what to do.
 """
 
-from envctl.engine.builders import BUILD_TIMEOUT, BuildOutput, detect_builder
-from envctl.engine.client import CALL_TIMEOUT, START_HINT, Engine, ImageInfo, RunResult, split_ref
+from envctl.engine.builders import BuildOutput, detect_builder
+from envctl.engine.client import Engine, ImageInfo, RunResult, split_ref
 
-__all__ = ["BUILD_TIMEOUT", "CALL_TIMEOUT", "START_HINT", "BuildOutput", "Engine", "ImageInfo", "RunResult",
-           "detect_builder", "split_ref"]
+__all__ = ["BuildOutput", "Engine", "ImageInfo", "RunResult", "detect_builder", "split_ref"]

@@ -30,19 +30,41 @@ def test_pypi_torch_page_metadata_and_ranges_as_the_refresh_expects():
 
 @pytest.mark.network
 @pytest.mark.parametrize("name", ["pytorch-2.13-cpu", "pytorch-2.14-cu130-pypi", "pytorch-2.8-cu128-pypi"])
-def test_relocking_a_committed_spec_with_uv_gives_the_same_bytes(project, name):
-    """uv replaced pip's resolver without changing one byte of the committed locks (as of
-    2026-11-23: a newer release of an unpinned dependency changes a fresh lock, as it would with pip)."""
+def test_relocking_a_committed_spec_keeps_its_bytes_whatever_pypi_publishes_next(project, name):
+    """A re-lock as `envctl lock` makes it (the lock on disk's pins preferred where the spec
+    still allows them) gives the committed lock byte for byte, through the real PyPI: uv reads
+    every pinned file's page, hash and size, so a pinned file PyPI stopped serving fails here.
+    A release published after the lock (filelock 4.3.2 and cuda-pathfinder 1.9.1 on 2026-12-06)
+    does not change it; only a spec change or ``--upgrade`` does."""
     from envctl.catalog import Project
     from envctl.errors import LockError
-    from envctl.lock import lock_image
+    from envctl.lock import load_lock, lock_image
 
     proj = Project(project)
     spec = proj.resolve(name)
+    path = proj.lock_path(name)
+    current = {pl: load_lock(path, platform=pl) for pl in spec.platforms}
     try:
-        text = lock_image(spec).text
+        text = lock_image(spec, current=current).text
     except LockError as exc:
         if "unreachable" in str(exc):
             pytest.fail(f"PyPI not reachable ({exc}); deselect with -m 'not network' offline", pytrace=False)
         raise
-    assert text == proj.lock_path(name).read_text()
+    assert text == path.read_text()
+
+
+@pytest.mark.network
+def test_a_fresh_resolve_of_a_committed_spec_takes_newer_releases_but_keeps_the_spec_pins(project):
+    """Without the committed pins (``--upgrade-all``) the resolve follows PyPI; what the spec
+    pins stays pinned whatever PyPI publishes (torch, and the CUDA libraries its wheel names)."""
+    from envctl.catalog import Project
+    from envctl.lock import load_lock, lock_image
+
+    proj = Project(project)
+    spec = proj.resolve("pytorch-2.14-cu130-pypi")
+    committed = load_lock(proj.lock_path(spec.name)).pip_pins()
+    fresh = {p.name: p for p in lock_image(spec, keep_current=False).pip["linux-64"]}
+    assert fresh["torch"].version == committed["torch"] == spec.torch
+    for name in ("nvidia-cudnn-cu13", "nvidia-nccl-cu13"):
+        assert fresh[name].version == committed[name]  # torch's Requires-Dist pins them exactly
+    assert all(len(p.sha256) == 64 and p.url.startswith("https://") for p in fresh.values())

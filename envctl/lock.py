@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from envctl import condasolve, pipresolve, yamldoc
+from envctl import condasolve, pipresolve, torchvariant, yamldoc
 from envctl.cache import default_root as default_cache_root
 from envctl.errors import EnvctlError, LockError, StaleLockError, UnknownPackageError
 from envctl.lockstate import HEADER_MARK, body_hash, lock_state, read_header
@@ -117,6 +117,8 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
                 prefetch=tuple(on_disk.pip),
                 prefer=tuple(f"{p.name}=={p.version}" for p in on_disk.pip if p.name not in wanted)
                 if keep_current else ())
+            # a resolver takes any build of torch==X.Y.Z: the one locked must be the spec's variant
+            torchvariant.check_torch_variant(spec, result.pip[platform], platform=platform)
     result.text, result.lock_hash = render(spec, result)
     return result
 

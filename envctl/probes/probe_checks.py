@@ -14,7 +14,7 @@ import sys
 
 from probe_envinfo import run_quiet
 from probe_report import check, error_line
-from probe_versions import (arch_span, capability_covered, compare_torch_version,
+from probe_versions import (arch_span, capability_covered, compare_cuda_version, compare_torch_version,
                             cudnn_int_to_tuple, diff_packages, normalize_name, parse_arch, parse_version)
 
 # pip/setuptools/wheel are not counted as drift unless the expected set names them.
@@ -33,18 +33,8 @@ def env_checks(env, cfg, device):
 
     have_cuda = env["torch"]["cuda"]
     if "cuda" in expect:
-        want = expect["cuda"]
-        if want is None:
-            ok = have_cuda is None
-            msg = ("torch is a CPU build as expected" if ok
-                   else f"torch built for CUDA {have_cuda}, expected a CPU build")
-        else:
-            wv, hv = parse_version(want), parse_version(have_cuda)
-            ok = bool(hv and wv and hv["major"] == wv["major"]
-                      and (wv["minor"] is None or hv["minor"] == wv["minor"]))
-            msg = (f"torch built for CUDA {have_cuda} as expected" if ok else
-                   f"torch built for CUDA {have_cuda or 'none (CPU build)'}, expected CUDA {want}")
-        checks.append(check("cuda version", "pass" if ok else "fail", msg))
+        status, msg = compare_cuda_version(expect["cuda"], have_cuda, env["torch"].get("hip"), tv)
+        checks.append(check("cuda version", status, msg))
     else:
         checks.append(check("cuda version", "skip", f"no expected CUDA version (torch has {have_cuda})"))
 

@@ -64,6 +64,30 @@ def compare_torch_version(expected, actual):
     return "pass", f"torch {actual} matches expected {expected}"
 
 
+def compare_cuda_version(expected, cuda, hip, torch_version):
+    """(status, message) comparing torch.version.cuda with the spec's CUDA ("12.8", or None for cpu).
+
+    The minor is compared where the expected version names one. A ROCm build (torch.version.hip)
+    has no torch.version.cuda either, and is no CPU build.
+    """
+    if cuda:
+        built = f"built for CUDA {cuda}"
+    elif hip:
+        built = f"a ROCm build (HIP {hip})"
+    else:
+        built = "a CPU build (torch.version.cuda is None)"
+    if expected is None:
+        if not cuda and not hip:
+            return "pass", f"torch {torch_version} is a CPU build as expected"
+        return "fail", f"torch {torch_version} is {built}, expected a CPU build"
+    want, have = parse_version(expected), parse_version(cuda)
+    if want is None:
+        return "fail", f"expected CUDA version {expected!r} is not a version"
+    if have and have["major"] == want["major"] and want["minor"] in (None, have["minor"]):
+        return "pass", f"torch built for CUDA {cuda} as expected"
+    return "fail", f"torch {torch_version} is {built}, expected CUDA {expected}"
+
+
 def normalize_name(name):
     """PEP 503 normalized distribution name."""
     return re.sub(r"[-_.]+", "-", str(name)).lower()

@@ -38,6 +38,7 @@ sys.dont_write_bytecode = True  # the probe folder is mounted read-only: no __py
 import argparse  # noqa: E402
 import json  # noqa: E402
 import os  # noqa: E402
+import re  # noqa: E402
 import shutil  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
@@ -106,6 +107,9 @@ def validate_config(cfg):
     for key in ("torch", "cuda", "env_tree"):
         if key in expect and expect[key] is not None and not isinstance(expect[key], str):
             raise ConfigError(f"expect.{key} must be a string or null")
+    if expect.get("cuda") is not None and not re.fullmatch(r"\d+(\.\d+)?", expect["cuda"]):
+        raise ConfigError(f"expect.cuda must be a CUDA version such as \"12.8\", or null for a CPU build "
+                          f"(got {expect['cuda']!r})")
     arch_list = expect.get("arch_list")
     if arch_list is not None and not (isinstance(arch_list, list) and all(isinstance(a, str) for a in arch_list)):
         raise ConfigError("expect.arch_list must be a list of capability strings such as \"9.0\"")

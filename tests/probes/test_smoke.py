@@ -205,6 +205,27 @@ def test_pip_drift_passes_on_installed_set():
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("image, status", [("pytorch-2.8-cu128-pypi", "fail"), ("pytorch-2.13-cpu", "pass")])
+def test_cuda_version_check_holds_this_cpu_torch_to_the_spec_s_cuda(image, status):
+    """The config envctl verify gives the probe (expect.cuda "12.8" for a cu128 spec, None for cpu)
+    against this interpreter's CPU torch: a named check, one line."""
+    import torch
+
+    from envctl.catalog import Project
+    from envctl.probe import probe_config
+
+    assert torch.version.cuda is None, "this test needs the test venv's CPU torch"
+    config = probe_config(Project(ROOT).resolve(image), None, gpus="none", level="quick")
+    code, data, _ = run_probe("--checks-only", config=config)
+    cuda = checks_by_name(data)["cuda version"]
+    assert (cuda["status"], cuda["message"]) == (status, {
+        "fail": f"torch {torch.__version__} is a CPU build (torch.version.cuda is None), expected CUDA 12.8",
+        "pass": f"torch {torch.__version__} is a CPU build as expected"}[status])
+    if status == "fail":
+        assert code == 1 and data["ok"] is False
+
+
+@pytest.mark.torch
 @pytest.mark.slow
 def test_no_compiler(tmp_path):
     # Inductor uses $CXX (else g++) from torch._inductor.config.cpp.cxx; point CXX/CC at
@@ -248,6 +269,7 @@ def test_no_compiler(tmp_path):
         ({"benchmark": {"compile_modes": ["fastest"]}}, "compile_modes"),
         ({"benchmark": {"batch_sizes": [0]}}, "batch_sizes"),
         ({"expect": {"packages": {"pip": {"torch": 2}}}}, "expect.packages.pip"),
+        ({"expect": {"cuda": "cu128"}}, 'expect.cuda must be a CUDA version such as "12.8"'),
     ],
 )
 def test_bad_config_exits_2(config, needle):
@@ -324,6 +346,21 @@ def test_parse_version_rejects(text):
 )
 def test_compare_torch_version(expected, actual, status):
     assert versions.compare_torch_version(expected, actual)[0] == status
+
+
+@pytest.mark.parametrize("expected, cuda, hip, status, message", [
+    (None, None, None, "pass", "torch 2.13.0+cpu is a CPU build as expected"),
+    (None, "13.0", None, "fail", "torch 2.13.0+cpu is built for CUDA 13.0, expected a CPU build"),
+    (None, None, "6.4.1", "fail", "torch 2.13.0+cpu is a ROCm build (HIP 6.4.1), expected a CPU build"),
+    ("12.8", None, None, "fail", "torch 2.13.0+cpu is a CPU build (torch.version.cuda is None), expected CUDA 12.8"),
+    ("12.8", "12.8", None, "pass", "torch built for CUDA 12.8 as expected"),
+    ("12.8", "12.6", None, "fail", "torch 2.13.0+cpu is built for CUDA 12.6, expected CUDA 12.8"),
+    ("13.0", "12.8", None, "fail", "torch 2.13.0+cpu is built for CUDA 12.8, expected CUDA 13.0"),
+    ("13", "13.2", None, "pass", "torch built for CUDA 13.2 as expected"),  # the minor only where named
+    ("12.8", None, "6.4.1", "fail", "torch 2.13.0+cpu is a ROCm build (HIP 6.4.1), expected CUDA 12.8"),
+])
+def test_compare_cuda_version(expected, cuda, hip, status, message):
+    assert versions.compare_cuda_version(expected, cuda, hip, "2.13.0+cpu") == (status, message)
 
 
 def test_diff_packages():

@@ -22,8 +22,9 @@ from envctl.spec import ImageSpec
 # The local labels PyTorch's indexes give their builds (2.5's "+cpu.cxx11.abi" included); any
 # other label (a source build's "+b4e4ee81d3") says nothing of the variant.
 _LOCAL_VARIANT = re.compile(r"^(cpu|cu\d{2,3}|rocm\d+(?:\.\d+)*|xpu)(?![a-z0-9])")
-# From CUDA 13 on, a wheel that pins no CUDA minor is taken for any (cuda-toolkit 13.x is one
-# ABI); CUDA 12 wheels of different minors need different drivers, so their minor must be known.
+# A CUDA 13 build whose metadata pins no minor is taken for the spec's 13.x (the cuda-toolkit
+# wheels of one major share an ABI); torch's CUDA 12 builds differ by minor (cu128 adds Blackwell's
+# sm_100 and sm_120) while the nvidia-*-cu12 names say only the major, so they must pin the minor.
 _MINOR_FREE_FROM = 13
 
 

@@ -117,3 +117,30 @@ def test_replace_will_not_take_a_file_registered_under_another_name(made_artifac
     result = envctl("artifacts", "add", str(made_artifacts["pt"]), "--name", "second", "--replace", env=artifact_env)
     assert_one_line_error(result, 2, "is registered as 'first'", "cannot replace 'second'")
     assert [a["name"] for a in _listing(artifact_env)] == ["first", "second"]
+
+
+def test_a_replace_the_database_refuses_restores_the_old_files(made_artifacts, artifact_env, tmp_path):
+    import subprocess
+
+    _add(artifact_env, made_artifacts["pt"], "--inputs", made_artifacts["inputs"], "--python", sys.executable)
+    before, files = _listing(artifact_env), _store(artifact_env)
+    folder = Path(artifact_env["ENVCTL_ARTIFACTS"]) / before[0]["sha256"]
+    stored = {p.name: p.read_bytes() for p in folder.iterdir()}
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import sqlite3, sys, time; db = sqlite3.connect(sys.argv[1], isolation_level=None); "
+        "db.execute('BEGIN IMMEDIATE'); print('held', flush=True); time.sleep(120)"), artifact_env["ENVCTL_RECORDS"]],
+        stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"  # another process writes: the database is locked
+        wide = _inputs(tmp_path, "wide", 3, 16)
+        for artifact in (made_artifacts["pt"], made_artifacts["pt2"]):  # the same file, and another one
+            result = envctl("artifacts", "add", str(artifact), "--name", "double", "--inputs", str(wide),
+                            "--replace", env={**artifact_env, "ENVCTL_RECORDS_WAIT": "0"})
+            assert_one_line_error(result, 1, "cannot record the replacement of double")
+            assert {p.name: p.read_bytes() for p in folder.iterdir()} == stored
+            assert _store(artifact_env) == files
+    finally:
+        holder.kill()
+        holder.wait()
+    assert _listing(artifact_env) == before
+    assert _compat(artifact_env)[0]["status"] == "ok"

@@ -274,14 +274,14 @@ class Registry:
             if sha == old.sha256 and folder.exists():  # same file, new inputs/outputs: the old folder
                 trash = Path(tempfile.mkdtemp(prefix=".old-", dir=self.root))  # steps aside until the end
                 os.rename(folder, trash / "x")
-            self._place(tmp, folder)
             try:
+                self._place(tmp, folder)
                 self.records.write_many(
                     [("DELETE FROM compat WHERE artifact_sha256 = ?", (old.sha256,)),
                      ("DELETE FROM artifacts WHERE sha256 = ?", (old.sha256,)),
                      _insert(sha, old.name, info.kind, path, meta)],
                     what=f"the replacement of {old.name}", payload=meta | {"sha256": sha})
-            except BaseException:
+            except BaseException:  # the new folder goes (it was never registered), the old one comes back
                 shutil.rmtree(folder, ignore_errors=True)
                 if trash is not None:
                     os.rename(trash / "x", folder)

@@ -88,6 +88,21 @@ class Artifact:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class Removal:
+    """What ``remove`` did: the registration and this many compat results went; the folder too
+    unless ``files_left``."""
+
+    artifact: Artifact
+    compat_results: int
+    folder: str
+    files_left: bool
+
+    def to_dict(self) -> dict:
+        return {"removed": self.artifact.to_dict(), "compat_results": self.compat_results, "folder": self.folder,
+                "files_left": self.files_left}
+
+
 def inspect_archive(path: Path) -> ArchiveInfo:
     """Identify a TorchScript, torch.export or AOTInductor archive from its zip members alone."""
     try:
@@ -164,12 +179,17 @@ class Registry:
 
     def add(self, path: Path, *, name: str | None = None, inputs: Path | None = None,
             outputs: Path | None = None, saved_with: str | None = None,
-            reference: Callable[[Path, str, str], Path] | None = None) -> tuple[Artifact, bool]:
-        """Register ``path``; (artifact, added). The same content twice is a no-op.
+            reference: Callable[[Path, str, str], Path] | None = None,
+            replace: bool = False) -> tuple[Artifact, str]:
+        """Register ``path``; (artifact, what happened: added | unchanged | replaced).
+
+        The same content twice is a no-op.  ``replace``: the artifact of that name (if any) gives way
+        to this file, inputs and outputs, and its compat results go (they were about the old files).
 
         All or nothing: the files (and the reference outputs ``reference(folder, kind, file)``
         computes) go to a private temporary folder, which is renamed into the store, and only
         then is the registration written; parallel adds of one file end in one registration.
+        A replace that fails anywhere leaves the old artifact as it was.
         """
         for what, given in (("artifact", path), ("--inputs", inputs), ("--outputs", outputs)):
             if given is not None:
@@ -179,17 +199,41 @@ class Registry:
             if given is not None:
                 check_tensor_file(what, given)
         sha = sha256_of(path)
-        existing = self.get(sha)
-        if existing:
-            return existing, False
         name = name or path.stem
-        named = self.by_name(name)
+        existing, named = self.get(sha), self.by_name(name)
+        if replace and existing is not None and existing.name != name:
+            raise ArtifactError(f"{path} is registered as {existing.name!r}, so it cannot replace {name!r}",
+                                hint=f"envctl artifacts add --replace {path} --name {existing.name} replaces "
+                                     f"that one's inputs and outputs")
+        if replace and named is not None:
+            return self._replace(named, path, sha, info, inputs=inputs, outputs=outputs, saved_with=saved_with,
+                                 reference=reference), "replaced"
+        if existing:
+            return existing, "unchanged"
         if named is not None and named.sha256 == sha:  # a parallel add of this file registered it meanwhile
-            return named, False
+            return named, "unchanged"
         if named is not None:
             raise ArtifactError(f"an artifact named {name!r} exists with other content",
-                                hint="pass --name to register this file under another name")
-        folder = self.folder(sha)
+                                hint="pass --name to register this file under another name, or --replace to "
+                                     "replace it")
+        tmp, meta = self._stage(path, sha, info, inputs=inputs, outputs=outputs, saved_with=saved_with,
+                                reference=reference)
+        try:
+            self._place(tmp, self.folder(sha))
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            self.records.write(*_insert(sha, name, info.kind, path, meta), what=f"the registration of {name}",
+                               payload=meta | {"sha256": sha})
+        except RecordsError:
+            if self.get(sha):  # a parallel add of the same file registered it first
+                return self.get(sha), "unchanged"
+            raise
+        return self.get(sha), "added"
+
+    def _stage(self, path: Path, sha: str, info: ArchiveInfo, *, inputs: Path | None, outputs: Path | None,
+               saved_with: str | None, reference: Callable[[Path, str, str], Path] | None) -> tuple[Path, dict]:
+        """The artifact's finished folder under a private temporary name, and its registration's info."""
         suffix = ".pt2" if info.kind in ("export", "aoti") else ".pt"
         meta = asdict(info) | {"file": f"artifact{suffix}", "source": str(path), "saved_with": saved_with,
                                "inputs": None, "outputs": None, "hashes": {}}
@@ -216,18 +260,55 @@ class Registry:
             for key in ("inputs", "outputs"):
                 if meta[key]:
                     meta["hashes"][meta[key]] = sha256_of(tmp / meta[key])
-            self._place(tmp, folder)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return tmp, meta
+
+    def _replace(self, old: Artifact, path: Path, sha: str, info: ArchiveInfo, **given) -> Artifact:
+        """Swap ``old`` for the new files: the new folder is finished before anything of the old one
+        moves, and the registration changes in one transaction; the old folder goes last."""
+        tmp, meta = self._stage(path, sha, info, **given)
+        folder, trash = self.folder(sha), None
+        try:
+            if sha == old.sha256 and folder.exists():  # same file, new inputs/outputs: the old folder
+                trash = Path(tempfile.mkdtemp(prefix=".old-", dir=self.root))  # steps aside until the end
+                os.rename(folder, trash / "x")
+            try:
+                self._place(tmp, folder)
+                self.records.write_many(
+                    [("DELETE FROM compat WHERE artifact_sha256 = ?", (old.sha256,)),
+                     ("DELETE FROM artifacts WHERE sha256 = ?", (old.sha256,)),
+                     _insert(sha, old.name, info.kind, path, meta)],
+                    what=f"the replacement of {old.name}", payload=meta | {"sha256": sha})
+            except BaseException:  # the new folder goes (it was never registered), the old one comes back
+                shutil.rmtree(folder, ignore_errors=True)
+                if trash is not None:
+                    os.rename(trash / "x", folder)
+                raise
+        except OSError as exc:
+            raise ArtifactError(f"cannot write the artifact store {self.root}: {exc.strerror}; {old.name} is "
+                                f"unchanged", hint="set ENVCTL_ARTIFACTS to a writable folder with free space") from None
         finally:
             shutil.rmtree(tmp, ignore_errors=True)
-        try:
-            self.records.write("INSERT INTO artifacts (sha256, name, kind, size, info, added) VALUES (?,?,?,?,?,?)",
-                               (sha, name, info.kind, path.stat().st_size, json.dumps(meta, sort_keys=True),
-                                time.time()), what=f"the registration of {name}", payload=meta | {"sha256": sha})
-        except RecordsError:
-            if self.get(sha):  # a parallel add of the same file registered it first
-                return self.get(sha), False
-            raise
-        return self.get(sha), True
+            if trash is not None:  # the old folder after a replace, an empty one after a rollback
+                shutil.rmtree(trash, ignore_errors=True)
+        if sha != old.sha256:
+            shutil.rmtree(self.folder(old.sha256), ignore_errors=True)
+        return self.get(sha)
+
+    def remove(self, name: str) -> Removal:
+        """Forget an artifact: its registration and compat results (one transaction), then its folder."""
+        art = self.select([name])[0]
+        results = next(iter(self.records.execute("SELECT COUNT(*) FROM compat WHERE artifact_sha256 = ?",
+                                                 (art.sha256,))))[0]
+        self.records.write_many([("DELETE FROM compat WHERE artifact_sha256 = ?", (art.sha256,)),
+                                 ("DELETE FROM artifacts WHERE sha256 = ?", (art.sha256,))],
+                                what=f"the removal of {art.name}", payload={"remove": art.to_dict()})
+        # Unregistered now: a folder left by a failure here is replaced by a later add of the file.
+        folder = self.folder(art.sha256)
+        shutil.rmtree(folder, ignore_errors=True)
+        return Removal(artifact=art, compat_results=results, folder=str(folder), files_left=folder.exists())
 
     def _place(self, tmp: Path, folder: Path) -> None:
         """Rename the finished folder into the store; a leftover of an unregistered add is replaced."""
@@ -292,6 +373,11 @@ class Registry:
                 raise ArtifactError(f"no artifact named {n!r}", hint="envctl artifacts list shows them")
             out.append(art)
         return out
+
+
+def _insert(sha: str, name: str, kind: str, path: Path, meta: dict) -> tuple[str, tuple]:
+    return ("INSERT INTO artifacts (sha256, name, kind, size, info, added) VALUES (?,?,?,?,?,?)",
+            (sha, name, kind, path.stat().st_size, json.dumps(meta, sort_keys=True), time.time()))
 
 
 def _artifact(row) -> Artifact:

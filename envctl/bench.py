@@ -12,6 +12,7 @@ that spread. Pure functions over the documents; loading from the records DB is a
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,9 +227,26 @@ def compare_row(key: Key, a: dict, b: dict, noise_pct: float) -> RowChange:
     return rc
 
 
+def check_threshold(threshold_pct: float) -> float:
+    """A loss of speedup in %: 0 (any loss fails) up to but not including 100, which no loss can
+    exceed; nan, inf or a negative value would switch the gate off (or fail everything) unseen."""
+    if not (math.isfinite(threshold_pct) and 0 <= threshold_pct < 100):
+        raise UsageError(f"--threshold {threshold_pct}: give the % loss of a speedup that fails the gate, "
+                         f"from 0 up to (not including) 100")
+    return threshold_pct
+
+
+def check_repeat(repeat: int) -> int:
+    """Runs per image: 0 or fewer would compare nothing (it was silently taken as 1)."""
+    if repeat < 1:
+        raise UsageError(f"--repeat {repeat}: give the runs per image, 1 or more (2+ measures the spread)")
+    return repeat
+
+
 def compare(a_runs: list[BenchRun], b_runs: list[BenchRun], *, threshold_pct: float = 10.0,
             gate_modes: tuple[str, ...] = ()) -> Comparison:
     """Compare the newest run of A with the newest of B; the others give the run-to-run spread."""
+    check_threshold(threshold_pct)
     a, b = a_runs[0], b_runs[0]
     spread = run_spread(a_runs)
     spread_b = run_spread(b_runs)

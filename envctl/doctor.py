@@ -16,8 +16,8 @@ from pathlib import Path
 from envctl.matrix import load_matrix, parse_version
 from envctl.spec import ImageSpec
 
-# Rough sizes of a built image, for the free-disk check (CPU images measured at 1.4 GB;
-# CUDA wheels add about 3 GB of nvidia-* libraries, unpacked about twice that).
+# Generous sizes of an image for the free-disk check when neither a built image nor the lock's
+# file sizes can be had (offline, no lock); otherwise envctl.imagesize estimates from the lock.
 IMAGE_BYTES = {"cpu": 3 * 10**9, "cuda": 15 * 10**9}
 
 
@@ -27,7 +27,8 @@ class ImageFacts:
 
     cuda: str | None = None  # the CUDA runtime the locked wheels carry, e.g. "13.0"
     size: int | None = None  # bytes of the built image
-    source: str = ""  # where the size came from
+    estimate: int | None = None  # bytes the image will take, estimated from the lock (none built)
+    source: str = ""  # where the size or the estimate came from
 
 
 def locked_cuda(lock) -> str | None:
@@ -128,9 +129,10 @@ def evaluate(facts: HostFacts, spec: ImageSpec | None, image: ImageFacts | None 
                                "no NVIDIA container runtime in the engine: install nvidia-container-toolkit "
                                "and run nvidia-ctk runtime configure --runtime=docker", not facts.nvidia_runtime))
     if facts.free_bytes is not None:
-        need = image.size or IMAGE_BYTES["cuda" if gpu_image else "cpu"]
-        what = f"the image is {need / 1e9:.1f} GB ({image.source})" if image.size else \
-            f"an image needs about {need / 1e9:.0f} GB"
+        need = image.size or image.estimate or IMAGE_BYTES["cuda" if gpu_image else "cpu"]
+        what = (f"the image is {need / 1e9:.1f} GB ({image.source})" if image.size else
+                f"the image will take about {need / 1e9:.1f} GB ({image.source})" if image.estimate else
+                f"an image needs about {need / 1e9:.0f} GB")
         status = "ok" if facts.free_bytes >= need else "fail"
         out.append(Finding("disk", status, f"{facts.free_bytes / 1e9:.0f} GB free at {facts.disk_path}"
                            + (f"; {what}" if spec is not None else "")
@@ -142,7 +144,8 @@ def evaluate(facts: HostFacts, spec: ImageSpec | None, image: ImageFacts | None 
 
 
 def image_facts(spec: ImageSpec, lock_path: Path, *, engine_timeout: int = 5) -> ImageFacts:
-    """The image's CUDA from its current lock, and its size from the built image when there is one.
+    """The image's CUDA from its current lock, and its size from the built image when there is one,
+    else estimated from the lock's file sizes (envctl.imagesize).
 
     The lockfile is read as plain YAML, not through conda-lock: doctor must run on a GPU host
     that has little more than Python, and quickly.
@@ -162,17 +165,24 @@ def image_facts(spec: ImageSpec, lock_path: Path, *, engine_timeout: int = 5) ->
     pins = [_Pin(str(p.get("name", "")), str(p.get("version", ""))) for p in (data or {}).get("package") or []
             if isinstance(p, dict) and p.get("manager") == "pip" and p.get("platform") == spec.platforms[0]]
     cuda = locked_cuda(LockedEnv(spec.name, spec.platforms[0], "", lock_hash, [], pins))
+    built = base = None
     try:
         from envctl.build import find_built
         from envctl.engine import Engine
 
-        built = find_built(Engine.connect(timeout=engine_timeout), spec,
-                           LockedEnv(spec.name, spec.platforms[0], "", lock_hash, [], []))
+        engine = Engine.connect(timeout=engine_timeout)
+        built = find_built(engine, spec, LockedEnv(spec.name, spec.platforms[0], "", lock_hash, [], []))
+        base = engine.image(spec.base) if built is None else None
     except EnvctlError:
-        built = None
-    if built is None:
+        pass
+    if built is not None:
+        return ImageFacts(cuda=cuda, size=built.size, source=f"built image {built.short_id}")
+    from envctl.imagesize import estimate
+
+    guess = estimate(spec, data, base_bytes=base.size if base else None)
+    if guess is None:
         return ImageFacts(cuda=cuda)
-    return ImageFacts(cuda=cuda, size=built.size, source=f"built image {built.short_id}")
+    return ImageFacts(cuda=cuda, estimate=guess.bytes, source=guess.source)
 
 
 @dataclass(frozen=True)

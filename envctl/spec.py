@@ -199,13 +199,13 @@ class _Reader:
                 raise self.fail(f"{name}[{i}]", f"{item!r} is not allowed; allowed: {', '.join(choices)}")
         return tuple(value)
 
-    def int_list(self, name: str, default: list[int]) -> tuple[int, ...]:
+    def int_list(self, name: str, default: list[int], *, most: int) -> tuple[int, ...]:
         value = self._take(name, default)
         if not isinstance(value, list) or not value:
-            raise self.fail(name, "expected a non-empty list of positive integers")
+            raise self.fail(name, f"expected a non-empty list of integers from 1 to {most}")
         for i, item in enumerate(value):
-            if isinstance(item, bool) or not isinstance(item, int) or item <= 0:
-                raise self.fail(f"{name}[{i}]", f"expected a positive integer, got {item!r}")
+            if isinstance(item, bool) or not isinstance(item, int) or not 0 < item <= most:
+                raise self.fail(f"{name}[{i}]", f"{item!r} is not allowed; allowed: an integer from 1 to {most}")
         return tuple(value)
 
     def bool(self, name: str, default: bool) -> bool:
@@ -261,7 +261,7 @@ def parse_spec(data: Any, *, path: str, expected_name: str | None = None) -> Ima
     d = defaults()
     r = _Reader(path, data)
     version = r._take("version", 1)
-    if version != 1 or isinstance(version, bool):  # true == 1 in Python; not a version
+    if type(version) is not int or version != 1:  # true and 1.0 == 1 in Python; neither is a version
         raise r.fail("version", f"unsupported spec version {version!r}; allowed: 1")
     name = r.str("name", pattern=NAME_RE, what="a valid image name (lowercase letters, digits, . _ -)")
     if expected_name and name != expected_name:
@@ -290,13 +290,14 @@ def parse_spec(data: Any, *, path: str, expected_name: str | None = None) -> Ima
     sm = r.sub("smoke")
     sd = d["smoke"]
     gpus = sm._take("gpus", sd["gpus"])
-    if not (gpus in ("all", "none") or (isinstance(gpus, int) and not isinstance(gpus, bool) and gpus >= 0)):
-        raise sm.fail("gpus", f"{gpus!r} is not allowed; allowed: all, none, or a GPU count")
+    most_gpus = d["limits"]["gpus"]
+    if not (gpus in ("all", "none") or (type(gpus) is int and 0 <= gpus <= most_gpus)):
+        raise sm.fail("gpus", f"{gpus!r} is not allowed; allowed: all, none, or a GPU count from 0 to {most_gpus}")
     smoke = SmokeSettings(
         gpus=str(gpus),
         level=sm.str("level", sd["level"], choices=LEVELS),
         compile_modes=sm.str_list("compile_modes", sd["compile_modes"], choices=COMPILE_MODES, nonempty=True),
-        batch_sizes=sm.int_list("batch_sizes", sd["batch_sizes"]),
+        batch_sizes=sm.int_list("batch_sizes", sd["batch_sizes"], most=d["limits"]["batch_size"]),
         dtypes=sm.str_list("dtypes", sd["dtypes"], choices=DTYPES, nonempty=True),
         models=sm.str_list("models", sd["models"], choices=MODELS, nonempty=True),
         max_autotune=sm.bool("max_autotune", sd["max_autotune"]),

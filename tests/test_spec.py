@@ -72,7 +72,7 @@ def test_name_must_agree_with_torch_and_cuda():
 
 
 def test_wrong_type_in_list_names_index():
-    assert "smoke.batch_sizes[1]: expected a positive integer" in str(
+    assert "smoke.batch_sizes[1]: 0 is not allowed; allowed: an integer from 1 to 65536" in str(
         _error({**GOOD, "smoke": {"batch_sizes": [1, 0]}}))
 
 

@@ -114,10 +114,7 @@ def build_image(engine: Engine, plan: BuildPlan, *, cache: PackageCache, log_dir
     if plan.layers:
         progress("stamping the environment's content hash")
         image_id = stamp_tree(engine, image_id, plan, labels=labels, platform=platform)
-    default = default_tag(plan.spec, plan.lock)
-    if plan.tag != default:  # the default tag always names the newest build of this spec and lock
-        engine.tag(image_id, default)
-    image = engine.image(image_id)
+    image = engine.image(image_id)  # tagged plan.tag alone: --tag X leaves the default tag where it was
     return BuildResult(image, plan.tag, True, time.monotonic() - start, log_path, size,
                        layers=image_layers(engine, image_id))
 

@@ -45,11 +45,13 @@ def compare(
 ) -> None:
     """Compare the speedups of B with A's; absolute times only with their intervals. Exit 1 on a regression."""
     from envctl.bench import compare as compare_runs
-    from envctl.bench import comparison_dict, load_runs, measure_image
+    from envctl.bench import check_repeat, check_threshold, comparison_dict, load_runs, measure_image
 
+    check_threshold(threshold)
+    check_repeat(repeat)
     if run:
-        a_runs = [measure_image(a, level=level, gpus=gpus) for _ in range(max(1, repeat))][::-1]
-        b_runs = [measure_image(b, level=level, gpus=gpus) for _ in range(max(1, repeat))][::-1]
+        a_runs = [measure_image(a, level=level, gpus=gpus) for _ in range(repeat)][::-1]
+        b_runs = [measure_image(b, level=level, gpus=gpus) for _ in range(repeat)][::-1]
     else:
         a_runs, b_runs = load_runs(a), load_runs(b)
     result = compare_runs(a_runs, b_runs, threshold_pct=threshold, gate_modes=tuple(fail_on or ["compile-default"]))

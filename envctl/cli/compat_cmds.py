@@ -59,9 +59,11 @@ def add(
     image: Optional[str] = typer.Option(None, "--image", help="Compute reference outputs in this image."),
     python: Optional[str] = typer.Option(None, "--python", help="Compute reference outputs with this interpreter."),
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds for the reference run (as compat's)."),
+    replace: bool = typer.Option(False, "--replace", help="Replace the artifact of this name: its file, inputs "
+                                                          "and outputs (its compat results go)."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Register an artifact by content hash (adding the same file twice is a no-op)."""
+    """Register an artifact by content hash (adding the same file twice is a no-op; --replace fixes one)."""
     from envctl.compat import check_timeout, compute_reference
     from envctl.errors import UsageError
 
@@ -80,12 +82,13 @@ def add(
             with activity(f"computing reference outputs of {label} under {targets[0].label}"):
                 return compute_reference(targets[0], folder, kind, stored, name=label, engine=engine,
                                          timeout=timeout)
-    art, added = registry.add(file, name=name, inputs=inputs, outputs=outputs, reference=reference)
-    if not added and (inputs or outputs or image or python):
+    art, outcome = registry.add(file, name=name, inputs=inputs, outputs=outputs, reference=reference,
+                                replace=replace)
+    if outcome == "unchanged" and (inputs or outputs or image or python):
         console.status(f"note: {file} is already registered as {art.name}; its stored inputs and outputs stay "
-                       f"(--inputs/--outputs/--image/--python ignored)")
+                       f"(--inputs/--outputs/--image/--python ignored: add --replace to replace them)")
     if json_out:
-        console.print_json(art.to_dict() | {"added": added})
+        console.print_json(art.to_dict() | {"added": outcome == "added", "replaced": outcome == "replaced"})
         return
     info = art.info
     versions = f"format {info['format_version'] or '?'}" + (f", torch {info['torch_version']}" if info["torch_version"] else
@@ -93,9 +96,27 @@ def add(
     if info.get("damaged"):
         console.status(f"warning: {file} is a damaged archive (its zip directory is missing: truncated?); "
                       f"registered so that envctl compat reports how it fails to load")
-    verb = "added" if added else "already registered:"
+    verb = {"added": "added", "replaced": "replaced", "unchanged": "already registered:"}[outcome]
     console.status(f"{verb} {art.name} ({art.kind}, {art.sha256[:12]}, {art.size} bytes; {versions}; "
                    f"inputs {'yes' if info.get('inputs') else 'no'}, outputs {'yes' if info.get('outputs') else 'no'})")
+
+
+@artifacts_app.command("remove")
+def remove(
+    name: str = typer.Argument(..., help="The artifact's name (or sha256)."),
+    json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Forget an artifact: its registration, its stored files and its compat results."""
+    _, registry = _registry()
+    removal = registry.remove(name)
+    if json_out:
+        console.print_json(removal.to_dict())
+        return
+    art = removal.artifact
+    files = (f"its folder {removal.folder} could not be deleted: remove it by hand" if removal.files_left
+             else f"its stored files ({removal.folder})")
+    console.status(f"removed {art.name} ({art.kind}, {art.sha256[:12]}): the registration, {files} and "
+                   f"{removal.compat_results} compat results")
 
 
 @artifacts_app.command("list")

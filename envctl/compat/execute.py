@@ -169,10 +169,24 @@ def compute_reference(target: Target, folder: Path, kind: str, file: str, *, nam
             except OSError as exc:
                 stdout, code, timed_out = f"cannot run {target.ref}: {exc.strerror}", None, False
         if timed_out or code != 0 or not out.exists():
-            detail = (f"no answer within {limit:.0f}s" if timed_out else
-                      _clean(stdout.strip().splitlines()[-1]) if stdout.strip() else f"exit {code}")
+            detail = f"no answer within {limit:.0f}s" if timed_out else _reference_failure(stdout, code)
             raise EnvctlError(f"cannot compute reference outputs of {name} under {target.label}: {detail}; "
                               f"nothing was registered",
                               hint="give them with --outputs FILE, or pick an environment where it runs")
         shutil.copyfile(out, folder / "outputs.pt")
     return folder / "outputs.pt"
+
+
+def _reference_failure(stdout: str, code: int | None) -> str:
+    """What the runner said went wrong: its document's status and detail, not the raw JSON;
+    the last line as printed when the runner died before writing one."""
+    lines = stdout.strip().splitlines()
+    if not lines:
+        return f"exit {code}"
+    try:
+        doc = json.loads(lines[-1])
+    except ValueError:
+        doc = None
+    if isinstance(doc, dict) and doc.get("detail"):
+        return _clean(f"{doc.get('status', 'error')}: {doc['detail']}")
+    return _clean(lines[-1])

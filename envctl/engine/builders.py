@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from envctl.errors import BuildError, EngineError
+from envctl.errors import BuildError, EngineError, UsageError
 
 BUILD_TIMEOUT = 6 * 3600  # seconds a build may stream for
 
@@ -28,7 +28,10 @@ def detect_builder() -> tuple[str, tuple[list[str], dict[str, str]] | None]:
     import shutil
     import subprocess
 
-    forced = os.environ.get("ENVCTL_BUILDER")
+    forced = os.environ.get("ENVCTL_BUILDER") or None
+    if forced not in (None, "classic", "buildkit"):  # a typo must not pick a builder unseen
+        raise UsageError(f"ENVCTL_BUILDER={forced}: choose classic or buildkit",
+                         hint="unset it to use BuildKit where the docker CLI has it, else the classic builder")
     if forced == "classic":
         return "classic", None
     for cli in dict.fromkeys(filter(None, [shutil.which("docker"), "/usr/bin/docker"])):

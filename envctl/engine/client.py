@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Callable, Iterable
 
 from envctl.engine.builders import BUILD_TIMEOUT, BuildOutput, build_classic, build_with_cli, detect_builder, short
-from envctl.errors import EngineError
+from envctl.errors import EngineError, UsageError
 
 # Seconds an ordinary engine call (ping, inspect, list, tag) may take: a socket that accepts and
 # never answers must not hang envctl.  Builds and container waits carry their own, longer limits.
@@ -20,6 +20,25 @@ CALL_TIMEOUT = 30
 
 START_HINT = ("start the engine: sudo scripts/engine-up.sh (installs Debian's docker.io if needed), "
               "or systemctl start docker; set DOCKER_HOST if it listens elsewhere")
+
+
+def call_timeout() -> float:
+    """Seconds an engine call may take: ENVCTL_ENGINE_TIMEOUT when set (any finite number above 0,
+    0.5 included), else CALL_TIMEOUT.  Anything else is refused: it was once read as 30 unseen."""
+    import math
+    import os
+
+    raw = os.environ.get("ENVCTL_ENGINE_TIMEOUT", "").strip()
+    if not raw:
+        return CALL_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value > 0):
+        raise UsageError(f"ENVCTL_ENGINE_TIMEOUT={raw}: give the seconds an engine call may take, a finite "
+                         f"number above 0", hint=f"unset it for the default, {CALL_TIMEOUT} s")
+    return value
 
 
 @dataclass(frozen=True)
@@ -51,22 +70,19 @@ class Engine:
         self.client = client
 
     @classmethod
-    def connect(cls, timeout: int | None = None) -> Engine:
+    def connect(cls, timeout: float | None = None) -> Engine:
         import os
 
         import docker
 
         if timeout is None:
-            try:
-                timeout = max(1, int(os.environ.get("ENVCTL_ENGINE_TIMEOUT", CALL_TIMEOUT)))
-            except ValueError:
-                timeout = CALL_TIMEOUT
+            timeout = call_timeout()
         socket = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
         try:
             client = docker.from_env(timeout=timeout)
             client.ping()
         except Exception as exc:  # noqa: BLE001 - docker and requests errors (timeouts included) alike
-            what = f"did not answer within {timeout}s" if "timed out" in str(exc).lower() else short(exc)
+            what = f"did not answer within {timeout:g}s" if "timed out" in str(exc).lower() else short(exc)
             raise EngineError(f"Docker engine at {socket} not reachable: {what}", hint=START_HINT) from None
         engine = cls(client)
         engine.socket = socket

@@ -6,9 +6,11 @@ written outside the named paths, every child process and container gone after an
 
 from __future__ import annotations
 
+import json
 import signal
 import time
 
+from tests.engine.conftest import run_envctl
 from tests.faults.conftest import alive, child_with, start_envctl, wait_for
 
 
@@ -44,3 +46,17 @@ def test_sigterm_during_verify_removes_the_container(engine_env, docker_client, 
     assert "Traceback" not in err
     assert docker_client.containers.list(all=True, filters={"ancestor": image_id}) == []
     assert list(tmp.iterdir()) == []  # envctl-probe-*
+
+
+def test_build_tag_tags_that_name_only(cpu_image, engine_env, docker_client):
+    """#22 item 12: --tag X once also moved the image's default tag to the new build."""
+    tag = "envctl/faults-tag:only"
+    result = run_envctl("build", "pytorch-2.13-cpu", "--rebuild", "--tag", tag, "--json", env=engine_env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    built = json.loads(result.stdout)
+    try:
+        assert built["built"] is True and built["image_id"] != cpu_image["image_id"]
+        assert docker_client.images.get(built["image_id"]).tags == [tag]
+        assert docker_client.images.get(cpu_image["tag"]).id == cpu_image["image_id"]  # the default tag stayed
+    finally:
+        docker_client.images.remove(built["image_id"], force=True)

@@ -81,6 +81,20 @@ def test_a_failed_reference_run_registers_nothing(made_artifacts, artifact_env, 
     assert art["info"]["outputs"] == "outputs.pt"
 
 
+def test_a_reference_run_that_fails_in_the_runner_says_why_in_one_line(made_artifacts, artifact_env, tmp_path):
+    import torch
+
+    (x,) = torch.load(made_artifacts["inputs"])
+    two = tmp_path / "two.inputs.pt"
+    torch.save((x, x), two)  # forward takes one tensor: the run fails inside the runner
+    result = envctl("artifacts", "add", str(made_artifacts["pt"]), "--inputs", str(two),
+                    "--python", sys.executable, env=artifact_env)
+    line = assert_one_line_error(result, 1, "cannot compute reference outputs of double", "run-error: RuntimeError",
+                                 "nothing was registered")
+    assert "{" not in line and '"status"' not in line, line
+    assert _listing(artifact_env) == []
+
+
 def test_a_hanging_reference_run_ends_at_the_timeout(made_artifacts, artifact_env, tmp_path):
     hang = tmp_path / "python"
     hang.write_text("#!/bin/sh\nexec sleep 600\n")

@@ -6,11 +6,15 @@ from __future__ import annotations
 import sys
 import time
 
+import pytest
+
 from envctl.engine import RunResult
-from tests.faults.conftest import assert_one_line_error, envctl
+from tests.faults.conftest import REPO, assert_one_line_error, envctl
 
 
-def test_a_hung_engine_socket_is_named_within_the_call_timeout(tmp_path):
+@pytest.fixture
+def hung_socket(tmp_path):
+    """A unix socket that accepts and never answers."""
     import subprocess
 
     path = tmp_path / "hung.sock"
@@ -22,13 +26,38 @@ def test_a_hung_engine_socket_is_named_within_the_call_timeout(tmp_path):
             if path.exists():
                 break
             time.sleep(0.02)
-        started = time.monotonic()
-        result = envctl("images", env={"DOCKER_HOST": f"unix://{path}", "ENVCTL_ENGINE_TIMEOUT": "2"}, timeout=60)
-        assert time.monotonic() - started < 20
-        assert_one_line_error(result, 1, f"unix://{path}", "did not answer within 2s")
+        yield path
     finally:
         server.kill()
         server.wait()
+
+
+def test_a_hung_engine_socket_is_named_within_the_call_timeout(hung_socket):
+    started = time.monotonic()
+    result = envctl("images", env={"DOCKER_HOST": f"unix://{hung_socket}", "ENVCTL_ENGINE_TIMEOUT": "2"}, timeout=60)
+    assert time.monotonic() - started < 20
+    assert_one_line_error(result, 1, f"unix://{hung_socket}", "did not answer within 2s")
+
+
+def test_a_fraction_of_a_second_engine_timeout_is_honoured(hung_socket):
+    started = time.monotonic()
+    result = envctl("images", env={"DOCKER_HOST": f"unix://{hung_socket}", "ENVCTL_ENGINE_TIMEOUT": "0.5"},
+                    timeout=60)
+    assert_one_line_error(result, 1, "did not answer within 0.5s")
+    assert time.monotonic() - started < 15  # the interpreter's start and imports; it once waited 30 s more
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "nan", "inf", "soon"])
+def test_an_engine_timeout_that_is_no_timeout_is_refused(value):
+    result = envctl("images", env={"ENVCTL_ENGINE_TIMEOUT": value}, timeout=60)
+    assert_one_line_error(result, 2, f"ENVCTL_ENGINE_TIMEOUT={value}", "a finite number above 0")
+
+
+@pytest.mark.parametrize("args", [["--dry-run"], []])
+def test_an_unknown_builder_is_refused(args):
+    result = envctl("build", "pytorch-2.13-cpu", *args, env={"ENVCTL_BUILDER": "bogus", "ENVCTL_PROJECT": str(REPO)},
+                    timeout=120)
+    assert_one_line_error(result, 2, "ENVCTL_BUILDER=bogus", "choose classic or buildkit")
 
 
 class RecordingEngine:

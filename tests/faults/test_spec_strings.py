@@ -60,6 +60,26 @@ def test_duplicate_keys_and_boolean_version_are_refused(project):
     assert_one_line_error(envctl("show", "pytorch-2.13-cpu"), 2, "unsupported spec version True")
 
 
+@pytest.mark.parametrize("old,new,needles", [
+    ("version: 1", "version: 1.0", ["version: unsupported spec version 1.0; allowed: 1"]),
+    ("  gpus: none", "  gpus: 100000000000000000000",
+     ["smoke.gpus: 100000000000000000000 is not allowed", "a GPU count from 0 to 64"]),
+    ("  gpus: none", "  gpus: 1e20", ["smoke.gpus: '1e20' is not allowed", "from 0 to 64"]),
+    ("  gpus: none", "  gpus: 1.0e+20", ["smoke.gpus: 1e+20 is not allowed", "from 0 to 64"]),
+    ("batch_sizes: [1, 4]", "batch_sizes: [1e23]",
+     ["smoke.batch_sizes[0]: '1e23' is not allowed; allowed: an integer from 1 to 65536"]),
+    ("batch_sizes: [1, 4]", "batch_sizes: [1, 100000000000000000000000]",
+     ["smoke.batch_sizes[1]: 100000000000000000000000 is not allowed", "from 1 to 65536"]),
+    ("batch_sizes: [1, 4]", "batch_sizes: [1.0e+23]", ["smoke.batch_sizes[0]: 1e+23 is not allowed"]),
+])
+def test_values_past_a_range_are_refused_with_the_range(project, old, new, needles):
+    path = project / "images" / "pytorch-2.13-cpu.yaml"
+    text = path.read_text()
+    assert old in text
+    path.write_text(text.replace(old, new, 1))
+    assert_one_line_error(envctl("show", "pytorch-2.13-cpu"), 2, str(path), *needles)
+
+
 def test_lock_refuses_a_pip_option_before_running_pip(project):
     path = project / "images" / "pytorch-2.13-cpu.yaml"
     path.write_text(path.read_text().replace("  - numpy==2.3.5", "  - numpy==2.3.5\n  - --no-deps"))

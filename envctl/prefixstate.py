@@ -100,7 +100,10 @@ def inspect_prefix(prefix: Path, lock: LockedEnv) -> PrefixState:
 def _pip_dists(python: Path) -> dict[str, str]:
     """What the prefix's python says pip installed: name -> version.  {} where it exits non-zero
     (a conda python damaged on disk answers again once the conda step has relinked it)."""
-    proc = run_step([str(python), "-c", _LIST_DISTS], kind="query", shown=f"{python} (listing its distributions)",
+    # -I: the prefix alone, not PYTHONPATH or the user's ~/.local (a conda python reads it), whose
+    # packages would be "extra" here and uninstalled by a repair.
+    proc = run_step([str(python), "-I", "-c", _LIST_DISTS], kind="query",
+                    shown=f"{python} (listing its distributions)",
                     hint=f"is {python} a working Python? remove {python.parent.parent} and run setup again")
     if proc.returncode != 0:
         return {}

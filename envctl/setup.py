@@ -168,7 +168,8 @@ def _install_pip(spec: ImageSpec, lock: LockedEnv, prefix: Path, cache: PackageC
                 shutil.copyfile(src, links / p.filename)
         (links / "requirements.txt").write_text(requirements_txt(lock))
         pip_wheel = next((links / p.filename for p in lock.pip if p.name == "pip"), None)
-        pip_cmd = [python, f"{pip_wheel}/pip"] if pip_wheel else [python, "-m", "pip"]
+        # -I as for the listing: pip sees (and uninstalls from) the prefix only.
+        pip_cmd = [python, "-I", f"{pip_wheel}/pip"] if pip_wheel else [python, "-I", "-m", "pip"]
         # The host's pip.conf, PIP_CONSTRAINT or PIP_INDEX_URL must not change what the lock installs.
         env = isolated_pip_env()
         again = f"remove {prefix} if setup made it before, and run setup again"

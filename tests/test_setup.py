@@ -173,6 +173,6 @@ def test_activation_leaves_a_venv_but_never_runs_a_deactivate_program_on_path(tm
     assert out.stdout.splitlines() == [f"{prefix}/bin:{base}", base] and out.stderr == ""
     assert not (tmp_path / "shim-ran").exists()
     # A venv's own deactivate (a shell function) is still called first, as venv's activate does.
-    venv = subprocess.run([shell, "-c", f'deactivate() {{ echo left the venv; unset -f deactivate; }}; . {script}; '
-                                        f'echo "$PATH"'], capture_output=True, text=True, env={"PATH": base}, check=True)
+    venv_first = f'deactivate() {{ echo left the venv; unset -f deactivate; }}; . {script}; echo "$PATH"'
+    venv = subprocess.run([shell, "-c", venv_first], capture_output=True, text=True, env={"PATH": base}, check=True)
     assert venv.stdout.splitlines() == ["left the venv", f"{prefix}/bin:{base}"]

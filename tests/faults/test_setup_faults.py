@@ -5,6 +5,7 @@ garbage records, and a prefix path that holds shell text (real processes, real f
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -119,7 +120,7 @@ def test_a_prefix_python_that_hangs_is_stopped_at_its_deadline(pip_project, tmp_
 def test_a_repair_whose_pip_hangs_stops_and_says_the_prefix_is_left_incomplete(pip_project, tmp_path):
     prefix = tmp_path / "P"
     # Answers the listing at once (nothing installed), then hangs as pip.
-    _fake_python(prefix, 'case "$1" in -c) echo "{}" ;; *) exec sleep 120 ;; esac\n')
+    _fake_python(prefix, 'case " $* " in *" -c "*) echo "{}" ;; *) exec sleep 120 ;; esac\n')
     hung = envctl("setup", "fixture-pip", "--prefix", str(prefix), "--no-probe", "--repair",
                   env={**pip_project, "ENVCTL_SETUP_TIMEOUT": "2"}, timeout=60)
     assert_one_line_error(hung, 1, f"pip install into {prefix} ran past 2s",
@@ -199,3 +200,22 @@ def test_a_prefix_with_a_colon_is_refused(pip_project, tmp_path):
     assert_one_line_error(envctl("setup", "fixture-pip", "--prefix", str(prefix), "--no-probe", env=pip_project),
                           2, str(prefix), "holds a ':'")
     assert not prefix.exists()
+
+
+def test_packages_outside_the_prefix_are_neither_listed_nor_uninstalled(pip_project, tmp_path):
+    # A conda python reads the user's ~/.local; any python reads PYTHONPATH: neither is the prefix.
+    prefix = tmp_path / "P"
+    made = envctl("setup", "fixture-pip", "--prefix", str(prefix), "--no-probe", env=pip_project)
+    assert made.returncode == 0, made.stderr[-2000:]
+    outside = tmp_path / "outside" / "intruder-1.0.dist-info"
+    outside.mkdir(parents=True)
+    (outside / "METADATA").write_text("Metadata-Version: 2.1\nName: intruder\nVersion: 1.0\n")
+    (outside / "RECORD").write_text("intruder-1.0.dist-info/METADATA,,\n")
+    env = {**pip_project, "PYTHONPATH": f"{tmp_path / 'outside'}:{os.environ.get('PYTHONPATH', '')}"}
+    again = envctl("setup", "fixture-pip", "--prefix", str(prefix), "--no-probe", env=env)
+    assert again.returncode == 0 and "up to date" in again.stderr, again.stderr[-2000:]
+    with _site(prefix).joinpath("mpmath", "__init__.py").open("a") as fh:  # damage, so the repair runs pip
+        fh.write("# changed\n")
+    repaired = envctl("setup", "fixture-pip", "--prefix", str(prefix), "--repair", "--no-probe", env=env)
+    assert repaired.returncode == 0, repaired.stderr[-2000:]
+    assert (outside / "METADATA").exists()

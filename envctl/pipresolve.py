@@ -55,8 +55,10 @@ _PIP_KEEP = ("PIP_CERT", "PIP_CLIENT_CERT", "PIP_PROXY", "PIP_TRUSTED_HOST", "PI
              "PIP_DEFAULT_TIMEOUT", "PIP_RETRIES", "PIP_CACHE_DIR", "PIP_NO_CACHE_DIR")
 
 
-def _pip_env() -> dict[str, str]:
-    """The environment for pip: the host's config files and resolution settings left out."""
+def isolated_pip_env() -> dict[str, str]:
+    """The environment for every pip envctl runs (lock's resolver, setup's installer): the host's
+    config files (pip.conf in every location: PIP_CONFIG_FILE=os.devnull makes pip skip them all)
+    and resolution settings (PIP_CONSTRAINT, PIP_INDEX_URL, PIP_FIND_LINKS...) left out."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("PIP_") or k in _PIP_KEEP}
     env["PIP_CONFIG_FILE"] = os.devnull
     env["PIP_DISABLE_PIP_VERSION_CHECK"] = "1"
@@ -108,7 +110,7 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
             cmd += ["--platform", tag]
         cmd += source_args(extra_index_urls, find_links, constraints, Path(tmp))
         cmd += list(requirements)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=_pip_env())
+        proc = subprocess.run(cmd, capture_output=True, text=True, env=isolated_pip_env())
         if proc.returncode != 0:
             raise LockError(_explain_failure(proc.stderr, requirements, python, platform),
                             hint="check the pip requirements in the spec")

@@ -46,7 +46,7 @@ def test_setup_builds_a_working_prefix_and_the_probe_passes(cpu_prefix):
     version = subprocess.run([str(prefix / "bin" / "python"), "-c", "import torch; print(torch.__version__)"],
                              capture_output=True, text=True, check=True).stdout.strip()
     assert version == "2.13.0+cpu"
-    assert f'export PATH="{prefix}/bin:$PATH"' in (prefix / "envctl-activate.sh").read_text()
+    assert f'export PATH={prefix}/bin:"$PATH"' in (prefix / "envctl-activate.sh").read_text()
     history = json.loads(envctl("history", "--kind", "setup", "--json", env=env).stdout)
     assert history[0]["image_id"] == str(prefix) and history[0]["ok"]
 
@@ -139,7 +139,7 @@ def test_setup_refuses_a_foreign_non_empty_folder_unless_forced(tmp_path):
 
 @pytest.mark.parametrize("venv", [True, False])
 def test_activation_script_is_idempotent_and_deactivates(tmp_path, venv):
-    from envctl.setup import activation_script
+    from envctl.activate import activation_script
 
     prefix = tmp_path / "P"
     script = tmp_path / "activate.sh"
@@ -153,3 +153,26 @@ def test_activation_script_is_idempotent_and_deactivates(tmp_path, venv):
         assert out[0] == f"{prefix}/bin:/usr/bin:/bin"  # prepended once, though sourced twice
         assert out[1] == str(prefix) and out[2] == "unset"
         assert out[3:] == ["/usr/bin:/bin", "unset", "gone"]
+
+
+@pytest.mark.parametrize("shell", ["bash", "sh"])
+def test_activation_leaves_a_venv_but_never_runs_a_deactivate_program_on_path(tmp_path, shell):
+    from envctl.activate import activation_script
+
+    prefix = tmp_path / "P"
+    script = tmp_path / "activate.sh"
+    script.write_text(activation_script("pytorch-2.13-cpu", prefix, venv=True))
+    shims = tmp_path / "shims"  # as pyenv puts one on PATH: a program that belongs to no environment
+    shims.mkdir()
+    (shims / "deactivate").write_text(f"#!/bin/sh\ntouch {tmp_path}/shim-ran\necho 'pyenv: deactivate: command "
+                                      f"not found' >&2\nexit 127\n")
+    (shims / "deactivate").chmod(0o755)
+    base = f"{shims}:/usr/bin:/bin"
+    out = subprocess.run([shell, "-c", f'. {script}; echo "$PATH"; deactivate; echo "$PATH"'],
+                         capture_output=True, text=True, env={"PATH": base}, check=True)
+    assert out.stdout.splitlines() == [f"{prefix}/bin:{base}", base] and out.stderr == ""
+    assert not (tmp_path / "shim-ran").exists()
+    # A venv's own deactivate (a shell function) is still called first, as venv's activate does.
+    venv_first = f'deactivate() {{ echo left the venv; unset -f deactivate; }}; . {script}; echo "$PATH"'
+    venv = subprocess.run([shell, "-c", venv_first], capture_output=True, text=True, env={"PATH": base}, check=True)
+    assert venv.stdout.splitlines() == ["left the venv", f"{prefix}/bin:{base}"]

@@ -21,7 +21,8 @@ GPU_RESULTS = Path(__file__).resolve().parent.parent / "benchmarks" / "results" 
 
 def _row(mode, ms, sp=None, width=0.02, conclusive=True, group=0):
     row = {"model": "resnet50", "dtype": "fp32", "batch": 1, "mode": mode, "status": "ok", "median_ms": ms,
-           "ci_low_ms": ms * 0.98, "ci_high_ms": ms * 1.02, "group": group, "speedup": None}
+           "ci_low_ms": ms * 0.98, "ci_high_ms": ms * 1.02, "conclusive": True, "group": group, "speedup": None,
+           "host_share": 0.2, "host_bound": False}
     if sp is not None:
         row["speedup"] = {"median": sp, "low": sp * (1 - width), "high": sp * (1 + width),
                           "conclusive": conclusive, "verdict": "faster" if conclusive else "inconclusive",
@@ -68,12 +69,20 @@ def test_inconclusive_side_settles_nothing_and_absolute_needs_intervals():
     b = [BenchRun("b", _doc(1.0, eager_ms=9.0, width=0.5, conclusive=False))]
     c = compare(a, b, gate_modes=("compile-default",))
     row = next(r for r in c.rows if r.key[3] == "compile-default")
-    assert row.verdict == "inconclusive" and c.exit_code == 0
+    assert row.verdict == "inconclusive"
     assert any(n.startswith("B: inconclusive") for n in row.notes)
     eager = next(r for r in c.rows if r.key[3] == "eager")
     assert eager.verdict == "base" and eager.abs_verdict == "B slower"  # 9 ms vs 6 ms, intervals apart
     assert any("SM 1980 MHz" in n for n in eager.notes)  # the machine state explains it
-    assert "assumed" in c.spread_note  # one run each: the spread is not invented as measured
+    assert "one run each" in c.spread_note  # the spread is not invented as measured: the floor is named
+    # on the same GPU model the absolute time gates: compile-default takes 9 ms where A took 3.3
+    assert row.abs_verdict == "B slower" and row.abs_change[0] == pytest.approx(9.0 / (6.0 / 1.8))
+    assert c.exit_code == 1 and [r.key[3] for r in c.gate] == ["compile-default"]
+    # ... and only there: other GPUs' times are not comparable
+    other = _doc(1.0, eager_ms=9.0, width=0.5, conclusive=False)
+    other["env"]["gpus"] = [{"name": "A100"}]
+    c = compare(a, [BenchRun("b", other)], gate_modes=("compile-default",))
+    assert {r.abs_verdict for r in c.rows} == {"not comparable"} and c.exit_code == 0
 
 
 def test_load_runs_from_records_and_files(tmp_path):
@@ -113,7 +122,7 @@ def test_cli_compare_exit_codes_json_and_html(tmp_path):
     page = tmp_path / "cmp.html"
     bad = _envctl("bench", "compare", str(a), str(b), "--html", str(page))
     assert bad.returncode == 1, bad.stderr
-    assert bad.stdout.splitlines()[2].startswith("run-to-run spread unknown")
+    assert bad.stdout.splitlines()[2].startswith("run-to-run spread: one run each")
     assert "regression beyond 10%: compile-default on resnet50 fp32 b1" in bad.stderr
     assert "<svg" in page.read_text()
     ok = _envctl("bench", "compare", str(a), str(a), "--json")
@@ -174,3 +183,69 @@ def test_verify_benchmark_table_cuts_no_cell_at_narrow_widths(columns):
     assert "…" not in text and max(len(line) for line in text.splitlines()) <= columns
     for value in ("inconclusive (noisy host)", "6.000 [5.880-6.120]", "compile-default", "resnet50"):
         assert value in text, (columns, text)
+
+
+GATE_PAIRS = Path(__file__).resolve().parent / "data" / "gate"
+
+
+def test_two_runs_of_one_environment_that_the_old_gate_called_a_regression_pass():
+    """std-1/std-2: one unchanged H100 environment, run back to back (2026-12-06); the old
+    compare called transformer compile-default 0.83x 'slower' and exited 1. Its rows are
+    host-dependent (the host's dispatch speed moved during their rounds): no verdict is drawn
+    from them, and each says why."""
+    a, b = load_runs(str(GATE_PAIRS / "std-1.json")), load_runs(str(GATE_PAIRS / "std-2.json"))
+    c = compare(a, b, gate_modes=("compile-default", "eager"))
+    assert c.exit_code == 0 and not c.gate
+    row = next(r for r in c.rows if r.key == ("transformer", "fp32", 8, "compile-default"))
+    assert row.verdict == "withheld" and row.abs_verdict == "withheld"
+    assert any("host dispatch speed moved 5.63 -> 3.47 us per op" in w for w in row.withheld)
+    assert not [r for r in c.rows if r.verdict in ("slower", "faster") or r.abs_verdict.startswith("B ")]
+    # asked to include host-bound rows, verdicts are drawn from them again: the flag is what spared them
+    forced = compare(a, b, gate_modes=("compile-default",), include_host_bound=True)
+    assert not forced.withheld
+    assert {r.verdict for r in forced.rows if r.key[3] != "eager"} <= {"slower", "same", "inconclusive"}
+
+
+def _flagged(doc, mode, **row):
+    for r in doc["benchmarks"]:
+        if r["mode"] == mode:
+            r.update(row)
+    return doc
+
+
+def test_host_bound_rows_are_withheld_unless_asked_and_name_their_share():
+    a = [BenchRun("a", _doc(1.80))]
+    b = [BenchRun("b", _flagged(_doc(1.20), "compile-default", host_share=0.93, host_bound=True))]
+    c = compare(a, b, gate_modes=("compile-default",))
+    row = next(r for r in c.rows if r.key[3] == "compile-default")
+    assert c.exit_code == 0 and row.verdict == "withheld"
+    assert row.withheld == ["B is host-bound: the CPU launches for 93% of a call, so its time follows "
+                            "the host's speed"]
+    # a host-bound eager row withholds every speedup of its group (eager is their base)
+    b2 = [BenchRun("b", _flagged(_doc(1.20), "eager", host_share=0.9, host_bound=True))]
+    assert {r.key[3]: r.verdict for r in compare(a, b2).rows} == {
+        "eager": "base", "compile-default": "withheld", "script": "withheld"}
+    assert compare(a, b, gate_modes=("compile-default",), include_host_bound=True).exit_code == 1
+
+
+def test_a_contended_run_draws_no_verdict_even_when_host_bound_rows_are_included():
+    busy = _doc(1.20)
+    busy["machine"]["groups"][0]["window"].update(other_cpu_cores=1.0, cores=2)
+    c = compare([BenchRun("a", _doc(1.80))], [BenchRun("b", busy)], gate_modes=("compile-default",),
+                include_host_bound=True)
+    assert c.exit_code == 0
+    assert all(r.abs_verdict == "withheld" for r in c.rows)
+    assert c.rows[0].withheld == ["B was timed while other processes used 1.0 of 2 CPU cores"]
+
+
+def test_cpu_times_compare_only_at_the_same_host_speed():
+    def cpu(eager_ms, host_us):
+        d = _doc(1.5, eager_ms=eager_ms)
+        d["device"], d["env"]["gpus"] = "cpu", []
+        d["machine"]["groups"][0]["timing"] = {"host_us": {"median": host_us}}
+        return d
+
+    slow_host = compare([BenchRun("a", cpu(6.0, 3.0))], [BenchRun("b", cpu(9.0, 5.5))], gate_modes=("eager",))
+    assert slow_host.exit_code == 0 and slow_host.rows[0].abs_verdict == "not comparable"
+    same_host = compare([BenchRun("a", cpu(6.0, 3.0))], [BenchRun("b", cpu(9.0, 3.1))], gate_modes=("eager",))
+    assert same_host.exit_code == 1 and same_host.rows[0].abs_verdict == "B slower"

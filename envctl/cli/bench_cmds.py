@@ -40,10 +40,15 @@ def compare(
     threshold: float = typer.Option(10.0, "--threshold", help="Regression gate: % loss of a speedup that fails."),
     fail_on: Optional[List[str]] = typer.Option(None, "--fail-on",
                                                 help="Mode(s) whose regression exits 1 (default compile-default)."),
+    include_host_bound: bool = typer.Option(False, "--include-host-bound",
+                                            help="Also draw verdicts from rows the probe found host-bound "
+                                                 "(their times follow the host CPU's speed between runs)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write a page with bars and intervals."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
 ) -> None:
-    """Compare the speedups of B with A's; absolute times only with their intervals. Exit 1 on a regression."""
+    """Compare B's speedups with A's, and, on the same GPU model, B's times with A's: each beyond its
+    intervals and the run-to-run noise. Rows the probe flagged (host-bound, contended) get no verdict.
+    Exit 1 when a gated mode regressed beyond the threshold."""
     from envctl.bench import compare as compare_runs
     from envctl.bench import check_repeat, check_threshold, comparison_dict, load_runs, measure_image
 
@@ -54,7 +59,8 @@ def compare(
         b_runs = [measure_image(b, level=level, gpus=gpus) for _ in range(repeat)][::-1]
     else:
         a_runs, b_runs = load_runs(a), load_runs(b)
-    result = compare_runs(a_runs, b_runs, threshold_pct=threshold, gate_modes=tuple(fail_on or ["compile-default"]))
+    result = compare_runs(a_runs, b_runs, threshold_pct=threshold, gate_modes=tuple(fail_on or ["compile-default"]),
+                          include_host_bound=include_host_bound)
     if html:
         from envctl.bench_html import render_html
 
@@ -82,9 +88,14 @@ def _render_comparison(c) -> None:
         change = f"{r.change[0]:.2f} [{r.change[1]:.2f}-{r.change[2]:.2f}]" if r.change else "-"
         style = {"slower": "red", "faster": "green"}.get(r.verdict, "")
         where = f"{r.key[0]} {r.key[1]} b{r.key[2]}"
+        absolute = r.abs_verdict
+        if r.abs_change and r.abs_verdict in ("B slower", "B faster", "same", "within noise"):
+            absolute = f"{r.abs_verdict} {r.abs_change[0]:.2f}x"
         table.add_row(where, r.key[3], _sp(r.speedup_a), _sp(r.speedup_b), change,
-                      console.styled(r.verdict, style), _ms(r.a), _ms(r.b), r.abs_verdict)
-        if r.notes:
+                      console.styled(r.verdict, style), _ms(r.a), _ms(r.b), absolute)
+        if r.withheld:
+            notes.append(f"withheld {where} {r.key[3]}: " + "; ".join(r.withheld))
+        elif r.notes:
             notes.append(f"{where} {r.key[3]}: " + "; ".join(r.notes))
     console.out.print(table)
     for line in notes:
@@ -94,6 +105,9 @@ def _render_comparison(c) -> None:
         console.status(f"regression beyond {c.threshold_pct:.0f}%: {names}")
     else:
         console.status(f"no gated mode regressed beyond {c.threshold_pct:.0f}%")
+    if c.withheld and not c.include_host_bound:
+        console.status(f"{len(c.withheld)} rows withheld (host-bound or contended); --include-host-bound "
+                       f"gates the host-bound ones too")
 
 
 @bench_app.command("show")

@@ -20,7 +20,7 @@ from probe_bench import TOLERANCE, compare_outputs, first_tensor, torch_dtype
 from probe_machine import contention, dispatch_us, noise_notes
 from probe_models import MODEL_SHAPES, build_model
 from probe_report import add_warnings, error_line
-from probe_timing import absolute_conclusive, measure, ratio_verdict
+from probe_timing import HOST_BOUND_SHARE, absolute_conclusive, host_share, measure, ratio_verdict
 
 BASE = "eager"
 
@@ -67,7 +67,7 @@ def new_row(model, mode, dtype_name, batch, device):
             "blocks": None, "calls_per_block": None, "conclusive": False, "speedup": None,
             "throughput_per_s": None, "peak_mem_bytes": None, "max_abs_err": None,
             "max_rel_err": None, "agree": None, "graph_breaks": None, "recompiles": None,
-            "group": None, "tolerance": TOLERANCE[dtype_name], "status": "ok", "error": None}
+            "group": None, "host_share": None, "host_bound": None, "tolerance": TOLERANCE[dtype_name], "status": "ok", "error": None}
 
 
 def _build(mode, model, x, row, cuda, counters, jit_warnings):
@@ -198,6 +198,9 @@ def run_group(name, model, x, ref, dtype_name, batch, device, settings, jit_warn
             verdict = ratio_verdict(ratio, policy, notes, deciding) if ratio is not None else None
             _fill_timing(row, result["candidates"][mode], ratio, verdict, policy, batch)
             try:
+                if cuda:  # launch-bound rows follow the host's speed between runs (bench compare withholds them)
+                    row["host_share"] = host_share(call)
+                    row["host_bound"] = row["host_share"] is not None and row["host_share"] >= HOST_BOUND_SHARE
                 out = first_tensor(call()).clone()
                 if ref is not None:
                     abs_err, rel_err, agree = compare_outputs(out, ref, dtype_name)

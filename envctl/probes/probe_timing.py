@@ -298,6 +298,34 @@ def summarize(values, calls_per_block=None):
     return out
 
 
+HOST_BOUND_SHARE = 0.5  # the CPU launching for over half of a call: its time follows the host
+
+
+def host_share(call, n=9):
+    """The share of a GPU call's time the host spends launching it (median of ``n`` calls).
+
+    From an idle GPU: the time until ``call()`` returns (kernels queued, not run) over the time
+    until the GPU is done. A GPU-bound call returns long before its kernels finish (a small
+    share); a launch-bound one returns about when they finish (near 1.0), so its time is the
+    host's dispatch speed, which on a shared VM moves between processes (seen 2.8-6.1 us per op
+    on the lent H100) whatever a single run's intervals say. Above HOST_BOUND_SHARE a slowdown
+    of the host by 2x makes the host the bound, so such a row's time is host-dependent.
+    """
+    import torch
+
+    shares = []
+    for _ in range(n):
+        torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        call()
+        t1 = time.perf_counter()
+        torch.cuda.synchronize()
+        total = time.perf_counter() - t0
+        if total > 0:
+            shares.append(min(1.0, (t1 - t0) / total))
+    return round(statistics.median(shares), 3) if shares else None
+
+
 # --------------------------------------------------------------------------- verdicts
 
 

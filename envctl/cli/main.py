@@ -60,6 +60,31 @@ def _is_str_list(kind) -> bool:
 _lean_flags()
 
 
+def _click_help() -> None:
+    """Help lines as click writes them (typer 0.29 departs from it): a flag takes no value, so it
+    shows no ``<bool>`` placeholder; an argument is ``NAME`` in the usage line (``[NAME]`` when
+    optional), not ``{name}``, which reads like a template nobody filled in."""
+    core = typer.core
+    option_type = core.TyperOption.display_type_rich
+    if getattr(option_type, "_envctl_click", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and self.metavar is None else option_type(self, ctx)
+
+    def usage_name(self) -> str:
+        name = self.metavar or self.name.upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    display_type_rich._envctl_click = True
+    core.TyperOption.display_type_rich = display_type_rich
+    core.TyperArgument._usage_display_name = usage_name
+
+
+_click_help()
+
+
 class _Commands(MutableMapping):
     """The group's commands by name: every name known from COMMANDS, a command built when first
     looked up (click reads ``group.commands`` for dispatch, help, suggestions and completion)."""

@@ -66,7 +66,7 @@ def verify(
 def smoke(
     python: Optional[str] = typer.Option(None, "--python",
                                          help="Interpreter to probe: a path (a prefix's bin/python) or a command "
-                                              "on PATH [default: python3 on PATH]."),
+                                              "on PATH (default: python3 on PATH)."),
     name: Optional[str] = typer.Option(None, "--image", help="Check against this image's spec and lock."),
     gpus: str = typer.Option("all", "--gpus", help="all, none, or a GPU count."),
     quick: bool = typer.Option(False, "--quick", help="Fewest runs and shapes."),

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from envctl.errors import EnvctlError, UsageError
+from envctl.errors import UsageError
 
 SPREAD_FLOOR_PCT = 5.0  # assumed run-to-run spread of a speedup when only one run is recorded
 SAME_BAND = 0.05  # a change interval within noise +- 5% of 1.0 is "same"
@@ -53,7 +53,7 @@ class BenchRun:
 def _from_record(rec_id: int, records) -> BenchRun:
     rows = list(records.execute("SELECT id, kind, image, document FROM runs WHERE id = ?", (rec_id,)))
     if not rows or not rows[0]["document"]:
-        raise EnvctlError(f"no recorded run #{rec_id} with a probe document", hint="see: envctl history")
+        raise UsageError(f"no recorded run #{rec_id} with a probe document", hint="see: envctl history")
     row = rows[0]
     return BenchRun(f"{row['image']} #{row['id']}", json.loads(row["document"]), int(row["id"]))
 
@@ -83,7 +83,7 @@ def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
         if len(found) == count:
             break
     if not found:
-        raise EnvctlError(f"no recorded benchmark run of {ref}",
+        raise UsageError(f"no recorded benchmark run of {ref}",
                           hint=f"run: envctl verify {ref} (or name a probe JSON file or #ID)")
     return found
 
@@ -227,8 +227,10 @@ def compare_row(key: Key, a: dict, b: dict, noise_pct: float) -> RowChange:
 
 
 def compare(a_runs: list[BenchRun], b_runs: list[BenchRun], *, threshold_pct: float = 10.0,
-            gate_modes: tuple[str, ...] = ()) -> Comparison:
-    """Compare the newest run of A with the newest of B; the others give the run-to-run spread."""
+            gate_modes: tuple[str, ...] | None = None) -> Comparison:
+    """Compare the newest run of A with the newest of B; the others give the run-to-run spread.
+
+    A mode in ``gate_modes`` (every mode when None) that is slower beyond the threshold gates."""
     a, b = a_runs[0], b_runs[0]
     spread = run_spread(a_runs)
     spread_b = run_spread(b_runs)
@@ -251,7 +253,7 @@ def compare(a_runs: list[BenchRun], b_runs: list[BenchRun], *, threshold_pct: fl
             if state and rc.abs_verdict.startswith("B "):
                 rc.notes.append(f"{side} state: {state}")
         rows.append(rc)
-    gate = [r for r in rows if r.key[3] in gate_modes and r.verdict == "slower"
+    gate = [r for r in rows if (gate_modes is None or r.key[3] in gate_modes) and r.verdict == "slower"
             and r.change and r.change[0] < 1.0 - threshold_pct / 100.0]
     return Comparison(a.label, b.label, a.where, b.where, spread_note, rows, gate, threshold_pct)
 

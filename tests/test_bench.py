@@ -125,6 +125,24 @@ def test_cli_compare_exit_codes_json_and_html(tmp_path):
     assert gated_off.returncode == 0  # only the chosen modes gate
 
 
+def test_cli_compare_gates_every_mode_by_default(tmp_path):
+    # Only TorchScript lost its speedup (2.5x -> 1.5x): a regression, whichever mode it is.
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_doc(1.8)))
+    slower_script = _doc(1.8)
+    slower_script["benchmarks"][2] = _row("script", 6.0 / 1.5, 1.5)
+    b.write_text(json.dumps(slower_script))
+    gated = _envctl("bench", "compare", str(a), str(b))
+    assert gated.returncode == 1, gated.stderr
+    assert "regression beyond 10%: script on resnet50 fp32 b1" in gated.stderr
+    assert _envctl("bench", "compare", str(a), str(b), "--fail-on", "compile-default").returncode == 0
+    for missing in ("#4242", "no-such-image"):  # a run that does not exist is bad input
+        result = _envctl("bench", "compare", missing, str(b))
+        assert result.returncode == 2 and result.stderr.startswith("error: no recorded "), result.stderr
+    assert "Exit 0 when no mode's speedup over eager lost more than --threshold, 1 when one did" in \
+        " ".join(_envctl("bench", "compare", "-h").stdout.replace("│", " ").split())
+
+
 def test_cli_show_recorded_h100_runs(tmp_path):
     page = tmp_path / "h100.html"
     res = _envctl("bench", "show", str(GPU_RESULTS / "standard-1.json"), str(GPU_RESULTS / "standard-2.json"),

@@ -131,7 +131,10 @@ def run(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the results as JUnit XML."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Load and run every selected artifact under each image, each in isolation."""
+    """Load and run every selected artifact under each image, each in isolation.
+
+    Exit 0 when every cell is ok, 1 when any is not (each such cell is a failure in --junit too),
+    2 on bad input."""
     from envctl.compat import check_timeout, record, render_junit
     from envctl.errors import UsageError
 
@@ -152,8 +155,12 @@ def run(
         for o in results:
             line = console.styled(f"{o.status:<11}", "green" if o.status == "ok" else "red")
             line.append(f" {o.artifact.name} under {o.column}: {o.detail}")
-            console.out.print(line, no_wrap=True, overflow="ellipsis")
+            console.out.print(line, soft_wrap=True)  # one line per cell, never cut: the terminal wraps it
     record(records, results)
+    failed = [o for o in results if o.status != "ok"]
+    if failed:
+        console.status(f"{len(failed)} of {len(results)} cells not ok")
+        raise typer.Exit(1)
 
 
 def _check_options(device: str, runtimes: List[str]) -> None:
@@ -212,7 +219,7 @@ def show_matrix(
         for t, cell in data["cells"][name].items():
             if cell["status"] != "ok":
                 console.out.print(console.styled(f"{name} under {t}: {cell['status']}: {cell['detail']}"),
-                                  no_wrap=True, overflow="ellipsis")
+                                  soft_wrap=True)
 
 
 def matrix_table(data: dict):
@@ -246,7 +253,10 @@ def check(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the gate's result as JUnit XML."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The upgrade gate: exit 1 when an artifact that is ok under --from is not ok under --to."""
+    """The upgrade gate: exit 1 when an artifact that is ok under --from is not ok under --to.
+
+    Exit 0 when nothing regresses (an artifact not ok under --from either is skipped, as in
+    --junit), 1 on a regression, 2 on bad input."""
     from envctl.compat import check_timeout, record, regressions, render_junit
 
     check_timeout(timeout)

@@ -34,7 +34,9 @@ def verify(
                                      help="Versions, libraries, drift and the file tree only: no benchmarks."),
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
 ) -> None:
-    """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark."""
+    """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark.
+
+    Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from envctl.build import require_built
     from envctl.catalog import find_project
     from envctl.engine import Engine
@@ -71,9 +73,13 @@ def smoke(
     gpus: str = typer.Option("all", "--gpus", help="all, none, or a GPU count."),
     quick: bool = typer.Option(False, "--quick", help="Fewest runs and shapes."),
     full: bool = typer.Option(False, "--full", help="Every mode, shape and dtype."),
+    checks_only: bool = typer.Option(False, "--checks-only",
+                                     help="Versions, libraries and drift only: no benchmarks."),
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
 ) -> None:
-    """Run the smoke probe in a local interpreter: the host's, or a prefix made by envctl setup."""
+    """Run the smoke probe in a local interpreter: the host's, or a prefix made by envctl setup.
+
+    Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from envctl.probe import check_gpus, probe_config, run_local
     from envctl.records import record_run
 
@@ -92,7 +98,7 @@ def smoke(
     started = time.time()
     with activity(f"probing {python} ({why}, {level})") as progress:
         progress("running the probe")
-        report = run_local(python, config, level=level)
+        report = run_local(python, config, level=level, checks_only=checks_only)
     _show(report, json_out, title=python, then=lambda: record_run(
         kind="smoke", image=name or "local", ok=report.ok, image_id=python, gpu=report.gpu, driver=report.driver,
         summary=_summary(report), started=started, duration_s=report.seconds, document=report.document))

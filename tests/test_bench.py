@@ -78,9 +78,9 @@ def test_inconclusive_side_settles_nothing_and_absolute_needs_intervals():
 
 def test_load_runs_from_records_and_files(tmp_path):
     records = Records(tmp_path / "r.db")
-    for speedup in (1.5, 1.7):
-        records.add_run(kind="verify", image="img", ok=True, document=_doc(speedup))
-    records.add_run(kind="build", image="img", ok=True, document={"not": "a probe"})
+    for i, speedup in enumerate((1.5, 1.7)):
+        records.add_run(kind="verify", image="img", ok=True, started=1000.0 + i, document=_doc(speedup))
+    records.add_run(kind="build", image="img", ok=True, started=1002.0, document={"not": "a probe"})
     runs = load_runs("img", records=records)
     assert [r.document["benchmarks"][1]["speedup"]["median"] for r in runs] == [1.7, 1.5]  # newest first
     one = load_runs(f"#{runs[1].record_id}", records=records)

@@ -1,5 +1,6 @@
 """`envctl build` and `envctl images`."""
 
+import time
 from typing import Optional
 
 import typer
@@ -56,6 +57,7 @@ def build(
     base = engine.image(spec.base)
     plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root),
                       base_id=base.id if base else "", rattler=rattler, builder=engine.builder())
+    started = time.time()
     try:
         result = _run_build(engine, plan, cache, rebuild=rebuild, no_cache=no_cache, platform=platform,
                             quiet=json_out)
@@ -66,10 +68,10 @@ def build(
             console.err.print("  | " + line)
         console.status(f"full log: {exc.log_path}")
         record_run(kind="build", image=spec.name, ok=False, spec_hash=spec.content_hash(),
-                   lock_hash=lock.lock_hash, summary=str(exc))
+                   lock_hash=lock.lock_hash, started=started, duration_s=time.time() - started, summary=str(exc))
         raise typer.Exit(1)
     if result.built:
-        record_run(kind="build", image=spec.name, ok=True, image_id=result.image.id,
+        record_run(kind="build", image=spec.name, ok=True, image_id=result.image.id, started=started,
                    spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, duration_s=result.seconds,
                    summary=f"{result.tag} {result.image.size} bytes", document=result.to_dict())
     if push:

@@ -104,6 +104,8 @@ class _Commands(MutableMapping):
         built = typer.main.get_command(sub).commands
         missing = sorted(n for n, m in COMMANDS.items() if m == module and n not in built)
         assert not missing, f"envctl.cli.{module}.register() adds no command {missing}"
+        for command in built.values():
+            _unwrap_help(command)
         self._built.update(built)
 
     def __setitem__(self, name: str, command) -> None:
@@ -117,6 +119,18 @@ class _Commands(MutableMapping):
 
     def __len__(self) -> int:
         return len(set(COMMANDS) | set(self._built))
+
+
+def _unwrap_help(command) -> None:
+    """One line per paragraph of help: docstrings wrap at the source's width, and typer's rich help
+    keeps those breaks, so -h broke sentences where the source did.  The terminal wraps instead."""
+    if command.help:
+        import inspect
+
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        _unwrap_help(sub)
 
 
 class _Group(typer.core.TyperGroup):

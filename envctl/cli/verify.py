@@ -11,6 +11,9 @@ from envctl.cli.progress import activity
 from envctl.cli.tables import Column, print_table
 
 
+RUN_KINDS = ("build", "verify", "smoke", "bench", "setup")
+
+
 def register(app: typer.Typer) -> None:
     app.command("verify")(verify)
     app.command("smoke")(smoke)
@@ -149,12 +152,15 @@ def _interpreter(python: str | None) -> tuple[str, str]:
 
 def history(
     name: Optional[str] = typer.Argument(None, help="Only this image."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="build, verify, smoke or setup."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="build, verify, smoke, bench or setup."),
     limit: int = typer.Option(20, "--limit", help="How many rows."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     wide: bool = typer.Option(False, "--wide", help="One table at its full width, whatever the terminal."),
 ) -> None:
-    """List recorded builds, verifications and setups, newest first."""
+    """List recorded builds, verifications and setups, newest first.
+
+    Each run is listed at the time it started, whatever its kind; its target is what ran: the
+    image id of a build, verify or bench run, the prefix of a setup, the interpreter of a smoke run."""
     from envctl.errors import UsageError
     from envctl.records import Records
     from envctl.spec import NAME_RE
@@ -162,8 +168,8 @@ def history(
     if name is not None and not NAME_RE.match(name):
         raise UsageError(f"{name!r} is not an image name (lowercase letters, digits, . _ -)",
                          hint="envctl catalog lists the images")
-    if kind is not None and kind not in ("build", "verify", "smoke", "setup"):
-        raise UsageError(f"--kind {kind} is not a kind of run", hint="use one of: build, verify, smoke, setup")
+    if kind is not None and kind not in RUN_KINDS:
+        raise UsageError(f"--kind {kind} is not a kind of run", hint=f"use one of: {', '.join(RUN_KINDS)}")
     if limit < 1:
         raise UsageError(f"--limit {limit}: give a positive number of rows")
     runs = Records().runs(image=name, kind=kind, limit=limit)
@@ -172,17 +178,18 @@ def history(
         return
     from envctl.cli.tables import Column, print_table
 
-    columns = [Column("id", justify="right"), Column("when", priority=3), Column("kind"),
-               Column("image", priority=2), Column("ok"), Column("image id", short=False),
+    columns = [Column("id", justify="right"), Column("started", priority=3), Column("kind"),
+               Column("image", priority=2), Column("ok"), Column("target", short=False),
                Column("gpu", priority=1), Column("seconds", justify="right"), Column("summary", short=False)]
     cells = [[str(r.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), r.kind, r.image,
-              console.styled("ok" if r.ok else "fail"), _image_id(r.image_id), r.gpu or "-",
+              console.styled("ok" if r.ok else "fail"), _target(r.image_id), r.gpu or "-",
               f"{r.duration_s:.1f}" if r.duration_s else "-", r.summary or ""] for r in runs]
     print_table(console.out, columns, cells, wide=wide)
 
 
-def _image_id(image_id: str | None) -> str:
-    """A Docker id shortened as docker does; a prefix or interpreter path whole (two must not look alike)."""
+def _target(image_id: str | None) -> str:
+    """What ran: a Docker id shortened as docker does; a prefix or interpreter path whole (two must
+    not look alike)."""
     if not image_id:
         return "-"
     if image_id.startswith("sha256:"):

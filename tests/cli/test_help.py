@@ -50,6 +50,13 @@ def test_help_texts_read_as_written(path):
     assert "\n" not in inspect.cleandoc(command.help or "").split("\n\n")[0]
     for param in command.params:  # typer reads [...] in help as rich markup and drops it
         assert "[" not in (getattr(param, "help", None) or ""), (param.name, param.help)
+    # The description under the usage line is wrapped by the terminal, never where the source
+    # wrapped: a line breaks only where the next word would not fit.
+    text = envctl(*path, "-h").stdout.splitlines()
+    top = text[:next(i for i, line in enumerate(text) if line.startswith("╭"))]
+    for line, after in zip(top, top[1:]):
+        if line.strip() and after.strip() and "Usage:" not in line:
+            assert len(line.rstrip()) + 1 + len(after.split()[0]) > 79, (line, after)
 
 
 def test_matrix_help_exactly():

@@ -6,6 +6,7 @@ from typing import List, Optional
 import typer
 
 from envctl import console
+from envctl.cli.tables import WIDE_OPT, Column, print_table
 
 bench_app = typer.Typer(help="Compare benchmark runs of images: speedups with intervals, regressions, a page.",
                         no_args_is_help=True)
@@ -42,6 +43,7 @@ def compare(
                                                 help="Only these modes gate (default: every mode)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write a page with bars and intervals."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    wide: bool = WIDE_OPT,
 ) -> None:
     """Compare the speedups of B with A's; absolute times only with their intervals.
 
@@ -64,30 +66,40 @@ def compare(
     if json_out:
         console.print_json(comparison_dict(result))
     else:
-        _render_comparison(result)
+        _render_comparison(result, wide=wide)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
 
-def _render_comparison(c) -> None:
-    from rich.table import Table
+# Lower priority stays in the table longer on a narrow terminal; the rest moves to a second line.
+COMPARE_COLUMNS = [
+    Column("model"), Column("mode"), Column("A speedup", priority=2), Column("B speedup", priority=2),
+    Column("B/A", priority=3), Column("verdict", priority=1), Column("A ms", priority=5), Column("B ms", priority=5),
+    Column("abs", priority=4),
+]
+SHOW_COLUMNS = [
+    Column("model"), Column("dtype", priority=2), Column("batch", priority=2, justify="right"), Column("mode"),
+    Column("compile s", priority=4, justify="right"), Column("warm s", priority=5, justify="right"),
+    Column("median ms [95%]", priority=3, justify="right"), Column("blocks", priority=5, justify="right"),
+    Column("speedup", priority=1), Column("why", short=False),
+]
 
-    console.out.print(f"A = {c.a_label}: {c.a_where}")
-    console.out.print(f"B = {c.b_label}: {c.b_where}")
+
+def _render_comparison(c, *, wide: bool) -> None:
+    console.out.print(f"A = {c.a_label}: {c.a_where}", soft_wrap=True)
+    console.out.print(f"B = {c.b_label}: {c.b_where}", soft_wrap=True)
     console.out.print(c.spread_note)
-    table = Table(title="speedup over eager, B against A (95% intervals)", title_justify="left")
-    for col in ("model", "mode", "A speedup", "B speedup", "B/A", "verdict", "A ms", "B ms", "abs"):
-        table.add_column(col, no_wrap=True)
-    notes = []
+    console.out.print("speedup over eager, B against A (95% intervals)")
+    rows, notes = [], []
     for r in c.rows:
         change = f"{r.change[0]:.2f} [{r.change[1]:.2f}-{r.change[2]:.2f}]" if r.change else "-"
         style = {"slower": "red", "faster": "green"}.get(r.verdict, "")
         where = f"{r.key[0]} {r.key[1]} b{r.key[2]}"
-        table.add_row(where, r.key[3], _sp(r.speedup_a), _sp(r.speedup_b), change,
-                      console.styled(r.verdict, style), _ms(r.a), _ms(r.b), r.abs_verdict)
+        rows.append([where, r.key[3], _sp(r.speedup_a), _sp(r.speedup_b), change,
+                     console.styled(r.verdict, style), _ms(r.a), _ms(r.b), r.abs_verdict])
         if r.notes:
             notes.append(f"{where} {r.key[3]}: " + "; ".join(r.notes))
-    console.out.print(table)
+    print_table(console.out, COMPARE_COLUMNS, rows, wide=wide)
     for line in notes:
         console.out.print(line)
     if c.gate:
@@ -102,10 +114,9 @@ def show(
     runs: List[str] = typer.Argument(..., help="Runs: image names (newest run), #IDs or probe JSON files."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a page with bars and intervals."),
     json_out: bool = typer.Option(False, "--json", help="Print the runs' benchmark rows as JSON."),
+    wide: bool = WIDE_OPT,
 ) -> None:
     """Show one or more runs' benchmark rows: medians with intervals, speedups with verdicts."""
-    from rich.table import Table
-
     from envctl.bench import load_runs
 
     loaded = [load_runs(ref, count=1)[0] for ref in runs]
@@ -118,15 +129,13 @@ def show(
         console.print_json([{"run": r.label, "rows": list(r.document.get("benchmarks") or [])} for r in loaded])
         return
     for run in loaded:
-        table = Table(title=f"{run.label}: {run.where}", title_justify="left")
-        for col in ("model", "dtype", "batch", "mode", "compile s", "warm s", "median ms [95%]", "blocks",
-                    "speedup", "why"):
-            table.add_column(col, no_wrap=col != "why")
+        console.out.print(f"{run.label}: {run.where}", soft_wrap=True)
+        rows = []
         for key, r in run.rows.items():
             sp = r.get("speedup") or {}
-            table.add_row(key[0], key[1], str(key[2]), key[3], _num(r.get("compile_s")), _num(r.get("warm_compile_s")),
-                          _ms(r), str(r.get("blocks") or "-"), _sp(sp) if sp else "-", "; ".join(sp.get("why") or []))
-        console.out.print(table)
+            rows.append([key[0], key[1], str(key[2]), key[3], _num(r.get("compile_s")), _num(r.get("warm_compile_s")),
+                         _ms(r), str(r.get("blocks") or "-"), _sp(sp) if sp else "-", "; ".join(sp.get("why") or [])])
+        print_table(console.out, SHOW_COLUMNS, rows, wide=wide)
 
 
 def _num(v) -> str:

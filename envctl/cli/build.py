@@ -6,6 +6,7 @@ from typing import Optional
 import typer
 
 from envctl import console
+from envctl.cli.tables import WIDE_OPT, Column, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -129,7 +130,7 @@ def _is_step(line: str) -> bool:
     return bool(re.match(r"^(Step \d+/\d+ :|#\d+ \[[^\]]*\d+/\d+\] )", line))
 
 
-def images(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def images(json_out: bool = typer.Option(False, "--json", help="Print JSON."), wide: bool = WIDE_OPT) -> None:
     """List images built by envctl: labels, size, and whether their lock is still current."""
     from envctl.build import LABEL_LOCK_HASH, LABEL_SPEC, LABEL_TREE, image_layers
     from envctl.catalog import find_project
@@ -159,16 +160,14 @@ def images(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     if json_out:
         console.print_json(rows)
         return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("image", "id", "tags", "torch", "cuda", "python", "size", "layers", "created", "lock"):
-        table.add_column(col, no_wrap=col in ("image", "id", "lock"))
-    for r in rows:
-        layers = ", ".join(f"{layer['layer']} {_mb(layer['bytes'])}" for layer in r["layers"]) or "-"
-        table.add_row(r["image"], r["id"], ", ".join(r["tags"]) or "-", r["torch"] or "-", r["cuda"] or "-",
-                      r["python"] or "-", _mb(r["size"]), layers, r["created"], console.styled(r["lock"]))
-    console.out.print(table)
+    # A tag is one word, never split; several tags or layers wrap between them.
+    columns = [Column("image"), Column("id", priority=1), Column("tags", short=False), Column("torch", priority=2),
+               Column("cuda", priority=2), Column("python", priority=2), Column("size", priority=3, justify="right"),
+               Column("layers", short=False), Column("created", priority=4), Column("lock", priority=1)]
+    cells = [[r["image"], r["id"], ", ".join(r["tags"]) or "-", r["torch"] or "-", r["cuda"] or "-", r["python"] or "-",
+              _mb(r["size"]), ", ".join(f"{layer['layer']} {_mb(layer['bytes'])}" for layer in r["layers"]) or "-",
+              r["created"], console.styled(r["lock"])] for r in rows]
+    print_table(console.out, columns, cells, wide=wide)
 
 
 def _mb(size: int) -> str:

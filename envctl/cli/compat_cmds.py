@@ -7,6 +7,7 @@ import typer
 
 from envctl import console
 from envctl.cli.progress import activity
+from envctl.cli.tables import WIDE_OPT, Column, print_table, render_grid
 
 artifacts_app = typer.Typer(help="Register TorchScript, torch.export and AOTInductor artifacts.", no_args_is_help=True)
 compat_app = typer.Typer(help="Check which artifacts load correctly under which image.", no_args_is_help=True)
@@ -99,24 +100,21 @@ def add(
 
 
 @artifacts_app.command("list")
-def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+          wide: bool = WIDE_OPT) -> None:
     """List registered artifacts."""
     _, registry = _registry()
     arts = registry.list()
     if json_out:
         console.print_json([a.to_dict() for a in arts])
         return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("name", "kind", "sha256", "size", "format", "torch", "schema", "inputs", "outputs"):
-        table.add_column(col, no_wrap=True)
-    for a in arts:
-        i = a.info
-        table.add_row(a.name, a.kind, a.sha256[:12], str(a.size), i.get("format_version") or "-",
-                      i.get("torch_version") or "-", i.get("schema_version") or "-",
-                      "yes" if i.get("inputs") else "no", "yes" if i.get("outputs") else "no")
-    console.out.print(table)
+    columns = [Column("name"), Column("kind"), Column("sha256", priority=1), Column("size", priority=3, justify="right"),
+               Column("format", priority=4), Column("torch", priority=2), Column("schema", priority=4),
+               Column("inputs", priority=2), Column("outputs", priority=2)]
+    rows = [[a.name, a.kind, a.sha256[:12], str(a.size), a.info.get("format_version") or "-",
+             a.info.get("torch_version") or "-", a.info.get("schema_version") or "-",
+             "yes" if a.info.get("inputs") else "no", "yes" if a.info.get("outputs") else "no"] for a in arts]
+    print_table(console.out, columns, rows, wide=wide)
 
 
 @compat_app.command("run")
@@ -214,7 +212,7 @@ def show_matrix(
     if json_out:
         console.print_json(data)
         return
-    console.out.print(matrix_table(data))
+    console.out.print(matrix_table(data, width=console.out.width))
     for name in data["artifacts"]:  # what went wrong, one line each (the whole message: --json, --html)
         for t, cell in data["cells"][name].items():
             if cell["status"] != "ok":
@@ -222,24 +220,18 @@ def show_matrix(
                                   soft_wrap=True)
 
 
-def matrix_table(data: dict):
-    """Artifact names and statuses are never cut: the long target labels (python:PATH runtime/device)
-    wrap in their headers instead."""
-    from rich.table import Table
-
-    table = Table()
-    longest = max((len(name) for name in data["artifacts"]), default=8)
-    table.add_column("artifact", no_wrap=True, min_width=max(8, longest))
-    for t in data["targets"]:
-        table.add_column(t, overflow="fold", min_width=len("unsupported"))
+def matrix_table(data: dict, *, width: int):
+    """Artifacts down, targets across (tables.render_grid): names and statuses are never cut; the
+    long target labels (python:PATH runtime/device) wrap in their headers or go to a legend."""
+    rows = []
     for name in data["artifacts"]:
-        row = []
+        row = [name]
         for t in data["targets"]:
             cell = data["cells"][name].get(t)
             row.append(console.styled(cell["status"], "green" if cell["status"] == "ok" else "red") if cell
                        else console.styled("-"))
-        table.add_row(name, *row)
-    return table
+        rows.append(row)
+    return render_grid("artifact", data["targets"], rows, width=width)
 
 
 @compat_app.command("check")

@@ -8,7 +8,7 @@ import typer
 
 from envctl import console
 from envctl.cli.progress import activity
-from envctl.cli.tables import Column, print_table
+from envctl.cli.tables import WIDE_OPT, Column, print_table
 
 
 RUN_KINDS = ("build", "verify", "smoke", "bench", "setup")
@@ -155,7 +155,7 @@ def history(
     kind: Optional[str] = typer.Option(None, "--kind", help="build, verify, smoke, bench or setup."),
     limit: int = typer.Option(20, "--limit", help="How many rows."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-    wide: bool = typer.Option(False, "--wide", help="One table at its full width, whatever the terminal."),
+    wide: bool = WIDE_OPT,
 ) -> None:
     """List recorded builds, verifications and setups, newest first.
 
@@ -176,8 +176,6 @@ def history(
     if json_out:
         console.print_json([r.to_dict() for r in runs])
         return
-    from envctl.cli.tables import Column, print_table
-
     columns = [Column("id", justify="right"), Column("started", priority=3), Column("kind"),
                Column("image", priority=2), Column("ok"), Column("target", short=False),
                Column("gpu", priority=1), Column("seconds", justify="right"), Column("summary", short=False)]
@@ -214,6 +212,7 @@ def _show(report, json_out: bool, *, title: str, then=lambda: None) -> None:
         raise typer.Exit(1)
 
 
+CHECK_COLUMNS = [Column("status"), Column("check"), Column("detail", short=False)]
 # Lower priority stays in the table longer on a narrow terminal; the rest moves to a second line.
 BENCH_COLUMNS = [
     Column("model", priority=0), Column("mode", priority=0), Column("dtype", priority=3),
@@ -224,16 +223,11 @@ BENCH_COLUMNS = [
 
 
 def _render(report, title: str) -> None:
-    from rich.table import Table
-
     doc = report.document
     env = doc.get("env") or {}
-    checks = Table(title=f"checks: {title}", title_justify="left")
-    for col in ("status", "check", "detail"):
-        checks.add_column(col, no_wrap=col != "detail")
-    for c in report.checks:
-        checks.add_row(console.styled(c["status"]), c["name"], c.get("message") or "")
-    console.out.print(checks)
+    console.out.print(f"checks: {title}", soft_wrap=True)
+    print_table(console.out, CHECK_COLUMNS, [[console.styled(c["status"]), c["name"], c.get("message") or ""]
+                                             for c in report.checks])
     rows = report.benchmarks
     if rows:
         eager = {(r["model"], r["dtype"], r["batch"]): r.get("median_ms") for r in rows if r["mode"] == "eager"}

@@ -45,7 +45,7 @@ def test_history_lists_start_times_and_names_the_target():
     assert rows["smoke"][5] == "/usr/bin/python3" and rows["smoke"][4] == "fail"
     assert [r["started"] for r in json.loads(envctl("history", "--json").stdout)] == [start + 900, start + 600, start]
     bench = envctl("history", "--kind", "bench")  # recorded by bench compare --run: a kind to filter by
-    assert bench.returncode == 0 and bench.stdout == ""
+    assert bench.returncode == 0 and not {"build", "setup", "smoke"} & set(bench.stdout.split())
 
 
 def test_history_help_exactly():

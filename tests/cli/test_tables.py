@@ -124,7 +124,7 @@ def test_compat_matrix_keeps_artifact_names_and_statuses_beside_long_interpreter
     data = {"targets": targets, "artifacts": names,
             "cells": {n: {t: {"status": statuses[(i + j) % 4], "detail": ""} for j, t in enumerate(targets)}
                       for i, n in enumerate(names)}}
-    text = _rendered(matrix_table(data), width)
+    text = _rendered(matrix_table(data, width=width), width)
     lines = text.splitlines()
     for i, name in enumerate(names):
         row = next(line for line in lines if f" {name} " in line)

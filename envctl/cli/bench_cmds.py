@@ -86,8 +86,8 @@ SHOW_COLUMNS = [
 
 
 def _render_comparison(c, *, wide: bool) -> None:
-    console.out.print(f"A = {c.a_label}: {c.a_where}", soft_wrap=True)
-    console.out.print(f"B = {c.b_label}: {c.b_where}", soft_wrap=True)
+    console.out.print(f"A = {c.a_label}: {c.a_where}")
+    console.out.print(f"B = {c.b_label}: {c.b_where}")
     console.out.print(c.spread_note)
     console.out.print("speedup over eager, B against A (95% intervals)")
     rows, notes = [], []
@@ -129,7 +129,7 @@ def show(
         console.print_json([{"run": r.label, "rows": list(r.document.get("benchmarks") or [])} for r in loaded])
         return
     for run in loaded:
-        console.out.print(f"{run.label}: {run.where}", soft_wrap=True)
+        console.out.print(f"{run.label}: {run.where}")
         rows = []
         for key, r in run.rows.items():
             sp = r.get("speedup") or {}

@@ -8,7 +8,8 @@ row moves to an indented line under it, wrapped, never cut.  ``--wide`` prints t
 its natural width whatever the terminal (piped output gets that width too).
 
 A grid (artifacts down, targets across) keeps its shape: long labels wrap between words in their
-headers, and when even that is too wide the columns are numbered and a legend names each.
+headers; when even that is too wide the columns are numbered and a legend names each; narrower
+still, it is laid out as any table.
 """
 
 from __future__ import annotations
@@ -156,6 +157,8 @@ def render_grid(corner: str, labels: list[str], rows: list[list[str | Text]], *,
         headers = [str(j + 1) for j in range(len(labels))]
         legend = [Text(f"{j + 1} = {label}", overflow="fold") for j, label in enumerate(labels)]
         minimums = [first] + [max(c, len(h)) for c, h in zip(cells, headers)]
+    if sum(minimums) > available:  # not even numbered: one record per row, as any table
+        return render([Column(corner), *(Column(label) for label in labels)], rows, width=width)
     naturals = [first] + [max(c, len(h)) for c, h in zip(cells, headers)]
     widths = _fitted(naturals, minimums, available)
     table = _boxed([corner, *headers], widths, ["left"] * len(widths))

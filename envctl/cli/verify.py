@@ -225,7 +225,7 @@ BENCH_COLUMNS = [
 def _render(report, title: str) -> None:
     doc = report.document
     env = doc.get("env") or {}
-    console.out.print(f"checks: {title}", soft_wrap=True)
+    console.out.print(f"checks: {title}")
     print_table(console.out, CHECK_COLUMNS, [[console.styled(c["status"]), c["name"], c.get("message") or ""]
                                              for c in report.checks])
     rows = report.benchmarks

@@ -6,7 +6,7 @@ import typer
 
 from envctl import console
 
-from envctl.cli.tables import WIDE_OPT, Column, print_table
+from envctl.cli.tables import WIDE_OPT, Column, print_table, render_record
 
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
 
@@ -70,11 +70,6 @@ def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu12
     if json_out:
         console.print_json(info)
         return
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold", no_wrap=True)
-    table.add_column(overflow="fold")  # wraps between words; only a word wider than the terminal folds
     spec, m = info["spec"], info["matrix"]
     rows = [
         ("image", spec["name"]),
@@ -101,10 +96,9 @@ def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu12
         ("content hash", f"{info['spec_hash']} (what the image is made of; its labels carry it)"),
         ("lock inputs hash", f"{info['lock_inputs_hash']} " + _inputs_note(info)),
     ]
-    for key, value in rows:
-        table.add_row(key, console.styled(value, "") if key != "lock" else console.styled(
-            value, console.STATUS_STYLES.get(info["lock"]["state"])))
-    console.out.print(table)
+    pairs = [(key, console.styled(value, console.STATUS_STYLES.get(info["lock"]["state"]) if key == "lock" else ""))
+             for key, value in rows]
+    console.out.print(render_record(pairs, width=console.out.width))
 
 
 def _inputs_note(info: dict) -> str:

@@ -167,6 +167,31 @@ def render_grid(corner: str, labels: list[str], rows: list[list[str | Text]], *,
     return Group(table, *legend)
 
 
+def render_record(pairs: list[tuple[str, str | Text]], *, width: int) -> RenderableType:
+    """Keys and values (``envctl show``): a value wraps between words beside its key; one with a
+    word too wide for that room starts on the line under its key, indented, so it is not split."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.table import Table
+    from rich.text import Text
+
+    key_width = max(len(key) for key, _ in pairs)
+    room = width - key_width - GAP
+    parts: list[RenderableType] = []
+    for key, value in pairs:
+        text = value if isinstance(value, Text) else Text(value)
+        text.overflow = "fold"  # only a word wider than the whole terminal is folded
+        if _longest_word([text.plain]) <= room:
+            row = Table(box=None, show_header=False, pad_edge=False, padding=(0, GAP // 2))
+            row.add_column(width=key_width, no_wrap=True, style="bold")
+            row.add_column(max_width=room, overflow="fold")
+            row.add_row(key, text)
+            parts.append(row)
+        else:
+            parts += [Text(key, style="bold"), Padding(text, (0, 0, 0, 4), expand=False)]
+    return Group(*parts)
+
+
 def print_table(console: Console, columns: list[Column], rows: list[list[str | Text]], *,
                 wide: bool = False) -> None:
     renderable = render(columns, rows, width=console.width, wide=wide)

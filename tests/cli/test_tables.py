@@ -140,7 +140,7 @@ def test_compat_matrix_keeps_artifact_names_and_statuses_beside_long_interpreter
 
 def _tokens(text: str) -> set[str]:
     flat = text.translate({ord(c): " " for c in "│┃┏┓┗┛┡┩└┘┌┐━─┳┻╇╈┬┴┼"})
-    return {t.rstrip(";") for t in flat.split()}
+    return {t.strip("();,") for t in flat.split()}
 
 
 def _assert_words_whole(result: subprocess.CompletedProcess, width: int, values) -> None:
@@ -155,7 +155,7 @@ def _assert_words_whole(result: subprocess.CompletedProcess, width: int, values)
         if str(value) == "-":  # "nothing here": left out of a row's second line
             continue
         for word in str(value).split():
-            assert word in tokens or word.rstrip(",;") in tokens, (word, value, text)
+            assert word.strip("();,") in tokens, (word, value, text)
 
 
 @pytest.fixture
@@ -310,3 +310,14 @@ def test_smoke_checks_keep_every_value_at_80():
     doc = json.loads(envctl("smoke", "--python", sys.executable, "--checks-only", "--gpus", "none", "--json",
                             columns=80).stdout)
     _assert_words_whole(result, 80, [v for c in doc["checks"] for v in (c["status"], c["name"], c["message"])])
+
+
+def test_show_keeps_hashes_and_paths_whole_at_80(project):
+    result = envctl("show", "pytorch-2.14-cu130-pypi", columns=80)
+    info = json.loads(envctl("show", "pytorch-2.14-cu130-pypi", "--json", columns=80).stdout)
+    values = [info["spec_hash"], info["lock_inputs_hash"], info["lock"]["path"], info["spec"]["base"],
+              *(f"{k} {v}" for k, v in info["cuda_libraries"].items())]
+    _assert_words_whole(result, 80, values)
+    lines = result.stdout.splitlines()
+    assert lines[0].split() == ["image", "pytorch-2.14-cu130-pypi"]  # a value that fits stays beside its key
+    assert lines[lines.index("content hash") + 1].split()[0] == info["spec_hash"]  # one too wide goes under it

@@ -108,9 +108,9 @@ def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
     if json_out:
         console.print_json([a.to_dict() for a in arts])
         return
-    columns = [Column("name"), Column("kind"), Column("sha256", priority=1), Column("size", priority=3, justify="right"),
-               Column("format", priority=4), Column("torch", priority=2), Column("schema", priority=4),
-               Column("inputs", priority=2), Column("outputs", priority=2)]
+    columns = [Column("name"), Column("kind"), Column("sha256", priority=1),
+               Column("size", priority=3, justify="right"), Column("format", priority=4), Column("torch", priority=2),
+               Column("schema", priority=4), Column("inputs", priority=2), Column("outputs", priority=2)]
     rows = [[a.name, a.kind, a.sha256[:12], str(a.size), a.info.get("format_version") or "-",
              a.info.get("torch_version") or "-", a.info.get("schema_version") or "-",
              "yes" if a.info.get("inputs") else "no", "yes" if a.info.get("outputs") else "no"] for a in arts]

@@ -223,7 +223,8 @@ def test_bench_show_and_compare_keep_every_value_at_80():
     assert "speedup" in header.split()  # the verdict column stays in the row at 80
 
 
-TARGETS = [f"python:/opt/torch/.venv/bin/python3 {rt}/{dev}" for rt in ("python", "libtorch") for dev in ("cuda", "cpu")]
+TARGETS = [f"python:/opt/torch/.venv/bin/python3 {rt}/{dev}"
+           for rt in ("python", "libtorch") for dev in ("cuda", "cpu")]
 
 
 def _matrix(names: list[str]) -> dict:

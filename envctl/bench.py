@@ -22,7 +22,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from envctl.errors import EnvctlError, UsageError
+from envctl.errors import UsageError
 
 SAME_BAND = 0.05  # a change interval within noise +- 5% of 1.0 is "same"
 BUSY_SHARE = 0.25  # other processes on more than this share of the cores: contended (as the probe)
@@ -59,7 +59,7 @@ class BenchRun:
 def _from_record(rec_id: int, records) -> BenchRun:
     rows = list(records.execute("SELECT id, kind, image, document FROM runs WHERE id = ?", (rec_id,)))
     if not rows or not rows[0]["document"]:
-        raise EnvctlError(f"no recorded run #{rec_id} with a probe document", hint="see: envctl history")
+        raise UsageError(f"no recorded run #{rec_id} with a probe document", hint="see: envctl history")
     row = rows[0]
     return BenchRun(f"{row['image']} #{row['id']}", json.loads(row["document"]), int(row["id"]))
 
@@ -89,7 +89,7 @@ def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
         if len(found) == count:
             break
     if not found:
-        raise EnvctlError(f"no recorded benchmark run of {ref}",
+        raise UsageError(f"no recorded benchmark run of {ref}",
                           hint=f"run: envctl verify {ref} (or name a probe JSON file or #ID)")
     return found
 
@@ -328,12 +328,13 @@ def check_repeat(repeat: int) -> int:
 
 
 def compare(a_runs: list[BenchRun], b_runs: list[BenchRun], *, threshold_pct: float = 10.0,
-            gate_modes: tuple[str, ...] = (), include_host_bound: bool = False) -> Comparison:
+            gate_modes: tuple[str, ...] | None = None, include_host_bound: bool = False) -> Comparison:
     """Compare the newest run of A with the newest of B; the others give the run-to-run spread.
 
     The noise of a row is the larger of the spread measured across each side's runs and the
     floor measured for the device kind. Absolute times compare only between runs on the same
     GPU model, or, on the CPU, where the host's recorded dispatch speed agrees within the floor.
+    A mode in ``gate_modes`` (every mode when None) that is slower beyond the threshold gates.
     ``include_host_bound``: draw verdicts from host-bound rows too (contended ones never).
     """
     check_threshold(threshold_pct)
@@ -374,7 +375,7 @@ def compare(a_runs: list[BenchRun], b_runs: list[BenchRun], *, threshold_pct: fl
             if state and rc.abs_verdict.startswith("B "):
                 rc.notes.append(f"{side} state: {state}")
         rows.append(rc)
-    gate = [r for r in rows if r.key[3] in gate_modes and (
+    gate = [r for r in rows if (gate_modes is None or r.key[3] in gate_modes) and (
         (r.verdict == "slower" and r.change and r.change[0] < 1.0 - threshold_pct / 100.0)
         or (r.abs_verdict == "B slower" and r.abs_change and r.abs_change[0] > 1.0 + threshold_pct / 100.0))]
     return Comparison(a.label, b.label, a.where, b.where, spread_note, rows, gate, threshold_pct,

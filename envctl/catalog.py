@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from envctl.errors import EnvctlError, UnknownImageError
+from envctl.errors import UnknownImageError, UsageError
 from envctl.matrix import check_image_name, require_real
 from envctl.spec import ImageSpec, load_spec
 
@@ -79,12 +79,13 @@ def find_project(start: Path | None = None) -> Project:
     if env:
         root = Path(env).expanduser().resolve()
         if not (root / "images").is_dir():
-            raise EnvctlError(f"ENVCTL_PROJECT={env} has no images/ folder",
+            raise UsageError(f"ENVCTL_PROJECT={env} has no images/ folder",
                               hint="point ENVCTL_PROJECT at an envctl project (the folder holding images/)")
         return Project(root)
     here = (start or Path.cwd()).resolve()
     for folder in (here, *here.parents):
         if (folder / "images").is_dir():
             return Project(folder)
-    raise EnvctlError(f"no envctl project found from {here} (no images/ folder here or above)",
+    # Where envctl was run (or pointed) is the user's input: a usage error, exit 2.
+    raise UsageError(f"no envctl project found from {here} (no images/ folder here or above)",
                       hint="cd into the envctl checkout, or set ENVCTL_PROJECT=/path/to/project")

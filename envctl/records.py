@@ -95,10 +95,12 @@ def default_path() -> Path:
 
 @dataclass(frozen=True)
 class Run:
+    """One recorded build, verify, smoke, bench or setup run."""
+
     id: int
     kind: str
     image: str
-    image_id: str | None
+    image_id: str | None  # what ran: a Docker image id, or the prefix or interpreter path of setup and smoke
     spec_hash: str | None
     lock_hash: str | None
     host: str
@@ -106,7 +108,7 @@ class Run:
     driver: str | None
     ok: bool
     summary: str | None
-    started: float
+    started: float  # when the run began (epoch seconds), for every kind alike
     duration_s: float | None
 
     def to_dict(self) -> dict[str, Any]:
@@ -205,13 +207,14 @@ class Records:
             raise RecordsError(f"{self.path}: cannot record {what} ({exc}); the result is {where}",
                                hint=_HINT) from None
 
-    def add_run(self, *, kind: str, image: str, ok: bool, image_id: str | None = None,
+    def add_run(self, *, kind: str, image: str, ok: bool, started: float, image_id: str | None = None,
                 spec_hash: str | None = None, lock_hash: str | None = None, gpu: str | None = None,
-                driver: str | None = None, summary: str | None = None, started: float | None = None,
-                duration_s: float | None = None, document: Any = None) -> int:
+                driver: str | None = None, summary: str | None = None, duration_s: float | None = None,
+                document: Any = None) -> int:
+        """Add a run.  ``started`` is required: every kind is listed by when it began (a default of
+        "now" once made builds read as their finish time beside verifications' start)."""
         row = (kind, image, image_id, spec_hash, lock_hash, socket.gethostname(), gpu, driver, int(ok),
-               summary, started if started is not None else time.time(), duration_s,
-               json.dumps(document, sort_keys=True) if document is not None else None)
+               summary, started, duration_s, json.dumps(document, sort_keys=True) if document is not None else None)
         sql = ("INSERT INTO runs (kind, image, image_id, spec_hash, lock_hash, host, gpu, driver, ok,"
                " summary, started, duration_s, document) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
         payload = {"table": "runs", "row": dict(zip(

@@ -87,9 +87,9 @@ def test_inconclusive_side_settles_nothing_and_absolute_needs_intervals():
 
 def test_load_runs_from_records_and_files(tmp_path):
     records = Records(tmp_path / "r.db")
-    for speedup in (1.5, 1.7):
-        records.add_run(kind="verify", image="img", ok=True, document=_doc(speedup))
-    records.add_run(kind="build", image="img", ok=True, document={"not": "a probe"})
+    for i, speedup in enumerate((1.5, 1.7)):
+        records.add_run(kind="verify", image="img", ok=True, started=1000.0 + i, document=_doc(speedup))
+    records.add_run(kind="build", image="img", ok=True, started=1002.0, document={"not": "a probe"})
     runs = load_runs("img", records=records)
     assert [r.document["benchmarks"][1]["speedup"]["median"] for r in runs] == [1.7, 1.5]  # newest first
     one = load_runs(f"#{runs[1].record_id}", records=records)
@@ -132,6 +132,24 @@ def test_cli_compare_exit_codes_json_and_html(tmp_path):
                                                                 "script": "same"}
     gated_off = _envctl("bench", "compare", str(a), str(b), "--fail-on", "script")
     assert gated_off.returncode == 0  # only the chosen modes gate
+
+
+def test_cli_compare_gates_every_mode_by_default(tmp_path):
+    # Only TorchScript lost its speedup (2.5x -> 1.5x): a regression, whichever mode it is.
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    a.write_text(json.dumps(_doc(1.8)))
+    slower_script = _doc(1.8)
+    slower_script["benchmarks"][2] = _row("script", 6.0 / 1.5, 1.5)
+    b.write_text(json.dumps(slower_script))
+    gated = _envctl("bench", "compare", str(a), str(b))
+    assert gated.returncode == 1, gated.stderr
+    assert "regression beyond 10%: script on resnet50 fp32 b1" in gated.stderr
+    assert _envctl("bench", "compare", str(a), str(b), "--fail-on", "compile-default").returncode == 0
+    for missing in ("#4242", "no-such-image"):  # a run that does not exist is bad input
+        result = _envctl("bench", "compare", missing, str(b))
+        assert result.returncode == 2 and result.stderr.startswith("error: no recorded "), result.stderr
+    assert "Exit 0 when no gated mode lost more than --threshold (speedup or time), 1 when one did" in \
+        " ".join(_envctl("bench", "compare", "-h").stdout.replace("│", " ").split())
 
 
 def test_cli_show_recorded_h100_runs(tmp_path):

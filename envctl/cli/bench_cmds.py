@@ -6,6 +6,7 @@ from typing import List, Optional
 import typer
 
 from envctl import console
+from envctl.cli.tables import WIDE_OPT, Column, print_table
 
 bench_app = typer.Typer(help="Compare benchmark runs of images: speedups with intervals, regressions, a page.",
                         no_args_is_help=True)
@@ -39,16 +40,19 @@ def compare(
     gpus: str = typer.Option("all", "--gpus", help="With --run: all, none, or a GPU count."),
     threshold: float = typer.Option(10.0, "--threshold", help="Regression gate: % loss of a speedup that fails."),
     fail_on: Optional[List[str]] = typer.Option(None, "--fail-on",
-                                                help="Mode(s) whose regression exits 1 (default compile-default)."),
+                                                help="Only these modes gate (default: every mode)."),
     include_host_bound: bool = typer.Option(False, "--include-host-bound",
                                             help="Also draw verdicts from rows the probe found host-bound "
                                                  "(their times follow the host CPU's speed between runs)."),
     html: Optional[Path] = typer.Option(None, "--html", help="Also write a page with bars and intervals."),
     json_out: bool = typer.Option(False, "--json", help="Print the comparison as JSON."),
+    wide: bool = WIDE_OPT,
 ) -> None:
-    """Compare B's speedups with A's, and, on the same GPU model, B's times with A's: each beyond its
-    intervals and the run-to-run noise. Rows the probe flagged (host-bound, contended) get no verdict.
-    Exit 1 when a gated mode regressed beyond the threshold."""
+    """Compare B's speedups with A's, and, on the same GPU model, B's times with A's: each beyond
+    its intervals and the run-to-run noise. Rows the probe flagged (host-bound, contended) get no verdict.
+
+    Exit 0 when no gated mode lost more than --threshold (speedup or time), 1 when one did (every
+    mode gates unless --fail-on names some), 2 on bad input."""
     from envctl.bench import compare as compare_runs
     from envctl.bench import check_repeat, check_threshold, comparison_dict, load_runs, measure_image
 
@@ -59,7 +63,7 @@ def compare(
         b_runs = [measure_image(b, level=level, gpus=gpus) for _ in range(repeat)][::-1]
     else:
         a_runs, b_runs = load_runs(a), load_runs(b)
-    result = compare_runs(a_runs, b_runs, threshold_pct=threshold, gate_modes=tuple(fail_on or ["compile-default"]),
+    result = compare_runs(a_runs, b_runs, threshold_pct=threshold, gate_modes=tuple(fail_on) if fail_on else None,
                           include_host_bound=include_host_bound)
     if html:
         from envctl.bench_html import render_html
@@ -69,21 +73,31 @@ def compare(
     if json_out:
         console.print_json(comparison_dict(result))
     else:
-        _render_comparison(result)
+        _render_comparison(result, wide=wide)
     if result.exit_code:
         raise typer.Exit(result.exit_code)
 
 
-def _render_comparison(c) -> None:
-    from rich.table import Table
+# Lower priority stays in the table longer on a narrow terminal; the rest moves to a second line.
+COMPARE_COLUMNS = [
+    Column("model"), Column("mode"), Column("A speedup", priority=2), Column("B speedup", priority=2),
+    Column("B/A", priority=3), Column("verdict", priority=1), Column("A ms", priority=5), Column("B ms", priority=5),
+    Column("abs", priority=4),
+]
+SHOW_COLUMNS = [
+    Column("model"), Column("dtype", priority=2), Column("batch", priority=2, justify="right"), Column("mode"),
+    Column("compile s", priority=4, justify="right"), Column("warm s", priority=5, justify="right"),
+    Column("median ms [95%]", priority=3, justify="right"), Column("blocks", priority=5, justify="right"),
+    Column("speedup", priority=1), Column("why", short=False),
+]
 
+
+def _render_comparison(c, *, wide: bool) -> None:
     console.out.print(f"A = {c.a_label}: {c.a_where}")
     console.out.print(f"B = {c.b_label}: {c.b_where}")
     console.out.print(c.spread_note)
-    table = Table(title="speedup over eager, B against A (95% intervals)", title_justify="left")
-    for col in ("model", "mode", "A speedup", "B speedup", "B/A", "verdict", "A ms", "B ms", "abs"):
-        table.add_column(col, no_wrap=True)
-    notes = []
+    console.out.print("speedup over eager, B against A (95% intervals)")
+    rows, notes = [], []
     for r in c.rows:
         change = f"{r.change[0]:.2f} [{r.change[1]:.2f}-{r.change[2]:.2f}]" if r.change else "-"
         style = {"slower": "red", "faster": "green"}.get(r.verdict, "")
@@ -91,13 +105,13 @@ def _render_comparison(c) -> None:
         absolute = r.abs_verdict
         if r.abs_change and r.abs_verdict in ("B slower", "B faster", "same", "within noise"):
             absolute = f"{r.abs_verdict} {r.abs_change[0]:.2f}x"
-        table.add_row(where, r.key[3], _sp(r.speedup_a), _sp(r.speedup_b), change,
-                      console.styled(r.verdict, style), _ms(r.a), _ms(r.b), absolute)
+        rows.append([where, r.key[3], _sp(r.speedup_a), _sp(r.speedup_b), change,
+                     console.styled(r.verdict, style), _ms(r.a), _ms(r.b), absolute])
         if r.withheld:
             notes.append(f"withheld {where} {r.key[3]}: " + "; ".join(r.withheld))
         elif r.notes:
             notes.append(f"{where} {r.key[3]}: " + "; ".join(r.notes))
-    console.out.print(table)
+    print_table(console.out, COMPARE_COLUMNS, rows, wide=wide)
     for line in notes:
         console.out.print(line)
     if c.gate:
@@ -115,10 +129,9 @@ def show(
     runs: List[str] = typer.Argument(..., help="Runs: image names (newest run), #IDs or probe JSON files."),
     html: Optional[Path] = typer.Option(None, "--html", help="Write a page with bars and intervals."),
     json_out: bool = typer.Option(False, "--json", help="Print the runs' benchmark rows as JSON."),
+    wide: bool = WIDE_OPT,
 ) -> None:
     """Show one or more runs' benchmark rows: medians with intervals, speedups with verdicts."""
-    from rich.table import Table
-
     from envctl.bench import load_runs
 
     loaded = [load_runs(ref, count=1)[0] for ref in runs]
@@ -131,15 +144,13 @@ def show(
         console.print_json([{"run": r.label, "rows": list(r.document.get("benchmarks") or [])} for r in loaded])
         return
     for run in loaded:
-        table = Table(title=f"{run.label}: {run.where}", title_justify="left")
-        for col in ("model", "dtype", "batch", "mode", "compile s", "warm s", "median ms [95%]", "blocks",
-                    "speedup", "why"):
-            table.add_column(col, no_wrap=col != "why")
+        console.out.print(f"{run.label}: {run.where}")
+        rows = []
         for key, r in run.rows.items():
             sp = r.get("speedup") or {}
-            table.add_row(key[0], key[1], str(key[2]), key[3], _num(r.get("compile_s")), _num(r.get("warm_compile_s")),
-                          _ms(r), str(r.get("blocks") or "-"), _sp(sp) if sp else "-", "; ".join(sp.get("why") or []))
-        console.out.print(table)
+            rows.append([key[0], key[1], str(key[2]), key[3], _num(r.get("compile_s")), _num(r.get("warm_compile_s")),
+                         _ms(r), str(r.get("blocks") or "-"), _sp(sp) if sp else "-", "; ".join(sp.get("why") or [])])
+        print_table(console.out, SHOW_COLUMNS, rows, wide=wide)
 
 
 def _num(v) -> str:

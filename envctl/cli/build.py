@@ -1,10 +1,12 @@
 """`envctl build` and `envctl images`."""
 
+import time
 from typing import Optional
 
 import typer
 
 from envctl import console
+from envctl.cli.tables import WIDE_OPT, Column, print_table
 
 
 def register(app: typer.Typer) -> None:
@@ -56,6 +58,7 @@ def build(
     base = engine.image(spec.base)
     plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root),
                       base_id=base.id if base else "", rattler=rattler, builder=engine.builder())
+    started = time.time()
     try:
         result = _run_build(engine, plan, cache, rebuild=rebuild, no_cache=no_cache, platform=platform,
                             quiet=json_out)
@@ -66,10 +69,10 @@ def build(
             console.err.print("  | " + line)
         console.status(f"full log: {exc.log_path}")
         record_run(kind="build", image=spec.name, ok=False, spec_hash=spec.content_hash(),
-                   lock_hash=lock.lock_hash, summary=str(exc))
+                   lock_hash=lock.lock_hash, started=started, duration_s=time.time() - started, summary=str(exc))
         raise typer.Exit(1)
     if result.built:
-        record_run(kind="build", image=spec.name, ok=True, image_id=result.image.id,
+        record_run(kind="build", image=spec.name, ok=True, image_id=result.image.id, started=started,
                    spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, duration_s=result.seconds,
                    summary=f"{result.tag} {result.image.size} bytes", document=result.to_dict())
     if push:
@@ -127,7 +130,7 @@ def _is_step(line: str) -> bool:
     return bool(re.match(r"^(Step \d+/\d+ :|#\d+ \[[^\]]*\d+/\d+\] )", line))
 
 
-def images(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def images(json_out: bool = typer.Option(False, "--json", help="Print JSON."), wide: bool = WIDE_OPT) -> None:
     """List images built by envctl: labels, size, and whether their lock is still current."""
     from envctl.build import LABEL_LOCK_HASH, LABEL_SPEC, LABEL_TREE, image_layers
     from envctl.catalog import find_project
@@ -157,16 +160,14 @@ def images(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -
     if json_out:
         console.print_json(rows)
         return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("image", "id", "tags", "torch", "cuda", "python", "size", "layers", "created", "lock"):
-        table.add_column(col, no_wrap=col in ("image", "id", "lock"))
-    for r in rows:
-        layers = ", ".join(f"{layer['layer']} {_mb(layer['bytes'])}" for layer in r["layers"]) or "-"
-        table.add_row(r["image"], r["id"], ", ".join(r["tags"]) or "-", r["torch"] or "-", r["cuda"] or "-",
-                      r["python"] or "-", _mb(r["size"]), layers, r["created"], console.styled(r["lock"]))
-    console.out.print(table)
+    # A tag is one word, never split; several tags or layers wrap between them.
+    columns = [Column("image"), Column("id", priority=1), Column("tags", short=False), Column("torch", priority=2),
+               Column("cuda", priority=2), Column("python", priority=2), Column("size", priority=3, justify="right"),
+               Column("layers", short=False), Column("created", priority=4), Column("lock", priority=1)]
+    cells = [[r["image"], r["id"], ", ".join(r["tags"]) or "-", r["torch"] or "-", r["cuda"] or "-", r["python"] or "-",
+              _mb(r["size"]), ", ".join(f"{layer['layer']} {_mb(layer['bytes'])}" for layer in r["layers"]) or "-",
+              r["created"], console.styled(r["lock"])] for r in rows]
+    print_table(console.out, columns, cells, wide=wide)
 
 
 def _mb(size: int) -> str:

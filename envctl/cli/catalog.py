@@ -6,8 +6,9 @@ import typer
 
 from envctl import console
 
+from envctl.cli.tables import WIDE_OPT, Column, print_table, render_record
+
 JSON_OPT = typer.Option(False, "--json", help="Print JSON for scripts instead of a table.")
-WIDE_OPT = typer.Option(False, "--wide", help="One table at its full width, whatever the terminal.")
 
 
 def register(app: typer.Typer) -> None:
@@ -28,8 +29,6 @@ def catalog(json_out: bool = JSON_OPT, wide: bool = WIDE_OPT) -> None:
     if json_out:
         console.print_json(rows)
     else:
-        from envctl.cli.tables import Column, print_table
-
         columns = [Column("image", priority=0), Column("torch", priority=1), Column("cuda", priority=1),
                    Column("python", priority=1), Column("torch from", priority=3), Column("lock", priority=2),
                    Column("last build", priority=4), Column("last verify", priority=4)]
@@ -71,11 +70,6 @@ def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu12
     if json_out:
         console.print_json(info)
         return
-    from rich.table import Table
-
-    table = Table(show_header=False, box=None, pad_edge=False)
-    table.add_column(style="bold")
-    table.add_column()
     spec, m = info["spec"], info["matrix"]
     rows = [
         ("image", spec["name"]),
@@ -102,10 +96,9 @@ def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu12
         ("content hash", f"{info['spec_hash']} (what the image is made of; its labels carry it)"),
         ("lock inputs hash", f"{info['lock_inputs_hash']} " + _inputs_note(info)),
     ]
-    for key, value in rows:
-        table.add_row(key, console.styled(value, "") if key != "lock" else console.styled(
-            value, console.STATUS_STYLES.get(info["lock"]["state"])))
-    console.out.print(table)
+    pairs = [(key, console.styled(value, console.STATUS_STYLES.get(info["lock"]["state"]) if key == "lock" else ""))
+             for key, value in rows]
+    console.out.print(render_record(pairs, width=console.out.width))
 
 
 def _inputs_note(info: dict) -> str:

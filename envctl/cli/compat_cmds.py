@@ -7,6 +7,7 @@ import typer
 
 from envctl import console
 from envctl.cli.progress import activity
+from envctl.cli.tables import WIDE_OPT, Column, print_table, render_grid
 
 artifacts_app = typer.Typer(help="Register TorchScript, torch.export and AOTInductor artifacts.", no_args_is_help=True)
 compat_app = typer.Typer(help="Check which artifacts load correctly under which image.", no_args_is_help=True)
@@ -120,24 +121,21 @@ def remove(
 
 
 @artifacts_app.command("list")
-def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON.")) -> None:
+def list_(json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+          wide: bool = WIDE_OPT) -> None:
     """List registered artifacts."""
     _, registry = _registry()
     arts = registry.list()
     if json_out:
         console.print_json([a.to_dict() for a in arts])
         return
-    from rich.table import Table
-
-    table = Table()
-    for col in ("name", "kind", "sha256", "size", "format", "torch", "schema", "inputs", "outputs"):
-        table.add_column(col, no_wrap=True)
-    for a in arts:
-        i = a.info
-        table.add_row(a.name, a.kind, a.sha256[:12], str(a.size), i.get("format_version") or "-",
-                      i.get("torch_version") or "-", i.get("schema_version") or "-",
-                      "yes" if i.get("inputs") else "no", "yes" if i.get("outputs") else "no")
-    console.out.print(table)
+    columns = [Column("name"), Column("kind"), Column("sha256", priority=1),
+               Column("size", priority=3, justify="right"), Column("format", priority=4), Column("torch", priority=2),
+               Column("schema", priority=4), Column("inputs", priority=2), Column("outputs", priority=2)]
+    rows = [[a.name, a.kind, a.sha256[:12], str(a.size), a.info.get("format_version") or "-",
+             a.info.get("torch_version") or "-", a.info.get("schema_version") or "-",
+             "yes" if a.info.get("inputs") else "no", "yes" if a.info.get("outputs") else "no"] for a in arts]
+    print_table(console.out, columns, rows, wide=wide)
 
 
 @compat_app.command("run")
@@ -152,7 +150,10 @@ def run(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the results as JUnit XML."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """Load and run every selected artifact under each image, each in isolation."""
+    """Load and run every selected artifact under each image, each in isolation.
+
+    Exit 0 when every cell is ok, 1 when any is not (each such cell is a failure in --junit too),
+    2 on bad input."""
     from envctl.compat import check_timeout, record, render_junit
     from envctl.errors import UsageError
 
@@ -173,8 +174,12 @@ def run(
         for o in results:
             line = console.styled(f"{o.status:<11}", "green" if o.status == "ok" else "red")
             line.append(f" {o.artifact.name} under {o.column}: {o.detail}")
-            console.out.print(line, no_wrap=True, overflow="ellipsis")
+            console.out.print(line, soft_wrap=True)  # one line per cell, never cut: the terminal wraps it
     record(records, results)
+    failed = [o for o in results if o.status != "ok"]
+    if failed:
+        console.status(f"{len(failed)} of {len(results)} cells not ok")
+        raise typer.Exit(1)
 
 
 def _check_options(device: str, runtimes: List[str]) -> None:
@@ -228,32 +233,26 @@ def show_matrix(
     if json_out:
         console.print_json(data)
         return
-    console.out.print(matrix_table(data))
+    console.out.print(matrix_table(data, width=console.out.width))
     for name in data["artifacts"]:  # what went wrong, one line each (the whole message: --json, --html)
         for t, cell in data["cells"][name].items():
             if cell["status"] != "ok":
                 console.out.print(console.styled(f"{name} under {t}: {cell['status']}: {cell['detail']}"),
-                                  no_wrap=True, overflow="ellipsis")
+                                  soft_wrap=True)
 
 
-def matrix_table(data: dict):
-    """Artifact names and statuses are never cut: the long target labels (python:PATH runtime/device)
-    wrap in their headers instead."""
-    from rich.table import Table
-
-    table = Table()
-    longest = max((len(name) for name in data["artifacts"]), default=8)
-    table.add_column("artifact", no_wrap=True, min_width=max(8, longest))
-    for t in data["targets"]:
-        table.add_column(t, overflow="fold", min_width=len("unsupported"))
+def matrix_table(data: dict, *, width: int):
+    """Artifacts down, targets across (tables.render_grid): names and statuses are never cut; the
+    long target labels (python:PATH runtime/device) wrap in their headers or go to a legend."""
+    rows = []
     for name in data["artifacts"]:
-        row = []
+        row = [name]
         for t in data["targets"]:
             cell = data["cells"][name].get(t)
             row.append(console.styled(cell["status"], "green" if cell["status"] == "ok" else "red") if cell
                        else console.styled("-"))
-        table.add_row(name, *row)
-    return table
+        rows.append(row)
+    return render_grid("artifact", data["targets"], rows, width=width)
 
 
 @compat_app.command("check")
@@ -267,7 +266,10 @@ def check(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the gate's result as JUnit XML."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
-    """The upgrade gate: exit 1 when an artifact that is ok under --from is not ok under --to."""
+    """The upgrade gate: exit 1 when an artifact that is ok under --from is not ok under --to.
+
+    Exit 0 when nothing regresses (an artifact not ok under --from either is skipped, as in
+    --junit), 1 on a regression, 2 on bad input."""
     from envctl.compat import check_timeout, record, regressions, render_junit
 
     check_timeout(timeout)

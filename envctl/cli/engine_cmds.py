@@ -11,7 +11,7 @@ def register(app: typer.Typer) -> None:
 
 
 def base(
-    ref: str = typer.Option(None, "--tag", help="Name of the base image to make [default: envctl/debian:SUITE]."),
+    ref: str = typer.Option(None, "--tag", help="Name of the base image to make (default: envctl/debian:SUITE)."),
     suite: str = typer.Option("bookworm", help="Debian suite (bookworm: Python 3.11; trixie: Python 3.13)."),
     mirror: str = typer.Option("http://deb.debian.org/debian", help="Debian mirror."),
     no_toolchain: bool = typer.Option(False, "--no-toolchain",

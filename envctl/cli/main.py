@@ -60,6 +60,31 @@ def _is_str_list(kind) -> bool:
 _lean_flags()
 
 
+def _click_help() -> None:
+    """Help lines as click writes them (typer 0.29 departs from it): a flag takes no value, so it
+    shows no ``<bool>`` placeholder; an argument is ``NAME`` in the usage line (``[NAME]`` when
+    optional), not ``{name}``, which reads like a template nobody filled in."""
+    core = typer.core
+    option_type = core.TyperOption.display_type_rich
+    if getattr(option_type, "_envctl_click", False):
+        return
+
+    def display_type_rich(self, ctx):
+        return None if self.is_flag and self.metavar is None else option_type(self, ctx)
+
+    def usage_name(self) -> str:
+        name = self.metavar or self.name.upper()
+        name = name if self.required else f"[{name}]"
+        return name + ("..." if self.nargs != 1 else "")
+
+    display_type_rich._envctl_click = True
+    core.TyperOption.display_type_rich = display_type_rich
+    core.TyperArgument._usage_display_name = usage_name
+
+
+_click_help()
+
+
 class _Commands(MutableMapping):
     """The group's commands by name: every name known from COMMANDS, a command built when first
     looked up (click reads ``group.commands`` for dispatch, help, suggestions and completion)."""
@@ -79,6 +104,8 @@ class _Commands(MutableMapping):
         built = typer.main.get_command(sub).commands
         missing = sorted(n for n, m in COMMANDS.items() if m == module and n not in built)
         assert not missing, f"envctl.cli.{module}.register() adds no command {missing}"
+        for command in built.values():
+            _unwrap_help(command)
         self._built.update(built)
 
     def __setitem__(self, name: str, command) -> None:
@@ -92,6 +119,18 @@ class _Commands(MutableMapping):
 
     def __len__(self) -> int:
         return len(set(COMMANDS) | set(self._built))
+
+
+def _unwrap_help(command) -> None:
+    """One line per paragraph of help: docstrings wrap at the source's width, and typer's rich help
+    keeps those breaks, so -h broke sentences where the source did.  The terminal wraps instead."""
+    if command.help:
+        import inspect
+
+        paragraphs = inspect.cleandoc(command.help).split("\n\n")
+        command.help = "\n\n".join(" ".join(p.split()) for p in paragraphs)
+    for sub in getattr(command, "commands", {}).values():
+        _unwrap_help(sub)
 
 
 class _Group(typer.core.TyperGroup):

@@ -27,8 +27,10 @@ def refresh(
                                            "'none' to skip."),
     no_cache: bool = typer.Option(False, "--no-cache", help="Read everything again (no cached pages or metadata)."),
 ) -> None:
-    """Read every torch release since 2.0 from the indexes; show the changes as a diff, then
-    rewrite the data file atomically (curated fields and comments kept)."""
+    """Bring the release matrix up to date from the package indexes.
+
+    Reads every torch release since 2.0, shows the changes as a diff, then rewrites the data file
+    atomically (curated fields and comments kept)."""
     from envctl.cache import default_root
     from envctl.pypi.refresh import apply, plan_refresh
 

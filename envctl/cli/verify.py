@@ -8,7 +8,10 @@ import typer
 
 from envctl import console
 from envctl.cli.progress import activity
-from envctl.cli.tables import Column, print_table
+from envctl.cli.tables import WIDE_OPT, Column, print_table
+
+
+RUN_KINDS = ("build", "verify", "smoke", "bench", "setup")
 
 
 def register(app: typer.Typer) -> None:
@@ -34,7 +37,9 @@ def verify(
                                      help="Versions, libraries, drift and the file tree only: no benchmarks."),
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
 ) -> None:
-    """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark."""
+    """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark.
+
+    Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from envctl.build import require_built
     from envctl.catalog import find_project
     from envctl.engine import Engine
@@ -66,14 +71,18 @@ def verify(
 def smoke(
     python: Optional[str] = typer.Option(None, "--python",
                                          help="Interpreter to probe: a path (a prefix's bin/python) or a command "
-                                              "on PATH [default: python3 on PATH]."),
+                                              "on PATH (default: python3 on PATH)."),
     name: Optional[str] = typer.Option(None, "--image", help="Check against this image's spec and lock."),
     gpus: str = typer.Option("all", "--gpus", help="all, none, or a GPU count."),
     quick: bool = typer.Option(False, "--quick", help="Fewest runs and shapes."),
     full: bool = typer.Option(False, "--full", help="Every mode, shape and dtype."),
+    checks_only: bool = typer.Option(False, "--checks-only",
+                                     help="Versions, libraries and drift only: no benchmarks."),
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
 ) -> None:
-    """Run the smoke probe in a local interpreter: the host's, or a prefix made by envctl setup."""
+    """Run the smoke probe in a local interpreter: the host's, or a prefix made by envctl setup.
+
+    Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from envctl.probe import check_gpus, probe_config, run_local
     from envctl.records import record_run
 
@@ -92,7 +101,7 @@ def smoke(
     started = time.time()
     with activity(f"probing {python} ({why}, {level})") as progress:
         progress("running the probe")
-        report = run_local(python, config, level=level)
+        report = run_local(python, config, level=level, checks_only=checks_only)
     _show(report, json_out, title=python, then=lambda: record_run(
         kind="smoke", image=name or "local", ok=report.ok, image_id=python, gpu=report.gpu, driver=report.driver,
         summary=_summary(report), started=started, duration_s=report.seconds, document=report.document))
@@ -143,12 +152,15 @@ def _interpreter(python: str | None) -> tuple[str, str]:
 
 def history(
     name: Optional[str] = typer.Argument(None, help="Only this image."),
-    kind: Optional[str] = typer.Option(None, "--kind", help="build, verify, smoke or setup."),
+    kind: Optional[str] = typer.Option(None, "--kind", help="build, verify, smoke, bench or setup."),
     limit: int = typer.Option(20, "--limit", help="How many rows."),
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
-    wide: bool = typer.Option(False, "--wide", help="One table at its full width, whatever the terminal."),
+    wide: bool = WIDE_OPT,
 ) -> None:
-    """List recorded builds, verifications and setups, newest first."""
+    """List recorded builds, verifications and setups, newest first.
+
+    Each run is listed at the time it started, whatever its kind; its target is what ran: the
+    image id of a build, verify or bench run, the prefix of a setup, the interpreter of a smoke run."""
     from envctl.errors import UsageError
     from envctl.records import Records
     from envctl.spec import NAME_RE
@@ -156,27 +168,26 @@ def history(
     if name is not None and not NAME_RE.match(name):
         raise UsageError(f"{name!r} is not an image name (lowercase letters, digits, . _ -)",
                          hint="envctl catalog lists the images")
-    if kind is not None and kind not in ("build", "verify", "smoke", "setup"):
-        raise UsageError(f"--kind {kind} is not a kind of run", hint="use one of: build, verify, smoke, setup")
+    if kind is not None and kind not in RUN_KINDS:
+        raise UsageError(f"--kind {kind} is not a kind of run", hint=f"use one of: {', '.join(RUN_KINDS)}")
     if limit < 1:
         raise UsageError(f"--limit {limit}: give a positive number of rows")
     runs = Records().runs(image=name, kind=kind, limit=limit)
     if json_out:
         console.print_json([r.to_dict() for r in runs])
         return
-    from envctl.cli.tables import Column, print_table
-
-    columns = [Column("id", justify="right"), Column("when", priority=3), Column("kind"),
-               Column("image", priority=2), Column("ok"), Column("image id", short=False),
+    columns = [Column("id", justify="right"), Column("started", priority=3), Column("kind"),
+               Column("image", priority=2), Column("ok"), Column("target", short=False),
                Column("gpu", priority=1), Column("seconds", justify="right"), Column("summary", short=False)]
     cells = [[str(r.id), time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(r.started)), r.kind, r.image,
-              console.styled("ok" if r.ok else "fail"), _image_id(r.image_id), r.gpu or "-",
+              console.styled("ok" if r.ok else "fail"), _target(r.image_id), r.gpu or "-",
               f"{r.duration_s:.1f}" if r.duration_s else "-", r.summary or ""] for r in runs]
     print_table(console.out, columns, cells, wide=wide)
 
 
-def _image_id(image_id: str | None) -> str:
-    """A Docker id shortened as docker does; a prefix or interpreter path whole (two must not look alike)."""
+def _target(image_id: str | None) -> str:
+    """What ran: a Docker id shortened as docker does; a prefix or interpreter path whole (two must
+    not look alike)."""
     if not image_id:
         return "-"
     if image_id.startswith("sha256:"):
@@ -201,6 +212,7 @@ def _show(report, json_out: bool, *, title: str, then=lambda: None) -> None:
         raise typer.Exit(1)
 
 
+CHECK_COLUMNS = [Column("status"), Column("check"), Column("detail", short=False)]
 # Lower priority stays in the table longer on a narrow terminal; the rest moves to a second line.
 BENCH_COLUMNS = [
     Column("model", priority=0), Column("mode", priority=0), Column("dtype", priority=3),
@@ -211,16 +223,11 @@ BENCH_COLUMNS = [
 
 
 def _render(report, title: str) -> None:
-    from rich.table import Table
-
     doc = report.document
     env = doc.get("env") or {}
-    checks = Table(title=f"checks: {title}", title_justify="left")
-    for col in ("status", "check", "detail"):
-        checks.add_column(col, no_wrap=col != "detail")
-    for c in report.checks:
-        checks.add_row(console.styled(c["status"]), c["name"], c.get("message") or "")
-    console.out.print(checks)
+    console.out.print(f"checks: {title}")
+    print_table(console.out, CHECK_COLUMNS, [[console.styled(c["status"]), c["name"], c.get("message") or ""]
+                                             for c in report.checks])
     rows = report.benchmarks
     if rows:
         eager = {(r["model"], r["dtype"], r["batch"]): r.get("median_ms") for r in rows if r["mode"] == "eager"}

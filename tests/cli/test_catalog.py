@@ -79,11 +79,17 @@ def test_unknown_name_and_missing_project(project, tmp_path):
         assert result.returncode == 2 and "is not an image name" in result.stderr
 
 
-def test_missing_project(tmp_path, monkeypatch):
+def test_missing_project_is_bad_input(tmp_path, monkeypatch):
+    # Where envctl runs (or ENVCTL_PROJECT points) is input: exit 2, as the README says of bad input.
     monkeypatch.delenv("ENVCTL_PROJECT", raising=False)
     result = envctl("show", "pytorch-2.8-cu126", cwd=tmp_path)
-    assert result.returncode == 1
-    assert "no envctl project found" in result.stderr
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: no envctl project found from {tmp_path.resolve()}")
+    assert "Traceback" not in result.stderr
+    monkeypatch.setenv("ENVCTL_PROJECT", str(tmp_path))
+    result = envctl("catalog", cwd=tmp_path)
+    assert result.returncode == 2
+    assert result.stderr.startswith(f"error: ENVCTL_PROJECT={tmp_path} has no images/ folder")
 
 
 def test_real_combination_missing_from_catalog(project):

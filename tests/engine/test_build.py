@@ -104,3 +104,26 @@ def test_missing_base_names_it_and_the_command(tmp_path, engine_env):
     assert result.returncode == 1
     assert "base image envctl/debian:does-not-exist not found" in result.stderr
     assert "envctl base" in result.stderr
+
+
+def test_a_failed_build_is_recorded_at_its_start(tmp_path, engine_env, docker_client):
+    # A base without python3: the build fails at its first RUN, after the package cache is filled.
+    import io
+    import time
+
+    tag = "envctl-test/no-python:history"
+    base, _ = docker_client.images.build(fileobj=io.BytesIO(b"FROM envctl/debian:bookworm\nRUN rm -f /usr/bin/python3*\n"),
+                                         tag=tag, rm=True, network_mode="none")
+    try:
+        env = {**engine_env, "ENVCTL_PROJECT": str(project_with_base(tmp_path / "project", tag)),
+               "ENVCTL_RECORDS": str(tmp_path / "records.db")}
+        before = time.time()
+        result = run_envctl("build", "pytorch-2.13-cpu", env=env)
+        after = time.time()
+        assert result.returncode == 1 and "build of pytorch-2.13-cpu failed" in result.stderr, result.stderr
+        (run,) = json.loads(run_envctl("history", "--json", env=env).stdout)
+        assert run["kind"] == "build" and run["ok"] is False
+        # When it began, as verify and setup are listed, and how long it ran until it failed.
+        assert run["duration_s"] is not None and before <= run["started"] <= run["started"] + run["duration_s"] <= after
+    finally:
+        docker_client.images.remove(base.id, force=True)

@@ -94,31 +94,15 @@ def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
     return found
 
 
-def measure_image(name: str, *, level: str, gpus: str) -> BenchRun:
-    """Run the probe in the built image of ``name`` now, record it (kind "bench"), return the run."""
-    import time
-
-    from envctl.build import require_built
+def measure_image(name: str, *, level: str, gpus: str, executor=None) -> BenchRun:
+    """Run the probe in the built image of ``name`` now (where ``executor`` runs it), record it
+    (kind "bench"), return the run."""
     from envctl.catalog import find_project
-    from envctl.engine import Engine
-    from envctl.lock import require_current_lock
-    from envctl.probe import check_gpus, probe_config, run_in_image
-    from envctl.records import Records
+    from envctl.verify import verify_image
 
-    project = find_project()
-    spec = project.resolve(name)
-    lock = require_current_lock(spec, project.lock_path(spec.name))
-    engine = Engine.connect()
-    image = require_built(engine, spec, lock)
-    gpus = check_gpus(gpus)
-    started = time.time()
-    report = run_in_image(engine, image.id, probe_config(spec, lock, gpus=gpus, level=level), gpus=gpus,
-                          level=level)
-    rec = Records().add_run(kind="bench", image=spec.name, ok=report.ok, image_id=image.id,
-                            spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, gpu=report.gpu,
-                            driver=report.driver, summary=f"{len(report.benchmarks)} benchmark rows",
-                            started=started, duration_s=report.seconds, document=report.document)
-    return BenchRun(f"{spec.name} #{rec}", report.document, rec)
+    v = verify_image(find_project(), name, executor=executor, gpus=gpus, level=level)
+    rec = v.record(kind="bench", summary=f"{len(v.report.benchmarks)} benchmark rows")
+    return BenchRun(f"{v.spec.name} #{rec}", v.report.document, rec)
 
 
 def _ratio(row: dict) -> dict | None:

@@ -128,21 +128,40 @@ def run_local(python: str, config: dict[str, Any], *, level: str, checks_only: b
     return ProbeReport(doc, proc.returncode, time.monotonic() - start)
 
 
-def run_in_image(engine, image: str, config: dict[str, Any], *, gpus: str, level: str,
-                 checks_only: bool = False) -> ProbeReport:
-    """Run the probe in a fresh container of ``image``: probe mounted read-only, no network."""
-    start = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="envctl-probe-") as tmp:
-        cfg = Path(tmp) / "config.json"
-        cfg.write_text(json.dumps(config))
-        cfg.chmod(0o644)
-        Path(tmp).chmod(0o755)
-        result = engine.run(
-            image, ["python", f"{IN_CONTAINER}/smoke.py", "--config", "/opt/envctl-config/config.json",
-                    "--level", level] + (["--checks-only"] if checks_only else []),
-            mounts=[(str(PROBE_DIR), IN_CONTAINER, True), (tmp, "/opt/envctl-config", True)],
-            gpus=gpus, network="none", timeout=TIMEOUTS[level])
+def probe_task(image: str, config: dict[str, Any], config_dir: Path, *, gpus: str, level: str,
+               checks_only: bool = False, labels: dict[str, str] | None = None):
+    """The probe as a task any executor runs: probe files and its config mounted read-only (they
+    travel with a remote job), no network. Writes ``config.json`` into ``config_dir``."""
+    from envctl.executors import Mount, Task
+
+    cfg = config_dir / "config.json"
+    cfg.write_text(json.dumps(config))
+    cfg.chmod(0o644)
+    config_dir.chmod(0o755)
+    return Task(name="probe", image=image,
+                command=("python", f"{IN_CONTAINER}/smoke.py", "--config", "/opt/envctl-config/config.json",
+                         "--level", level) + (("--checks-only",) if checks_only else ()),
+                mounts=(Mount(PROBE_DIR, IN_CONTAINER), Mount(config_dir, "/opt/envctl-config")),
+                gpus=gpus, network="none", timeout_s=TIMEOUTS[level], labels=labels or {})
+
+
+def report_from(result, where: str) -> ProbeReport:
+    """The probe's report from a finished task, or ProbeError naming what went wrong."""
+    if result.error:
+        raise ProbeError(f"the probe did not run in {where}: {result.error}")
     if result.timed_out:
-        raise ProbeError(f"the probe ran past {TIMEOUTS[level]}s in {image}", hint="try --quick")
-    doc = parse_output(result.stdout, result.stderr, result.exit_code, image)
-    return ProbeReport(doc, result.exit_code, time.monotonic() - start)
+        raise ProbeError(f"the probe ran past {result.task.timeout_s:.0f}s in {where}", hint="try --quick")
+    doc = parse_output(result.stdout, result.stderr, result.exit_code, where)
+    return ProbeReport(doc, result.exit_code, result.seconds)
+
+
+def run_in_image(executor, image: str, config: dict[str, Any], *, gpus: str, level: str,
+                 checks_only: bool = False, progress=lambda _m: None) -> tuple[ProbeReport, dict]:
+    """Run the probe in a fresh container of ``image`` wherever ``executor`` runs it; the report
+    and where it ran."""
+    from envctl.executors import run_tasks
+
+    with tempfile.TemporaryDirectory(prefix="envctl-probe-") as tmp:
+        task = probe_task(image, config, Path(tmp), gpus=gpus, level=level, checks_only=checks_only)
+        [result] = run_tasks(executor, [task], progress=progress)
+    return report_from(result, image), result.where

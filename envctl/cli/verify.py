@@ -40,32 +40,15 @@ def verify(
     """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark.
 
     Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
-    from envctl.build import require_built
     from envctl.catalog import find_project
-    from envctl.engine import Engine
-    from envctl.lock import require_current_lock
-    from envctl.probe import check_gpus, probe_config, run_in_image
-    from envctl.records import record_run
+    from envctl.verify import plan_verify, run_verify
 
-    project = find_project()
-    spec = project.resolve(name)
-    gpus = check_gpus(gpus or spec.smoke.gpus)
-    level = _level(quick, full, spec.smoke.level)
-    lock = require_current_lock(spec, project.lock_path(spec.name))
-    engine = Engine.connect()
-    image = require_built(engine, spec, lock)
-    from envctl.build import LABEL_TREE
-
-    config = probe_config(spec, lock, gpus=gpus, level=level, env_tree=image.labels.get(LABEL_TREE))
-    started = time.time()
-    with activity(f"verifying {spec.name} ({image.short_id}, {level})") as progress:
-        progress("running the probe in a container")
-        report = run_in_image(engine, image.id, config, gpus=gpus, level=level, checks_only=checks_only)
+    plan = plan_verify(find_project(), name, gpus=gpus, level=_level(quick, full, "") or None,
+                       checks_only=checks_only)
+    with activity(f"verifying {plan.spec.name} ({plan.short_id}, {plan.level})") as progress:
+        v = run_verify(plan, progress=progress)
     # The report first: a database that refuses the record must not cost the user the run.
-    _show(report, json_out, title=f"{spec.name} ({image.short_id})", then=lambda: record_run(
-        kind="verify", image=spec.name, ok=report.ok, image_id=image.id, spec_hash=spec.content_hash(),
-        lock_hash=lock.lock_hash, gpu=report.gpu, driver=report.driver, summary=_summary(report),
-        started=started, duration_s=report.seconds, document=report.document))
+    _show(v.report, json_out, title=f"{v.spec.name} ({plan.short_id})", then=v.record)
 
 
 def smoke(
@@ -85,6 +68,7 @@ def smoke(
     Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from envctl.probe import check_gpus, probe_config, run_local
     from envctl.records import record_run
+    from envctl.verify import summarize
 
     check_gpus(gpus)
     spec = lock = None
@@ -104,7 +88,7 @@ def smoke(
         report = run_local(python, config, level=level, checks_only=checks_only)
     _show(report, json_out, title=python, then=lambda: record_run(
         kind="smoke", image=name or "local", ok=report.ok, image_id=python, gpu=report.gpu, driver=report.driver,
-        summary=_summary(report), started=started, duration_s=report.seconds, document=report.document))
+        summary=summarize(report), started=started, duration_s=report.seconds, document=report.document))
 
 
 def _interpreter(python: str | None) -> tuple[str, str]:
@@ -193,13 +177,6 @@ def _target(image_id: str | None) -> str:
     if image_id.startswith("sha256:"):
         return image_id.split(":", 1)[1][:12]
     return image_id
-
-
-def _summary(report) -> str:
-    failed = report.failed
-    if not failed:
-        return f"{len(report.checks)} checks passed, {len(report.benchmarks)} benchmark rows"
-    return "; ".join(f"{c['name']}: {c['message']}" for c in failed)[:500]
 
 
 def _show(report, json_out: bool, *, title: str, then=lambda: None) -> None:

@@ -240,7 +240,7 @@ class Engine:
             gpus: str | int | None = None, network: str = "none", timeout: float = 600,
             environment: dict[str, str] | None = None, mem_limit: str | None = None,
             nano_cpus: int | None = None, pids_limit: int | None = None,
-            stdin_data: bytes | None = None, sandbox: bool = False, exec_tmp: bool = False) -> RunResult:
+            sandbox: bool = False, exec_tmp: bool = False) -> RunResult:
         """Run ``command`` in a fresh container; returns exit code and output, removes the container."""
         from docker.types import DeviceRequest, Mount
 

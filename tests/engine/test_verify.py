@@ -11,6 +11,7 @@ import pytest
 from envctl.catalog import Project
 from envctl.engine import Engine
 from envctl.lock import load_lock
+from envctl.executors import LocalEngine
 from envctl.probe import probe_config, run_in_image
 
 from .conftest import REPO, project_with_base, run_envctl
@@ -70,8 +71,10 @@ def test_extra_pip_package_fails_drift_naming_it(cpu_image, docker_client, tmp_p
         project = Project(REPO)
         spec = project.resolve("pytorch-2.13-cpu")
         lock = load_lock(project.lock_path(spec.name))
-        report = run_in_image(Engine(docker_client), image.id, probe_config(spec, lock, gpus="none", level="quick"),
-                              gpus="none", level="quick", checks_only=True)
+        report, where = run_in_image(LocalEngine(Engine(docker_client)), image.id,
+                                     probe_config(spec, lock, gpus="none", level="quick"),
+                                     gpus="none", level="quick", checks_only=True)
+        assert where["executor"] == "local"
         drift = next(c for c in report.checks if c["name"] == "pip drift")
         assert drift["status"] == "fail"
         assert "six" in drift["message"]

@@ -1,0 +1,115 @@
+"""The "where it runs" seam: what a task is, what an executor does with it, and the one loop
+that submits, waits and cancels on an interrupt (submitit's executor/job shape, with container
+images and probe files in place of pickled functions)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Mount:
+    """A host folder a task reads (read-only) at ``target`` in its container. Remote executors
+    copy it into the submission's folder, so the files travel with the job."""
+
+    source: Path
+    target: str
+
+
+@dataclass(frozen=True)
+class Sandbox:
+    """Limits for untrusted input (artifacts): an unprivileged user, a read-only root, no
+    capabilities, only /tmp writable (``exec_tmp``: AOTInductor packages dlopen from it)."""
+
+    mem_limit: str = "2g"
+    nano_cpus: int | None = 2_000_000_000
+    pids_limit: int = 512
+    exec_tmp: bool = False
+
+
+@dataclass(frozen=True)
+class Task:
+    """One container run: ``command`` in ``image`` with ``mounts``, its stdin and its limits."""
+
+    name: str  # unique within a submission (an array task's label)
+    image: str  # an image id or tag locally; a registry reference by digest elsewhere
+    command: tuple[str, ...]
+    mounts: tuple[Mount, ...] = ()
+    gpus: str | None = None  # "all", a count, or None
+    network: str = "none"
+    timeout_s: float = 600.0
+    environment: Mapping[str, str] = field(default_factory=dict)
+    sandbox: Sandbox | None = None
+    labels: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class TaskResult:
+    """What a task printed and how it ended, and where it ran (host, GPU, driver, job id)."""
+
+    task: Task
+    exit_code: int | None
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+    oom_killed: bool = False
+    seconds: float = 0.0
+    where: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None  # the executor's one line when the task never ran or was lost
+
+
+@dataclass
+class Submission:
+    """Tasks handed to an executor: its id for them (a Slurm job id, Job names) and its state."""
+
+    executor: str
+    id: str
+    tasks: list[Task]
+    folder: Path | None = None  # where the plan, the travelling files and the outputs are kept
+    handles: dict[str, Any] = field(default_factory=dict)  # task name -> the executor's handle
+
+
+class Executor(Protocol):
+    """Where tasks run. ``plan`` is pure (``--dry-run`` prints it); the rest act."""
+
+    kind: str  # "local", "slurm", "kubernetes"
+
+    def describe(self) -> str:
+        """One line: where this executor runs tasks (for progress and records)."""
+
+    def plan(self, tasks: Sequence[Task]) -> str:
+        """What ``submit`` would do, as text a user can review or run by hand."""
+
+    def submit(self, tasks: Sequence[Task]) -> Submission:
+        """Hand the tasks over; returns at once where the executor queues them."""
+
+    def wait(self, submission: Submission, *, timeout: float | None = None,
+             progress: Callable[[str], None] = lambda _m: None) -> list[TaskResult]:
+        """Follow the tasks until each has ended; a result per task, in submission order."""
+
+    def cancel(self, submission: Submission) -> list[str]:
+        """Stop what is still running or queued; the names of the tasks it stopped."""
+
+
+def run_tasks(executor: Executor, tasks: Sequence[Task], *, timeout: float | None = None,
+              progress: Callable[[str], None] = lambda _m: None) -> list[TaskResult]:
+    """Submit, wait and collect; an interrupt (Ctrl-C, SIGTERM) cancels what was submitted,
+    says so through ``progress``, and propagates."""
+    if not tasks:
+        return []
+    started = time.monotonic()
+    submission = executor.submit(tasks)
+    try:
+        results = executor.wait(submission, timeout=timeout, progress=progress)
+    except BaseException:
+        stopped = executor.cancel(submission)
+        if stopped:
+            progress(f"cancelled {', '.join(stopped)} ({executor.kind} {submission.id})")
+        raise
+    for r in results:
+        r.seconds = r.seconds or time.monotonic() - started
+    return results

@@ -1,0 +1,86 @@
+"""The local Docker engine as an executor: each task a fresh container, one after another
+(tasks of one submission share the host's GPUs, so running them side by side would time them
+against each other)."""
+
+from __future__ import annotations
+
+import shlex
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from envctl.executors.base import Submission, Task, TaskResult
+
+
+class LocalEngine:
+    kind = "local"
+
+    def __init__(self, engine=None) -> None:
+        self._engine = engine  # connected on first use: planning needs no engine
+
+    @property
+    def engine(self):
+        if self._engine is None:
+            from envctl.engine import Engine
+
+            self._engine = Engine.connect()
+        return self._engine
+
+    def describe(self) -> str:
+        return "the local Docker engine"
+
+    def plan(self, tasks: Sequence[Task]) -> str:
+        """The ``docker run`` line of each task (what the SDK call amounts to)."""
+        return "\n".join(shlex.join(docker_run_argv(t)) for t in tasks) + "\n"
+
+    def submit(self, tasks: Sequence[Task]) -> Submission:
+        return Submission(self.kind, uuid.uuid4().hex[:12], list(tasks))
+
+    def wait(self, submission: Submission, *, timeout: float | None = None,
+             progress: Callable[[str], None] = lambda _m: None) -> list[TaskResult]:
+        results = []
+        for task in submission.tasks:
+            progress(f"running {task.name} in {task.image[:19]}")
+            start = time.monotonic()
+            sb = task.sandbox
+            result = self.engine.run(
+                task.image, list(task.command), mounts=[(str(m.source), m.target, True) for m in task.mounts],
+                gpus=task.gpus, network=task.network, timeout=task.timeout_s,
+                environment=dict(task.environment) or None, sandbox=sb is not None,
+                mem_limit=sb.mem_limit if sb else None, nano_cpus=sb.nano_cpus if sb else None,
+                pids_limit=sb.pids_limit if sb else None, exec_tmp=bool(sb and sb.exec_tmp))
+            results.append(TaskResult(task, result.exit_code, result.stdout, result.stderr,
+                                      timed_out=result.timed_out, oom_killed=result.oom_killed,
+                                      seconds=time.monotonic() - start, where=self.where()))
+        return results
+
+    def cancel(self, submission: Submission) -> list[str]:
+        return []  # the engine call that was interrupted removes its own container
+
+    def where(self) -> dict[str, str]:
+        import socket
+
+        return {"executor": self.kind, "host": socket.gethostname()}
+
+
+def docker_run_argv(task: Task) -> list[str]:
+    """``docker run`` for a task: what the local engine does through the SDK, and what a Slurm
+    job runs on a node with an engine (pure)."""
+    argv = ["docker", "run", "--rm", f"--network={task.network}"]
+    if task.gpus not in (None, "none", "0"):
+        argv.append(f"--gpus={task.gpus}")
+    for m in task.mounts:
+        argv += ["--mount", f"type=bind,source={m.source},target={m.target},readonly"]
+    for key, value in sorted(task.environment.items()):
+        argv += ["-e", f"{key}={value}"]
+    sb = task.sandbox
+    if sb is not None:
+        tmp = "rw,exec,nosuid,nodev,size=512m" if sb.exec_tmp else "rw,nosuid,nodev,size=512m"
+        argv += ["--read-only", "--tmpfs", f"/tmp:{tmp}", "--user", "65534:65534", "--cap-drop=ALL",
+                 "--security-opt=no-new-privileges", f"--memory={sb.mem_limit}", f"--pids-limit={sb.pids_limit}",
+                 "-e", "HOME=/tmp"]
+        if sb.nano_cpus:
+            argv.append(f"--cpus={sb.nano_cpus / 1e9:g}")
+    for key, value in sorted(task.labels.items()):
+        argv += ["--label", f"{key}={value}"]
+    return argv + [task.image, *task.command]

@@ -1,0 +1,111 @@
+"""The verify workflow, written once for every place it runs: the spec and its current lock,
+the image built from them, the probe as a task for an executor (the local engine today; a
+Slurm or Kubernetes executor the same way), the report, and its record.
+
+``envctl verify`` and ``envctl bench compare --run`` call ``verify_image``; the CLI only parses
+its options and renders the ``Verification`` this returns.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from envctl.catalog import Project
+from envctl.lock import LockedEnv
+from envctl.probe import ProbeReport
+from envctl.spec import ImageSpec
+
+
+@dataclass
+class Verification:
+    """One probe run of an image: what was asked, where it ran, what the probe said."""
+
+    spec: ImageSpec
+    lock: LockedEnv
+    image_id: str
+    level: str
+    gpus: str
+    report: ProbeReport
+    started: float
+    where: dict[str, Any] = field(default_factory=dict)
+
+    def record(self, *, kind: str = "verify", summary: str | None = None) -> int:
+        """Add the run to the records (the report is shown first: a refused record costs no run)."""
+        from envctl.records import record_run
+
+        r = self.report
+        return record_run(kind=kind, image=self.spec.name, ok=r.ok, image_id=self.image_id,
+                          spec_hash=self.spec.content_hash(), lock_hash=self.lock.lock_hash, gpu=r.gpu,
+                          driver=r.driver, summary=summary if summary is not None else summarize(r),
+                          started=self.started, duration_s=r.seconds, document=r.document)
+
+
+@dataclass(frozen=True)
+class VerifyPlan:
+    """What a verification will run, settled before anything runs: every bad name, stale lock
+    or missing image is an error here, before progress is shown."""
+
+    spec: ImageSpec
+    lock: LockedEnv
+    image_id: str
+    level: str
+    gpus: str
+    config: dict[str, Any]
+    checks_only: bool
+    executor: Any
+
+    @property
+    def short_id(self) -> str:
+        return self.image_id.split(":")[-1][:12]
+
+
+def plan_verify(project: Project, name: str, *, executor=None, gpus: str | None = None,
+                level: str | None = None, checks_only: bool = False) -> VerifyPlan:
+    """The spec, its current lock, the image built from them and the probe's config.
+
+    ``executor``: where the probe's container will run (default: the local engine). ``gpus`` and
+    ``level`` default to the spec's smoke settings.
+    """
+    from envctl.build import LABEL_TREE, require_built
+    from envctl.executors import LocalEngine
+    from envctl.lock import require_current_lock
+    from envctl.probe import check_gpus, probe_config
+
+    spec = project.resolve(name)
+    gpus = check_gpus(gpus or spec.smoke.gpus)
+    level = level or spec.smoke.level
+    lock = require_current_lock(spec, project.lock_path(spec.name))
+    executor = executor or LocalEngine()
+    image = require_built(executor.engine, spec, lock)
+    config = probe_config(spec, lock, gpus=gpus, level=level, env_tree=image.labels.get(LABEL_TREE))
+    return VerifyPlan(spec, lock, image.id, level, gpus, config, checks_only, executor)
+
+
+def run_verify(plan: VerifyPlan, *, progress: Callable[[str], None] = lambda _m: None) -> Verification:
+    """Run the planned probe where the plan's executor runs it."""
+    from envctl.probe import run_in_image
+
+    started = time.time()
+    progress(f"running the probe ({plan.executor.describe()})")
+    report, where = run_in_image(plan.executor, plan.image_id, plan.config, gpus=plan.gpus, level=plan.level,
+                                 checks_only=plan.checks_only, progress=progress)
+    return Verification(plan.spec, plan.lock, plan.image_id, plan.level, plan.gpus, report, started, where)
+
+
+def verify_image(project: Project, name: str, *, executor=None, gpus: str | None = None,
+                 level: str | None = None, checks_only: bool = False,
+                 progress: Callable[[str], None] = lambda _m: None) -> Verification:
+    """``plan_verify`` then ``run_verify``."""
+    plan = plan_verify(project, name, executor=executor, gpus=gpus, level=level, checks_only=checks_only)
+    return run_verify(plan, progress=progress)
+
+
+def summarize(report: ProbeReport) -> str:
+    """The line a record keeps: the failed checks, or the tally."""
+    failed = report.failed
+    if not failed:
+        return f"{len(report.checks)} checks passed, {len(report.benchmarks)} benchmark rows"
+    return "; ".join(f"{c['name']}: {c['message']}" for c in failed)[:500]

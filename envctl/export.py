@@ -10,6 +10,7 @@ from __future__ import annotations
 from envctl.build import requirements_txt
 from envctl.errors import UsageError
 from envctl.lock import LockedEnv
+from envctl.lockgrammar import pin
 from envctl.spec import ImageSpec
 
 FORMATS = ("environment.yml", "explicit", "requirements")
@@ -50,7 +51,7 @@ def export(spec: ImageSpec, lock: LockedEnv, fmt: str) -> str:
             deps.append("pip")
         if lock.pip:
             deps.append({"pip": pip_source_lines(spec)
-                         + [f"{p.name}=={p.version} --hash=sha256:{p.sha256}" for p in lock.pip]})
+                         + [pin(p.name, p.version, p.sha256) for p in lock.pip]})
         channels = list(spec.channels) or ["conda-forge"]
         doc = {"name": spec.name, "channels": [*channels, "nodefaults"], "dependencies": deps}
         return header + yaml.safe_dump(doc, sort_keys=False, width=1000)

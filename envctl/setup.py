@@ -28,6 +28,7 @@ from typing import Callable
 from envctl.cache import PackageCache
 from envctl.errors import EnvctlError, UsageError
 from envctl.lock import LockedEnv
+from envctl.lockgrammar import inside
 from envctl.pipresolve import normalize
 from envctl.spec import ImageSpec
 
@@ -288,11 +289,12 @@ def _install_pip(spec: ImageSpec, lock: LockedEnv, prefix: Path, cache: PackageC
         linked = []
         for p in lock.pip:
             src = cache.get(url=p.url, sha256=p.sha256, filename=p.filename, mirrors=mirrors)
+            link = inside(links, links / p.filename)
             try:
-                (links / p.filename).hardlink_to(src)
+                link.hardlink_to(src)
                 linked.append((src, p.sha256))
             except OSError:
-                shutil.copyfile(src, links / p.filename)
+                shutil.copyfile(src, link)
         (links / "requirements.txt").write_text(requirements_txt(lock))
         pip_wheel = next((links / p.filename for p in lock.pip if p.name == "pip"), None)
         pip_cmd = [python, f"{pip_wheel}/pip"] if pip_wheel else [python, "-m", "pip"]

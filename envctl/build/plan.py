@@ -14,6 +14,7 @@ from envctl import __version__
 from envctl.build.layers import Layer, plan_layers
 from envctl.catalog import Project
 from envctl.lock import LockedEnv
+from envctl.lockgrammar import pin
 from envctl.spec import ImageSpec, defaults
 
 LABEL_SPEC = "io.envctl.spec"
@@ -118,6 +119,6 @@ def plan_build(spec: ImageSpec, lock: LockedEnv, *, project: Project | None = No
 def requirements_txt(lock: LockedEnv | Layer) -> str:
     """pip's hash-checking requirements: exactly the locked set (or one layer of it)."""
     packages = lock.pip if isinstance(lock, LockedEnv) else lock.packages
-    return "".join(f"{p.name}=={p.version} --hash=sha256:{p.sha256}\n" for p in packages)
+    return "".join(pin(p.name, p.version, p.sha256) + "\n" for p in packages)
 
 

@@ -51,8 +51,9 @@ class PackageCache:
         self.mirrors = default_mirrors() if mirrors is None else mirrors
 
     def path_for(self, sha256: str, filename: str) -> Path:
-        files = self.root / "sha256"
-        return inside(files, files / sha256 / filename)  # a lock's names never reach outside the cache
+        files = self.root / "sha256"  # a lock's digest and file name never reach outside their folder
+        folder = inside(files, files / sha256)
+        return inside(folder, folder / filename)
 
     def get(self, *, url: str, sha256: str, filename: str, mirrors: tuple[str, ...] = ()) -> Path:
         """The verified cached file, fetching it first when absent."""

@@ -92,7 +92,7 @@ def package_filename(url: Any) -> str:
     """The file name a package URL ends in (decoded), or ValueError: a plain wheel or conda
     archive name, never a path (no slash, backslash, NUL or '..' once decoded)."""
     if not isinstance(url, str) or not url.isascii() or not url.isprintable() or " " in url or "\\" in url:
-        raise ValueError(f"url {url!r} is not a URL of printable ASCII characters")
+        raise ValueError(f"url {url!r} is not a URL (printable ASCII, no space or backslash)")
     try:
         parts = urlparse(url)
     except ValueError as exc:  # an unclosed [IPv6] host

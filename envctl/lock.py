@@ -16,10 +16,10 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from envctl import condasolve, pipresolve, yamldoc
+from envctl import condasolve, pipresolve
 from envctl.cache import default_root as default_cache_root
 from envctl.errors import EnvctlError, LockError, StaleLockError, UnknownPackageError
-from envctl.lockgrammar import PIP_NAME, LockfileError, check_entry, package_filename, pin
+from envctl.lockgrammar import package_filename, pin, read_lockfile
 from envctl.lockstate import HEADER_MARK, body_hash, lock_state, read_header
 from envctl.spec import ImageSpec, defaults
 
@@ -287,13 +287,13 @@ def load_lock(path: Path, *, platform: str = "linux-64", hints_only: bool = Fals
     if marked and not intact:
         raise StaleLockError(f"{path} was edited by hand: its body no longer has the hash its header records",
                              hint=f"regenerate it: envctl lock {path.name.split('.')[0]}")
-    entries, meta = _read_lockfile(path, cached=hints_only)
+    entries, meta = read_lockfile(path, cached=hints_only)
     conda, pip = [], []
     for d in entries:
         if d["platform"] != platform:
             continue
         url, digests, deps = d["url"], d["hash"], dict(d.get("dependencies") or {})
-        filename = package_filename(url)  # checked by _read_lockfile: a plain file name, never a path
+        filename = package_filename(url)  # checked by read_lockfile: a plain file name, never a path
         if d["manager"] == "conda":
             conda.append(condasolve.CondaPackage(
                 name=d["name"], version=d["version"], build=d["build"],
@@ -308,41 +308,6 @@ def load_lock(path: Path, *, platform: str = "linux-64", hints_only: bool = Fals
     return LockedEnv(name=image if isinstance(image, str) else path.name.split(".")[0], platform=platform,
                      inputs_hash=inputs or "", lock_hash=lock_hash or "",
                      conda=sorted(conda, key=lambda p: p.name), pip=sorted(pip, key=lambda p: p.name))
-
-
-_REQUIRED = ("name", "version", "manager", "platform", "url", "hash")
-
-
-def _read_lockfile(path: Path, *, cached: bool = False) -> tuple[list[dict], dict]:
-    """The ``package`` entries and ``metadata`` of a conda-lock v1 file, checked key by key."""
-    def bad(problem: str) -> LockfileError:
-        return LockfileError(f"{path} is not a valid conda-lock file: {problem}",
-                             hint="regenerate it with envctl lock")
-
-    try:
-        data = yamldoc.load(path.read_text(encoding="utf-8"), cache=cached)
-    except UnicodeDecodeError as exc:
-        raise bad(f"not UTF-8 text (byte {exc.start})") from None
-    except yamldoc.DocumentError as exc:
-        raise bad(f"not YAML{f' at line {exc.line}' if exc.line else ''} ({exc.problem})") from None
-    if not isinstance(data, dict) or data.get("version") != 1:
-        raise bad("no 'version: 1'")
-    entries = data.get("package")
-    if not isinstance(entries, list):
-        raise bad("no 'package' list")
-    for i, d in enumerate(entries):
-        if not isinstance(d, dict):
-            raise bad(f"package[{i}] is not a mapping")
-        missing = [k for k in _REQUIRED if k not in d]
-        if missing:
-            raise bad(f"package[{i}] ({d.get('name', '?')}) lacks {', '.join(missing)}")
-        if d["manager"] not in ("conda", "pip"):
-            raise bad(f"package[{i}]: manager {d['manager']!r} is neither conda nor pip")
-        problem = check_entry(d)
-        if problem:  # a forged lock's names become file names and pip's lines: never trusted unchecked
-            name = d["name"] if isinstance(d["name"], str) and PIP_NAME.fullmatch(d["name"]) else "?"
-            raise bad(f"package[{i}] ({name}): {problem}")
-    return entries, data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
 
 
 def require_current_lock(spec: ImageSpec, path: Path, *, platform: str = "linux-64") -> LockedEnv:

@@ -6,7 +6,8 @@ build context, an export folder and a setup's find-links, and lines of pip requi
 files: so each is checked against its grammar where the lock is read (``check_entry``),
 the writers of requirements lines refuse anything else again (``pin``), and every path
 derived from a lock is checked to stay inside its root before anything is written
-(``inside``).  Pure: values in, a problem string or a path out.
+(``inside``).  ``read_lockfile`` reads a lock's plain YAML and applies the checks; the rest
+is pure: values in, a problem string or a path out.
 """
 
 from __future__ import annotations
@@ -72,6 +73,44 @@ def check_entry(d: dict[str, Any]) -> str | None:
     except ValueError as exc:
         return str(exc)
     return _names_agree(filename, name, version, build if conda else None)
+
+
+_REQUIRED = ("name", "version", "manager", "platform", "url", "hash")
+
+
+def read_lockfile(path: Path, *, cached: bool = False) -> tuple[list[dict], dict]:
+    """The ``package`` entries and ``metadata`` of a conda-lock v1 file, every entry checked
+    against the grammar (``cached``: the parse may come from envctl.yamldoc's cache)."""
+    from envctl import yamldoc
+
+    def bad(problem: str) -> LockfileError:
+        return LockfileError(f"{path} is not a valid conda-lock file: {problem}",
+                             hint="regenerate it with envctl lock")
+
+    try:
+        data = yamldoc.load(path.read_text(encoding="utf-8"), cache=cached)
+    except UnicodeDecodeError as exc:
+        raise bad(f"not UTF-8 text (byte {exc.start})") from None
+    except yamldoc.DocumentError as exc:
+        raise bad(f"not YAML{f' at line {exc.line}' if exc.line else ''} ({exc.problem})") from None
+    if not isinstance(data, dict) or data.get("version") != 1:
+        raise bad("no 'version: 1'")
+    entries = data.get("package")
+    if not isinstance(entries, list):
+        raise bad("no 'package' list")
+    for i, d in enumerate(entries):
+        if not isinstance(d, dict):
+            raise bad(f"package[{i}] is not a mapping")
+        missing = [k for k in _REQUIRED if k not in d]
+        if missing:
+            raise bad(f"package[{i}] ({d.get('name', '?')}) lacks {', '.join(missing)}")
+        if d["manager"] not in ("conda", "pip"):
+            raise bad(f"package[{i}]: manager {d['manager']!r} is neither conda nor pip")
+        problem = check_entry(d)
+        if problem:  # a forged lock's names become file names and pip's lines: never trusted unchecked
+            name = d["name"] if isinstance(d["name"], str) and PIP_NAME.fullmatch(d["name"]) else "?"
+            raise bad(f"package[{i}] ({name}): {problem}")
+    return entries, data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
 
 
 def _version_ok(version: Any, *, conda: bool) -> bool:

@@ -124,6 +124,20 @@ class RecordsError(EnvctlError):
     """The records database cannot be opened or written."""
 
 
+class DamagedRecordsError(RecordsError):
+    """The records database holds what no envctl wrote (a schema that is not a number, a stored
+    document that is not JSON): bad input, exit 2."""
+
+    exit_code = 2
+
+
+class DamagedDocumentError(EnvctlError):
+    """A document envctl reads (the release matrix, a probe JSON) breaks its format: names the
+    document and the key."""
+
+    exit_code = 2
+
+
 class ArtifactError(EnvctlError):
     """An artifact is not a TorchScript/torch.export archive, or is unknown."""
 

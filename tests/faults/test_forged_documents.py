@@ -102,3 +102,126 @@ def test_clip_keeps_one_line_with_its_start_and_end():
     cut = EnvctlError("where: " + "v" * 10_000 + " is wrong", hint="h" * 10_000)
     assert len(str(cut)) == MAX_LINE and str(cut).startswith("where: vvv") and str(cut).endswith("v is wrong")
     assert len(cut.hint) == MAX_LINE and "\u2026" in cut.hint
+
+
+# -- item 7: a table of damaged documents, each one line and exit 2 ----------------------------
+
+def _row(**fields) -> dict:
+    return {"model": "mlp", "dtype": "fp32", "batch": 1, "mode": "default", "status": "ok", "median_ms": 2.0,
+            "ci_low_ms": 1.9, "ci_high_ms": 2.1, "group": 0,
+            "speedup": {"median": 1.5, "low": 1.4, "high": 1.6, "conclusive": True, "verdict": "faster", "why": []},
+            **fields}
+
+
+GOOD_RUN = {"schema": "envctl.probe/1", "device": "cpu", "level": "quick", "env": {"torch": {"version": "2.13.0"}},
+            "benchmarks": [_row(mode="eager", speedup=None), _row()]}
+
+
+def _bench_file(tmp_path: Path, doc) -> list[str]:
+    import json
+
+    path = tmp_path / "run.json"
+    path.write_text(json.dumps(doc))
+    return ["bench", "compare", str(path), str(path)]
+
+
+def _records(tmp_path: Path, *statements: tuple[str, tuple]) -> None:
+    """The records database envctl makes, then changed behind its back."""
+    import sqlite3
+
+    from envctl.records import Records
+
+    db = Records(tmp_path / "records.db")
+    db.add_run(kind="verify", image="pytorch-2.13-cpu", ok=True, started=1.0, document=GOOD_RUN)
+    with sqlite3.connect(db.path) as conn:
+        for sql, args in statements:
+            conn.execute(sql, args)
+
+
+def _artifact_info(info: str) -> tuple[str, tuple]:
+    return ("INSERT INTO artifacts VALUES (?, ?, ?, ?, ?, ?)", ("a" * 64, "double", "torchscript", 10, info, 1.0))
+
+
+def _matrix(tmp_path: Path, text: str) -> dict:
+    """A copy of the envctl package whose packaged release matrix is ``text``."""
+    shutil.copytree(REPO / "envctl", tmp_path / "pkg" / "envctl", ignore=shutil.ignore_patterns("__pycache__"))
+    (tmp_path / "pkg" / "envctl" / "data" / "release-matrix.yaml").write_text(text)
+    return {"PYTHONPATH": str(tmp_path / "pkg")}
+
+
+MATRIX = (REPO / "envctl" / "data" / "release-matrix.yaml").read_text()
+
+DAMAGED = {  # id -> (make the document, return (extra env, argv)), what the one line says
+    "bench-json-list": (lambda t: ({}, _bench_file(t, [1, 2])), "the document is [1, 2], not a JSON object"),
+    "bench-env-torch-string": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "env": {"torch": "2.13"}})),
+                               "env.torch is '2.13', not a JSON object"),
+    "bench-benchmarks-string": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "benchmarks": "many"})),
+                                "benchmarks is 'many', not a list"),
+    "bench-row-int": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "benchmarks": [7]})),
+                      "benchmarks[0] is 7, not a JSON object"),
+    "bench-batch-string": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "benchmarks": [_row(batch="1")]})),
+                           "benchmarks[0].batch is '1', not an integer"),
+    "bench-speedup-zero": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "benchmarks": [_row(speedup={
+        "median": 1.0, "low": 0, "high": 1.2, "conclusive": True})]})),
+        "benchmarks[0].speedup.low is 0, not a positive number"),
+    "bench-median-text": (lambda t: ({}, ["bench", "show", _bench_file(t, {**GOOD_RUN, "benchmarks": [
+        _row(median_ms="fast")]})[2]]), "benchmarks[0].median_ms is 'fast', not a positive number"),
+    "records-schema-text": (lambda t: (_records(t, ("UPDATE meta SET value = 'abc' WHERE key = 'schema'", ())),
+                                       ({}, ["history"]))[1],
+                            "meta.schema is 'abc', not a schema number"),
+    "records-document-not-json": (lambda t: (_records(t, ("UPDATE runs SET document = '{oops'", ())),
+                                             ({}, ["bench", "show", "#1"]))[1],
+                                  "record #1: the stored probe document is not JSON"),
+    "records-document-list": (lambda t: (_records(t, ("UPDATE runs SET document = '[1]'", ())),
+                                         ({}, ["bench", "compare", "pytorch-2.13-cpu", "#1"]))[1],
+                              "record #1: the document is [1], not a JSON object"),
+    "artifact-info-not-json": (lambda t: (_records(t, _artifact_info("{not json")), ({}, ["artifacts", "list"]))[1],
+                               "artifact 'double' in the records database: its info is not JSON"),
+    "artifact-info-traversal": (lambda t: (_records(t, _artifact_info('{"file": "../../etc/passwd"}')),
+                                           ({}, ["artifacts", "list"]))[1],
+                                "its info is file: not a file name of the artifact's folder"),
+    "matrix-empty": (lambda t: (_matrix(t, ""), ["show", "pytorch-2.13-cpu"]),
+                     "release-matrix.yaml is not a release matrix (empty, or not a mapping)"),
+    "matrix-not-yaml": (lambda t: (_matrix(t, "torch: [unclosed\n"), ["show", "pytorch-2.13-cpu"]),
+                        "release-matrix.yaml is not YAML"),
+    "matrix-row-string": (lambda t: (_matrix(t, MATRIX.replace('  "2.15":\n', '  "2.15": oops\n  "2.99":\n')),
+                                     ["show", "pytorch-2.13-cpu"]),
+                          "torch.2.15: not a torch minor"),
+    "matrix-python-number": (lambda t: (_matrix(t, MATRIX.replace('python: ["3.11", "3.15"]', "python: 3.11")),
+                                        ["catalog"]), "torch.2.15.python: not [oldest, newest]"),
+    "matrix-bad-range": (lambda t: (_matrix(t, MATRIX.replace('{torch: ">=2.11"', '{torch: "about 2.11"')),
+                                    ["show", "pytorch-2.13-cpu"]), "arch_lists.12.8[0].torch: 'about 2.11'"),
+    "matrix-file-to-refresh": (lambda t: ({}, ["matrix", "refresh", "--check", "--file", str(_write(
+        t / "m.yaml", MATRIX.replace("drivers:\n", "drivers: [1]\nold_drivers:\n"))),
+        "--index-url", "http://127.0.0.1:9/simple", "--pytorch-index", "none"]),
+        "m.yaml: drivers: not a mapping"),
+    "refresh-ipv6-url": (lambda t: ({}, ["matrix", "refresh", "--check", "--index-url", "http://[::1"]),
+                         "--index-url http://[::1 is not a URL"),
+    "history-huge-limit": (lambda t: ({}, ["history", "--limit", "99999999999999999999"]),
+                           "--limit 99999999999999999999: give a positive number of rows, at most"),
+    "bench-run-level": (lambda t: ({}, ["bench", "compare", "--run", "--level", "ludicrous", "pytorch-2.13-cpu",
+                                        "pytorch-2.13-cpu"]), "--level ludicrous is not a probe level"),
+}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED))
+def test_a_damaged_document_is_one_line_and_exit_2(tmp_path, case):
+    make, needle = DAMAGED[case]
+    extra, argv = make(tmp_path)
+    env = {"ENVCTL_PROJECT": str(REPO), "ENVCTL_CACHE": str(tmp_path / "cache"),
+           "ENVCTL_RECORDS": str(tmp_path / "records.db"), **extra}
+    assert_one_line_error(envctl(*argv, env=env, cwd=tmp_path, timeout=120), 2, needle)  # cwd: not this checkout
+
+
+def test_an_intact_probe_document_compares(tmp_path):
+    """The checks refuse nothing a probe writes: the same document compares, and so does a record."""
+    proc = envctl(*_bench_file(tmp_path, GOOD_RUN), env={"ENVCTL_RECORDS": str(tmp_path / "records.db")})
+    assert proc.returncode == 0, proc.stderr
+    _records(tmp_path)
+    proc = envctl("bench", "show", "#1", env={"ENVCTL_RECORDS": str(tmp_path / "records.db")})
+    assert proc.returncode == 0 and "mlp" in proc.stdout, proc.stderr

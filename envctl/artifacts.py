@@ -310,6 +310,9 @@ def _artifact(row) -> Artifact:
     if problem is None:
         bad = [k for k in ("file", "inputs", "outputs") if (k == "file" or info.get(k) is not None)
                and not (isinstance(info.get(k), str) and _MEMBER.fullmatch(info[k]))]
+        hashes = info.get("hashes") or {}
+        if not (isinstance(hashes, dict) and all(isinstance(k, str) and _MEMBER.fullmatch(k) for k in hashes)):
+            bad.append("hashes")
         problem = f"{', '.join(bad)}: not a file name of the artifact's folder" if bad else None
     if problem:
         raise DamagedRecordsError(f"artifact {row['name']!r} in the records database: its info is {problem}",

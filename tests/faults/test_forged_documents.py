@@ -180,6 +180,9 @@ DAMAGED = {  # id -> (make the document, return (extra env, argv)), what the one
     "artifact-info-traversal": (lambda t: (_records(t, _artifact_info('{"file": "../../etc/passwd"}')),
                                            ({}, ["artifacts", "list"]))[1],
                                 "its info is file: not a file name of the artifact's folder"),
+    "artifact-hashes-traversal": (lambda t: (_records(t, _artifact_info(
+        '{"file": "artifact.pt", "hashes": {"../../etc/shadow": "x"}}')), ({}, ["artifacts", "list"]))[1],
+        "its info is hashes: not a file name of the artifact's folder"),
     "matrix-empty": (lambda t: (_matrix(t, ""), ["show", "pytorch-2.13-cpu"]),
                      "release-matrix.yaml is not a release matrix (empty, or not a mapping)"),
     "matrix-not-yaml": (lambda t: (_matrix(t, "torch: [unclosed\n"), ["show", "pytorch-2.13-cpu"]),

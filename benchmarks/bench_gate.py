@@ -27,7 +27,7 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 PROBE = HERE.parent / "envctl" / "probes" / "smoke.py"
-GATE_MODES = ("compile-default", "eager")
+GATE_MODES = None  # every mode gates, as `envctl bench compare` does by default
 
 
 def _spin(stop) -> None:
@@ -105,7 +105,7 @@ def main() -> None:
     cmp_.add_argument("--same", nargs="+", default=[], help="globs, each a set of runs of one environment")
     cmp_.add_argument("--changed", nargs=2, metavar=("A_GLOB", "B_GLOB"))
     args = parser.parse_args()
-    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, gated modes: {', '.join(GATE_MODES)}")
+    print(f"cores: {os.cpu_count()}, load average: {os.getloadavg()[0]:.2f}, gated modes: every mode")
     if args.what == "cpu":
         args.out.mkdir(parents=True, exist_ok=True)
         sets = {"quiet": probe_runs(args.out, "quiet", args.runs, 0),

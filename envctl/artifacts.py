@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import stat
 import tempfile
@@ -21,7 +22,7 @@ from pathlib import Path
 from typing import Callable
 
 from envctl.cache import sha256_of
-from envctl.errors import ArtifactError, RecordsError
+from envctl.errors import ArtifactError, DamagedRecordsError, RecordsError
 from envctl.records import Records
 
 MAX_MEMBER = 64 << 20  # bytes read from any archive member (model.json, version): a zip bomb stops here
@@ -380,6 +381,28 @@ def _insert(sha: str, name: str, kind: str, path: Path, meta: dict) -> tuple[str
             (sha, name, kind, path.stat().st_size, json.dumps(meta, sort_keys=True), time.time()))
 
 
+# A file of an artifact's own folder, as envctl names them (artifact.pt, inputs.pt): never a path.
+_MEMBER = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._-]*")
+
+
 def _artifact(row) -> Artifact:
-    return Artifact(sha256=row["sha256"], name=row["name"], kind=row["kind"], size=row["size"],
-                    info=json.loads(row["info"]), added=row["added"])
+    """An artifact as the records database holds it; its info is checked, since its file names
+    become paths in the store and in compat runs."""
+    try:
+        info = json.loads(row["info"])
+        problem = None if isinstance(info, dict) else "not a JSON object"
+    except (TypeError, ValueError) as exc:
+        info, problem = {}, f"not JSON ({exc})"
+    if problem is None:
+        bad = [k for k in ("file", "inputs", "outputs") if (k == "file" or info.get(k) is not None)
+               and not (isinstance(info.get(k), str) and _MEMBER.fullmatch(info[k]))]
+        hashes = info.get("hashes") or {}
+        if not (isinstance(hashes, dict) and all(isinstance(k, str) and _MEMBER.fullmatch(k) for k in hashes)):
+            bad.append("hashes")
+        problem = f"{', '.join(bad)}: not a file name of the artifact's folder" if bad else None
+    if problem:
+        raise DamagedRecordsError(f"artifact {row['name']!r} in the records database: its info is {problem}",
+                                  hint="the database was altered; remove the artifact's row and add it again: "
+                                       "envctl artifacts add FILE")
+    return Artifact(sha256=row["sha256"], name=row["name"], kind=row["kind"], size=row["size"], info=info,
+                    added=row["added"])

@@ -17,6 +17,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from envctl.errors import CacheError
+from envctl.lockgrammar import inside
 from envctl.netcheck import ssl_context
 
 
@@ -50,7 +51,9 @@ class PackageCache:
         self.mirrors = default_mirrors() if mirrors is None else mirrors
 
     def path_for(self, sha256: str, filename: str) -> Path:
-        return self.root / "sha256" / sha256 / filename
+        files = self.root / "sha256"  # a lock's digest and file name never reach outside their folder
+        folder = inside(files, files / sha256)
+        return inside(folder, folder / filename)
 
     def get(self, *, url: str, sha256: str, filename: str, mirrors: tuple[str, ...] = ()) -> Path:
         """The verified cached file, fetching it first when absent."""
@@ -198,7 +201,7 @@ def export_mirror(cache: PackageCache, files: list[tuple[str, str, str]], dest: 
     manifest = {}
     for url, sha, filename in files:
         src = cache.get(url=url, sha256=sha, filename=filename, mirrors=mirrors)
-        target = dest / filename
+        target = inside(dest, dest / filename)
         if not (target.exists() and sha256_of(target) == sha):
             target.unlink(missing_ok=True)  # may be linked into a cache: replace it, never write through
             shutil.copyfile(src, target)

@@ -55,14 +55,13 @@ def _cuda_libraries(lock_path, platform: str) -> dict[str, str]:
     never imports conda-lock or the build package (the same rule as envctl.build.layers)."""
     import fnmatch
 
-    from envctl import yamldoc
+    from envctl.lockgrammar import read_lockfile
     from envctl.spec import defaults
 
-    data = yamldoc.load(lock_path.read_text(encoding="utf-8")) or {}  # shown, never built from: cached parse
+    entries, _meta = read_lockfile(lock_path, cached=True)  # shown, never built from: a cached parse
     patterns = defaults()["layers"][0]["match"]
-    return {str(p["name"]): str(p["version"]) for p in data.get("package") or []
-            if isinstance(p, dict) and p.get("manager") == "pip" and p.get("platform") == platform
-            and any(fnmatch.fnmatchcase(str(p.get("name")), pat) for pat in patterns)}
+    return {p["name"]: p["version"] for p in entries if p["manager"] == "pip" and p["platform"] == platform
+            and any(fnmatch.fnmatchcase(p["name"], pat) for pat in patterns)}
 
 
 def describe(project: Project, name: str) -> dict[str, Any]:

@@ -9,15 +9,32 @@ keeps its traceback.
 from __future__ import annotations
 
 
+# The longest error line or hint envctl prints.  Messages echo what they were given (a name, a
+# URL, a value of a document); a forged document's value can be megabytes, so the middle of an
+# overlong line is cut: its start says what failed and where, its end what to do.
+MAX_LINE = 500
+
+
+def clip(text: str, limit: int = MAX_LINE) -> str:
+    """``text`` as one line of at most ``limit`` characters (newlines shown as \\n; an ellipsis where
+    the middle was cut)."""
+    text = text.replace("\r", "\\r").replace("\n", "\\n")
+    if len(text) <= limit:
+        return text
+    head = limit * 2 // 3
+    return text[:head] + "\u2026" + text[len(text) - (limit - head - 1):]
+
+
 class EnvctlError(Exception):
     """Base class: a user-facing failure with a hint and an exit code."""
 
     exit_code = 1
 
     def __init__(self, message: str, *, hint: str | None = None) -> None:
+        message = clip(message)
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = clip(hint) if hint is not None else None
 
     def __str__(self) -> str:
         return self.message
@@ -105,6 +122,20 @@ class ProbeError(EnvctlError):
 
 class RecordsError(EnvctlError):
     """The records database cannot be opened or written."""
+
+
+class DamagedRecordsError(RecordsError):
+    """The records database holds what no envctl wrote (a schema that is not a number, a stored
+    document that is not JSON): bad input, exit 2."""
+
+    exit_code = 2
+
+
+class DamagedDocumentError(EnvctlError):
+    """A document envctl reads (the release matrix, a probe JSON) breaks its format: names the
+    document and the key."""
+
+    exit_code = 2
 
 
 class ArtifactError(EnvctlError):

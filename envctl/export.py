@@ -10,6 +10,7 @@ from __future__ import annotations
 from envctl.build import requirements_txt
 from envctl.errors import UsageError
 from envctl.lock import LockedEnv
+from envctl.lockgrammar import conda_pin, explicit_line, pin
 from envctl.spec import ImageSpec
 
 FORMATS = ("environment.yml", "explicit", "requirements")
@@ -35,7 +36,7 @@ def export(spec: ImageSpec, lock: LockedEnv, fmt: str) -> str:
                              f"an explicit file would install nothing",
                              hint=f"use: envctl export {spec.name} --format requirements (or environment.yml)")
         lines = [header.rstrip("\n"), "# platform: " + lock.platform, "@EXPLICIT"]
-        lines += [f"{p.url}#{p.md5}" for p in lock.conda]
+        lines += [explicit_line(p.url, p.md5) for p in lock.conda]
         return "\n".join(lines) + "\n"
     if fmt == "environment.yml":
         import yaml
@@ -43,14 +44,14 @@ def export(spec: ImageSpec, lock: LockedEnv, fmt: str) -> str:
         # The form conda-lock renders (name=version=build, pip lines with their hashes), plus what
         # makes the file work alone: python and pip from the channels, and pip's sources.
         names = {p.name for p in lock.conda}
-        deps: list = [f"{p.name}={p.version}={p.build}" for p in lock.conda]
+        deps: list = [conda_pin(p.name, p.version, p.build) for p in lock.conda]
         if "python" not in names:
             deps.append(f"python={spec.python}")
         if lock.pip and "pip" not in names:
             deps.append("pip")
         if lock.pip:
             deps.append({"pip": pip_source_lines(spec)
-                         + [f"{p.name}=={p.version} --hash=sha256:{p.sha256}" for p in lock.pip]})
+                         + [pin(p.name, p.version, p.sha256) for p in lock.pip]})
         channels = list(spec.channels) or ["conda-forge"]
         doc = {"name": spec.name, "channels": [*channels, "nodefaults"], "dependencies": deps}
         return header + yaml.safe_dump(doc, sort_keys=False, width=1000)

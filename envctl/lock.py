@@ -14,10 +14,12 @@ import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
+from urllib.parse import urlparse
 
-from envctl import condasolve, pipresolve, torchvariant, yamldoc
+from envctl import condasolve, pipresolve, torchvariant
 from envctl.cache import default_root as default_cache_root
 from envctl.errors import EnvctlError, LockError, StaleLockError, UnknownPackageError
+from envctl.lockgrammar import package_filename, pin, read_lockfile
 from envctl.lockstate import HEADER_MARK, body_hash, lock_state, read_header
 from envctl.spec import ImageSpec, defaults
 
@@ -95,7 +97,7 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
         prev = (previous or {}).get(platform)
         if prev is not None:
             conda_constraints = [f"{p.name} =={p.version} {p.build}" for p in prev.conda if p.name not in wanted]
-            pip_constraints = [f"{p.name}=={p.version}" for p in prev.pip if p.name not in wanted]
+            pip_constraints = [pin(p.name, p.version) for p in prev.pip if p.name not in wanted]
         specs = spec.conda_specs()
         if specs:
             progress(f"solving {len(specs)} conda specs for {platform} ({', '.join(vps)})")
@@ -115,7 +117,7 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
                 extra_index_urls=extra, find_links=spec.pip_index.find_links,
                 constraints=pip_constraints, check_network=check_network,
                 prefetch=tuple(on_disk.pip),
-                prefer=tuple(f"{p.name}=={p.version}" for p in on_disk.pip if p.name not in wanted)
+                prefer=tuple(pin(p.name, p.version) for p in on_disk.pip if p.name not in wanted)
                 if keep_current else ())
             # a resolver takes any build of torch==X.Y.Z: the one locked must be the spec's variant
             torchvariant.check_torch_variant(spec, result.pip[platform], platform=platform)
@@ -281,64 +283,33 @@ def load_lock(path: Path, *, platform: str = "linux-64", hints_only: bool = Fals
     reach the new lock only where uv names them again), and the parse may come from
     envctl.yamldoc's cache, whose files nothing verifies.
     """
-    from urllib.parse import unquote
-
     if not path.is_file():
         raise StaleLockError(f"{path} does not exist", hint=f"run: envctl lock {path.name.split('.')[0]}")
     marked, inputs, lock_hash, intact = read_header(path)
     if marked and not intact:
         raise StaleLockError(f"{path} was edited by hand: its body no longer has the hash its header records",
                              hint=f"regenerate it: envctl lock {path.name.split('.')[0]}")
-    entries, meta = _read_lockfile(path, cached=hints_only)
+    entries, meta = read_lockfile(path, cached=hints_only)
     conda, pip = [], []
     for d in entries:
         if d["platform"] != platform:
             continue
         url, digests, deps = d["url"], d["hash"], dict(d.get("dependencies") or {})
-        filename = Path(url.split("?")[0]).name
+        filename = package_filename(url)  # checked by read_lockfile: a plain file name, never a path
         if d["manager"] == "conda":
             conda.append(condasolve.CondaPackage(
-                name=d["name"], version=str(d["version"]), build=str(d.get("build") or ""),
-                subdir=url.rstrip("/").split("/")[-2], url=url, sha256=digests.get("sha256") or "",
+                name=d["name"], version=d["version"], build=d["build"],
+                subdir=("/" + urlparse(url).path).split("/")[-2], url=url, sha256=digests["sha256"],
                 md5=digests.get("md5") or "", filename=filename, dependencies=deps))
         else:
             pip.append(pipresolve.PipPackage(
-                name=d["name"], version=str(d["version"]), url=url, sha256=digests.get("sha256") or "",
-                filename=unquote(filename), requested=False, dependencies=deps))
-    custom = (meta or {}).get("custom_metadata") or {}
-    return LockedEnv(name=custom.get("envctl.image", path.name.split(".")[0]), platform=platform,
+                name=d["name"], version=d["version"], url=url, sha256=digests["sha256"],
+                filename=filename, requested=False, dependencies=deps))
+    custom = meta.get("custom_metadata") if isinstance(meta.get("custom_metadata"), dict) else {}
+    image = custom.get("envctl.image")
+    return LockedEnv(name=image if isinstance(image, str) else path.name.split(".")[0], platform=platform,
                      inputs_hash=inputs or "", lock_hash=lock_hash or "",
                      conda=sorted(conda, key=lambda p: p.name), pip=sorted(pip, key=lambda p: p.name))
-
-
-_REQUIRED = ("name", "version", "manager", "platform", "url", "hash")
-
-
-def _read_lockfile(path: Path, *, cached: bool = False) -> tuple[list[dict], dict]:
-    """The ``package`` entries and ``metadata`` of a conda-lock v1 file, checked key by key."""
-    def bad(problem: str) -> LockError:
-        return LockError(f"{path} is not a valid conda-lock file: {problem}", hint="regenerate it with envctl lock")
-
-    try:
-        data = yamldoc.load(path.read_text(encoding="utf-8"), cache=cached)
-    except UnicodeDecodeError as exc:
-        raise bad(f"not UTF-8 text (byte {exc.start})") from None
-    except yamldoc.DocumentError as exc:
-        raise bad(f"not YAML{f' at line {exc.line}' if exc.line else ''} ({exc.problem})") from None
-    if not isinstance(data, dict) or data.get("version") != 1:
-        raise bad("no 'version: 1'")
-    entries = data.get("package")
-    if not isinstance(entries, list):
-        raise bad("no 'package' list")
-    for i, d in enumerate(entries):
-        if not isinstance(d, dict):
-            raise bad(f"package[{i}] is not a mapping")
-        missing = [k for k in _REQUIRED if k not in d]
-        if missing:
-            raise bad(f"package[{i}] ({d.get('name', '?')}) lacks {', '.join(missing)}")
-        if d["manager"] not in ("conda", "pip") or not isinstance(d["hash"], dict):
-            raise bad(f"package[{i}] ({d['name']}): bad manager or hash")
-    return entries, data.get("metadata") if isinstance(data.get("metadata"), dict) else {}
 
 
 def require_current_lock(spec: ImageSpec, path: Path, *, platform: str = "linux-64") -> LockedEnv:

@@ -11,10 +11,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from functools import lru_cache
+from typing import Any, NoReturn
 
 from envctl import yamldoc
 from envctl.data import read as read_data
-from envctl.errors import EnvctlError, MatrixError
+from envctl.errors import DamagedDocumentError, MatrixError
 
 VARIANT_RE = re.compile(r"^(cpu|cu(\d{2,3}))$")
 # pytorch-X.Y-VARIANT, optionally with a flavour suffix (pytorch-2.8-cu128-pypi).
@@ -136,13 +137,69 @@ class Verdict:
         return text
 
 
+MATRIX_FILE = "envctl/data/release-matrix.yaml"
+_RESTORE = f"restore it: git checkout {MATRIX_FILE} (or reinstall envctl)"
+
+
+def check_data(data: Any, where: str = MATRIX_FILE) -> dict:
+    """The release matrix's data, or one DamagedDocumentError naming the key that breaks the
+    layout its header describes (every command that names an image reads this file)."""
+    def bad(key: str, problem: str) -> NoReturn:
+        raise DamagedDocumentError(f"{where}: {key}: {problem}", hint=_RESTORE)
+
+    def versions(values: Any, key: str) -> None:
+        for i, value in enumerate(values):
+            if not (isinstance(value, str) and re.match(r"^\d+(\.\d+)*", value)):
+                bad(f"{key}[{i}]", f"{value!r} is not a version string")
+
+    if not isinstance(data, dict):
+        raise DamagedDocumentError(f"{where} is not a release matrix (empty, or not a mapping)", hint=_RESTORE)
+    if data.get("version") != 1:
+        bad("version", f"{data.get('version')!r}, expected 1")
+    if not isinstance(data.get("torch"), dict) or not data["torch"]:
+        bad("torch", "not a table of torch minors")
+    for minor, row in data["torch"].items():
+        key = f"torch.{minor}"
+        if not (isinstance(minor, str) and re.fullmatch(r"\d+\.\d+", minor)) or not isinstance(row, dict):
+            bad(key, 'not a torch minor such as "2.13" with its table')
+        if not isinstance(row.get("releases"), list) or not row["releases"]:
+            bad(f"{key}.releases", "not a list of releases")
+        versions(row["releases"], f"{key}.releases")
+        if not (isinstance(row.get("python"), list) and len(row["python"]) == 2):
+            bad(f"{key}.python", "not [oldest, newest]")
+        versions(row["python"], f"{key}.python")
+        cuda = row.get("cuda")
+        for status in ("stable", "experimental"):
+            table = cuda.get(status) if isinstance(cuda, dict) else None
+            if not (isinstance(table, dict) and all(isinstance(v, str) for v in table.values())):
+                bad(f"{key}.cuda.{status}", "not a mapping of CUDA version to cuDNN version")
+            versions(list(table), f"{key}.cuda.{status}")
+        for name in ("torchvision", "torchaudio", "pypi"):
+            if not (row.get(name) is None or isinstance(row[name], str)) or (name != "pypi" and name not in row):
+                bad(f"{key}.{name}", "not a version string or null")
+        if not isinstance(row.get("pypi_libs") or {}, dict):
+            bad(f"{key}.pypi_libs", "not a mapping")
+    if not isinstance(data.get("arch_lists"), dict):
+        bad("arch_lists", "not a mapping of CUDA version to arch lists")
+    for cuda, entries in data["arch_lists"].items():
+        for i, entry in enumerate(entries if isinstance(entries, list) else [None]):
+            if not (isinstance(entry, dict) and isinstance(entry.get("arches"), list)):
+                bad(f"arch_lists.{cuda}[{i}]", "not an entry {arches: [...]}")
+            try:
+                _in_range((0,), str(entry.get("torch", ">=0")))
+            except ValueError:
+                bad(f"arch_lists.{cuda}[{i}].torch", f"{entry['torch']!r} is not a range such as '>=2.11'")
+    drivers = data.get("drivers")
+    if not (isinstance(drivers, dict) and all(isinstance(v, str) for v in drivers.values())):
+        bad("drivers", "not a mapping of CUDA major version to driver version")
+    return data
+
+
 class Matrix:
     """Queries over the release matrix data file."""
 
     def __init__(self, data: dict) -> None:
-        if data.get("version") != 1:
-            raise EnvctlError("release-matrix.yaml: unsupported 'version' (expected 1)",
-                              hint="reinstall envctl; the packaged data file is damaged")
+        check_data(data)
         self.refreshed = str(data.get("refreshed", ""))
         self.torch: dict[str, TorchRelease] = {}
         for minor, row in data["torch"].items():
@@ -213,7 +270,11 @@ class Matrix:
 @lru_cache(maxsize=1)
 def load_matrix() -> Matrix:
     # every command that takes an image name reads it before anything else: parsed once per content
-    return Matrix(yamldoc.load(read_data("release-matrix.yaml")))
+    try:
+        data = yamldoc.load(read_data("release-matrix.yaml"))
+    except yamldoc.DocumentError as exc:
+        raise DamagedDocumentError(f"{MATRIX_FILE} is not YAML: {exc}", hint=_RESTORE) from None
+    return Matrix(data)
 
 
 def check_image_name(name: str) -> Verdict | None:

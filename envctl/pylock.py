@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from envctl.errors import LockError
+from envctl.lockgrammar import filename_ok
 
 if TYPE_CHECKING:
     from envctl.pypi.simple import DistFile
@@ -54,6 +55,9 @@ def read_wheels(text: str, tags: list[str]) -> list[DistFile]:
         for wheel in package.get("wheels", []):
             url, sha256 = (wheel.get("url") or "").split("#", 1)[0], (wheel.get("hashes") or {}).get("sha256")
             filename = wheel.get("name") or unquote(urlparse(url).path.rsplit("/", 1)[-1])
+            if url and sha256 and not filename_ok(filename):  # it becomes a file name in the cache
+                raise LockError(f"uv resolved {name}=={version} to a file {filename!r} that is not a plain wheel "
+                                f"file name", hint="check the package index the spec names")
             if url and sha256:
                 candidates.append(DistFile(filename=filename, url=url, sha256=sha256, size=wheel.get("size")))
         ranked = rank_wheels(candidates, tags)

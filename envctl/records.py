@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
-from envctl.errors import RecordsError
+from envctl.errors import DamagedRecordsError, RecordsError
 
 SCHEMA_VERSION = 2
 _SCHEMA = """
@@ -136,6 +136,10 @@ class Records:
                 except sqlite3.OperationalError as exc:
                     if "no such table" not in str(exc):
                         raise
+                if row is not None and not (str(row[0]).isascii() and str(row[0]).isdigit()):
+                    raise DamagedRecordsError(f"{self.path}: meta.schema is {row[0]!r}, not a schema number",
+                                              hint="the database was not written by envctl; set ENVCTL_RECORDS "
+                                                   "to another path, or move this one away")
                 if row is None:
                     db.executescript(_SCHEMA)
                     db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))

@@ -27,6 +27,7 @@ from envctl.activate import activation_script
 from envctl.cache import PackageCache
 from envctl.errors import EnvctlError, UsageError
 from envctl.lock import LockedEnv
+from envctl.lockgrammar import inside
 from envctl.pipresolve import isolated_pip_env, normalize
 from envctl.prefixstate import ACTIVATE, MARKER, PrefixState, conda_meta, dist_name, inspect_prefix, run_step
 from envctl.spec import ImageSpec
@@ -161,11 +162,12 @@ def _install_pip(spec: ImageSpec, lock: LockedEnv, prefix: Path, cache: PackageC
         linked = []
         for p in lock.pip:
             src = cache.get(url=p.url, sha256=p.sha256, filename=p.filename, mirrors=mirrors)
+            link = inside(links, links / p.filename)
             try:
-                (links / p.filename).hardlink_to(src)
+                link.hardlink_to(src)
                 linked.append((src, p.sha256))
             except OSError:
-                shutil.copyfile(src, links / p.filename)
+                shutil.copyfile(src, link)
         (links / "requirements.txt").write_text(requirements_txt(lock))
         pip_wheel = next((links / p.filename for p in lock.pip if p.name == "pip"), None)
         # -I as for the listing: pip sees (and uninstalls from) the prefix only.

@@ -74,6 +74,11 @@ def plan_verify(project: Project, name: str, *, executor=None, gpus: str | None 
     from envctl.lock import require_current_lock
     from envctl.probe import check_gpus, probe_config
 
+    from envctl.errors import UsageError
+    from envctl.spec import LEVELS
+
+    if level is not None and level not in LEVELS:  # before any engine or image: a typo starts no container
+        raise UsageError(f"--level {level} is not a probe level", hint=f"use one of: {', '.join(LEVELS)}")
     spec = project.resolve(name)
     gpus = check_gpus(gpus or spec.smoke.gpus)
     level = level or spec.smoke.level

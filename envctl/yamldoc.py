@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import marshal
+import re
 import sys
 from collections.abc import Hashable
 from functools import lru_cache
@@ -48,6 +49,7 @@ def parse(text: str, *, unique_keys: bool = False) -> Any:
 
     loader = _unique_key_loader() if unique_keys else getattr(yaml, "CSafeLoader", yaml.SafeLoader)
     try:
+        _refuse_aliases(text, loader)
         return yaml.load(text, Loader=loader)  # noqa: S506 - safe loaders only
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -55,9 +57,33 @@ def parse(text: str, *, unique_keys: bool = False) -> Any:
         raise DocumentError(problem, mark.line + 1 if mark is not None else None) from None
 
 
+# Where an anchor (&name) or an alias (*name) may start: a node's first character.  Text with
+# no such place (most documents: a '*' inside "nvidia-*" or a quoted "*" is none) is not scanned.
+_NODE_START = re.compile(r"(?:^|[\s\[{,])[&*]", re.MULTILINE)
+
+
+def _refuse_aliases(text: str, loader) -> None:
+    """No document envctl reads uses anchors or aliases (conda-lock's format never does, nor
+    envctl's writers): refused before they are expanded, as a 1 KB spec of nested aliases
+    (a billion laughs) expands to gigabytes wherever it is walked or echoed."""
+    if not _NODE_START.search(text):
+        return
+    import yaml
+
+    scanner = loader(text)
+    try:
+        while scanner.check_token():
+            token = scanner.get_token()
+            if isinstance(token, (yaml.AnchorToken, yaml.AliasToken)):
+                raise yaml.MarkedYAMLError(problem="YAML anchors and aliases (&name, *name) are not allowed",
+                                           problem_mark=token.start_mark)
+    finally:
+        scanner.dispose()
+
+
 # What a cached parse depends on besides the text: this reader's rules (bump FORMAT when they
 # change) and envctl's version, so an upgrade never serves an older reader's answer.
-FORMAT = 1
+FORMAT = 2  # 2: anchors and aliases are refused
 
 
 def _cache_path(text: str, unique_keys: bool) -> Path:

@@ -8,6 +8,7 @@ import pytest
 import yaml
 
 from envctl import yamldoc
+from envctl.errors import LockError
 
 SPEC = "name: demo\npython: '3.11'\npip:\n  - numpy==2.3.5\nversions: [1, 2.5, true, null]\n"
 
@@ -107,7 +108,12 @@ def test_a_tampered_cache_never_changes_what_a_lock_says(cache, project):
     [entry] = _cached(cache)
     data = marshal.loads(entry.read_bytes())
     for package in data["package"]:
-        package["url"] = "https://evil.example/x.whl"
+        package["url"] = "https://evil.example/" + package["url"].rsplit("/", 1)[-1]
     entry.write_bytes(marshal.dumps(data))
     assert load_lock(path) == real
-    assert {p.url for p in load_lock(path, hints_only=True).pip} == {"https://evil.example/x.whl"}
+    assert {p.url.rsplit("/", 1)[0] for p in load_lock(path, hints_only=True).pip} == {"https://evil.example"}
+    # Hints pass the lock's grammar too: a cached name never becomes a path or a pip option.
+    data["package"][0]["url"] = "https://evil.example/..%2F..%2Fx.whl"
+    entry.write_bytes(marshal.dumps(data))
+    with pytest.raises(LockError, match=r"package\[0\] \(filelock\): url .* does not end in a plain wheel"):
+        load_lock(path, hints_only=True)

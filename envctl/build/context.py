@@ -16,6 +16,7 @@ from typing import Callable
 from envctl.build.plan import BuildPlan, requirements_txt
 from envctl.cache import PackageCache, relinked
 from envctl.errors import BuildError
+from envctl.lockgrammar import inside
 
 BUILDER_SCRIPTS = Path(__file__).resolve().parent.parent / "builder"
 
@@ -38,16 +39,16 @@ def assemble_context(plan: BuildPlan, cache: PackageCache, context: Path, *,
             verb = "verifying" if cache.has(p.sha256, p.filename) else "fetching"
             progress(f"{verb} {p.filename} ({done}/{count})")
             path = cache.get(url=p.url, sha256=p.sha256, filename=p.filename, mirrors=mirrors)
-            total += _link(path, folder / p.filename)
+            total += _link(path, inside(folder, folder / p.filename))
             if p.name == "pip":  # the installer every layer runs with
-                _link(path, tools / p.filename)
+                _link(path, inside(tools, tools / p.filename))
         (folder / "requirements.txt").write_text(requirements_txt(layer))
     if plan.conda_files:
         conda = context / "conda"
         conda.mkdir()
         for i, (url, sha, _md5, filename) in enumerate(plan.conda_files, 1):
             progress(f"verifying {filename} ({i}/{len(plan.conda_files)})")
-            total += _link(cache.get(url=url, sha256=sha, filename=filename), conda / filename)
+            total += _link(cache.get(url=url, sha256=sha, filename=filename), inside(conda, conda / filename))
         (conda / "packages.json").write_text(json.dumps(
             [{"filename": f, "sha256": s, "md5": m, "url": u} for u, s, m, f in plan.conda_files], indent=1))
         filename, sha, url = plan.rattler

@@ -14,6 +14,7 @@ from envctl import __version__
 from envctl.build.layers import Layer, plan_layers
 from envctl.catalog import Project
 from envctl.lock import LockedEnv
+from envctl.lockgrammar import LockfileError, filename_ok, pin
 from envctl.spec import ImageSpec, defaults
 
 LABEL_SPEC = "io.envctl.spec"
@@ -69,6 +70,9 @@ def render_dockerfile(spec: ImageSpec, lock: LockedEnv, *, labels: dict[str, str
                              keep_trailing_newline=True)
     env.filters["dockerquote"] = dockerquote
     pip_wheel = next((p.filename for p in lock.pip if p.name == "pip"), None)
+    if pip_wheel is not None and not filename_ok(pip_wheel):  # it is a word of a RUN line
+        raise LockfileError(f"refusing to run pip from {pip_wheel!r}: not a wheel file name",
+                            hint="the lock was forged or damaged: regenerate it with envctl lock")
     layers = plan_layers(lock) if layers is None else layers
     views = [{"name": layer.name, "count": len(layer.packages)} for layer in layers]
     return env.from_string(template).render(
@@ -118,6 +122,6 @@ def plan_build(spec: ImageSpec, lock: LockedEnv, *, project: Project | None = No
 def requirements_txt(lock: LockedEnv | Layer) -> str:
     """pip's hash-checking requirements: exactly the locked set (or one layer of it)."""
     packages = lock.pip if isinstance(lock, LockedEnv) else lock.packages
-    return "".join(f"{p.name}=={p.version} --hash=sha256:{p.sha256}\n" for p in packages)
+    return "".join(pin(p.name, p.version, p.sha256) + "\n" for p in packages)
 
 

@@ -180,7 +180,9 @@ _terminated = False
 def _fail(message: str, hint: str | None, exit_code: int) -> None:
     """One line and a hint on stderr; with --json also a JSON object on stdout, for scripts."""
     from envctl import console
+    from envctl.errors import clip
 
+    message, hint = clip(message), clip(hint) if hint is not None else None  # an OSError's too
     console.error(message, hint)
     if "--json" in sys.argv[1:] and not console.json_printed:
         console.print_json({"error": message, "hint": hint, "exit_code": exit_code})

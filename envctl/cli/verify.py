@@ -154,8 +154,8 @@ def history(
                          hint="envctl catalog lists the images")
     if kind is not None and kind not in RUN_KINDS:
         raise UsageError(f"--kind {kind} is not a kind of run", hint=f"use one of: {', '.join(RUN_KINDS)}")
-    if limit < 1:
-        raise UsageError(f"--limit {limit}: give a positive number of rows")
+    if not 1 <= limit <= 2**63 - 1:  # SQLite's integers end there
+        raise UsageError(f"--limit {limit}: give a positive number of rows, at most {2**63 - 1}")
     runs = Records().runs(image=name, kind=kind, limit=limit)
     if json_out:
         console.print_json([r.to_dict() for r in runs])

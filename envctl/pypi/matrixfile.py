@@ -12,10 +12,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
-
-from envctl.errors import EnvctlError
-from envctl.matrix import parse_version
+from envctl import yamldoc
+from envctl.errors import DamagedDocumentError, EnvctlError
+from envctl.matrix import check_data, parse_version
 
 ROW_KEYS = ("releases", "pypi", "pypi_libs", "python", "cuda", "torchvision", "torchaudio", "pytorch_channel")
 LIB_KEYS = ("cuda", "cudnn", "nccl", "triton")
@@ -33,13 +32,11 @@ class MatrixFile:
 def read(path: Path) -> MatrixFile:
     try:
         text = path.read_text(encoding="utf-8")
-        data = yaml.safe_load(text)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise EnvctlError(f"cannot read the release matrix {path}: {str(exc).splitlines()[0]}",
-                          hint="restore it: git checkout envctl/data/release-matrix.yaml") from None
-    if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("torch"), dict):
-        raise EnvctlError(f"{path} is not a version 1 release matrix (no 'version: 1' or 'torch' table)",
-                          hint="restore it: git checkout envctl/data/release-matrix.yaml")
+        data = yamldoc.parse(text)
+    except (OSError, UnicodeDecodeError, yamldoc.DocumentError) as exc:
+        raise DamagedDocumentError(f"cannot read the release matrix {path}: {str(exc).splitlines()[0]}",
+                                   hint="restore it: git checkout envctl/data/release-matrix.yaml") from None
+    check_data(data, str(path))
     lines = text.splitlines(keepends=True)
     try:
         first = next(i for i, ln in enumerate(lines) if ln.startswith("version:"))

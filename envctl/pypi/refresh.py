@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envctl.errors import PackageIndexError
+from envctl.errors import PackageIndexError, UsageError
 from envctl.matrix import parse_version, variant_to_cuda
 from envctl.pypi import derive, matrixfile
 from envctl.pypi.metadata import read_metadata
@@ -65,9 +65,25 @@ def default_path() -> Path:
     return Path(__file__).resolve().parent.parent / "data" / "release-matrix.yaml"
 
 
+def _check_index(option: str, url: str) -> None:
+    """An index the command line names: an http(s) or file URL, or a folder (as envctl.pypi.http reads)."""
+    from urllib.parse import urlparse
+
+    try:
+        scheme = urlparse(url).scheme
+    except ValueError as exc:  # an unclosed [IPv6] host
+        raise UsageError(f"{option} {url} is not a URL ({exc})", hint="give the simple index's URL") from None
+    if scheme not in ("", "file", "http", "https"):
+        raise UsageError(f"{option} {url}: envctl reads http(s) and file URLs, not {scheme}:",
+                         hint="give the simple index's URL") from None
+
+
 def plan_refresh(*, path: Path | None = None, index_url: str = PYPI, pytorch_index: str | None = PYTORCH_INDEX,
                  cache_dir: Path | None = None, today: str | None = None, workers: int = 16) -> RefreshPlan:
     """Read the indexes and return what the data file would become.  Writes nothing."""
+    _check_index("--index-url", index_url)
+    if pytorch_index:
+        _check_index("--pytorch-index", pytorch_index)
     path = path or default_path()
     current = matrixfile.read(path)
     simple_cache = cache_dir / "simple" if cache_dir else None

@@ -97,3 +97,16 @@ def error(message: str, hint: str | None = None) -> None:
     err.print(line)
     if hint:
         err.print(Text("hint: " + hint, style="yellow"))
+
+
+def write_output(path, text: str | bytes) -> None:
+    """Where every ``-o``/``--html``/``--junit`` goes: ``-`` is stdout; a device or FIFO is written
+    to as it is; a regular file is replaced atomically (envctl.lock.atomic_write decides)."""
+    if str(path) == "-":
+        sys.stdout.write(text if isinstance(text, str) else text.decode("utf-8"))
+        sys.stdout.flush()
+        return
+    from envctl.lock import atomic_write
+
+    atomic_write(path, text)
+    status(f"wrote {path}")

@@ -132,8 +132,13 @@ def alive(pid: int) -> bool:
 
 
 def start_envctl(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """envctl in the background, with SIGINT as a terminal leaves it: a shell's background job
+    (CI runners) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    import signal
+
     return subprocess.Popen([sys.executable, "-m", "envctl", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1", **(env or {})})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1", **(env or {})},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(predicate, timeout: float = 120, interval: float = 0.01):

@@ -1,0 +1,77 @@
+"""Item 8: nothing waits forever.  An index that trickles a byte at a time meets the request's
+overall deadline; SIGINT and SIGTERM during a stalled fetch end envctl within a second or two;
+a FIFO where envctl reads a document is refused instead of blocking."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socketserver
+import threading
+import time
+
+import pytest
+
+from tests.faults.conftest import assert_one_line_error, envctl, start_envctl, wait_for
+
+
+@pytest.fixture
+def trickling_index():
+    """A real HTTP server on localhost that answers every GET with headers promising 100 kB,
+    then sends one byte every 0.2 s: no single read ever times out.  Yields (url, connections)."""
+    stop = threading.Event()
+    connections: list[str] = []
+
+    class Trickle(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            connections.append(self.request.recv(65536).split(b"\r\n", 1)[0].decode())
+            try:
+                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                                     b"Content-Length: 100000\r\n\r\n")
+                while not stop.wait(0.2):
+                    self.request.sendall(b"<")
+            except OSError:
+                pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple", connections
+    stop.set()
+    server.shutdown()
+    server.server_close()
+
+
+def _refresh_args(url: str, tmp_path) -> list[str]:
+    from tests.faults.conftest import REPO
+
+    matrix = tmp_path / "matrix.yaml"
+    matrix.write_bytes((REPO / "envctl" / "data" / "release-matrix.yaml").read_bytes())
+    return ["matrix", "refresh", "--check", "--no-cache", "--index-url", url, "--pytorch-index", "none",
+            "--file", str(matrix)]
+
+
+def test_a_trickling_index_ends_at_the_overall_deadline(trickling_index, tmp_path):
+    url, _ = trickling_index
+    started = time.monotonic()
+    result = envctl(*_refresh_args(url, tmp_path), env={"ENVCTL_HTTP_DEADLINE": "2"}, timeout=60)
+    assert time.monotonic() - started < 20
+    assert_one_line_error(result, 1, f"{url}/torch/", "within 2s")
+
+
+@pytest.mark.parametrize("signum, code", [(signal.SIGTERM, 143), (signal.SIGINT, 130)])
+def test_a_signal_during_a_stalled_fetch_ends_envctl_at_once(trickling_index, tmp_path, signum, code):
+    url, connections = trickling_index
+    proc = start_envctl(*_refresh_args(url, tmp_path))
+    try:
+        wait_for(lambda: len(connections) >= 3, timeout=60)  # torch and its companions are being read
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(signum)
+        proc.wait(timeout=30)
+        took = time.monotonic() - sent
+    finally:
+        proc.kill()
+        proc.wait()
+    assert proc.returncode == code, proc.stderr.read()[-2000:]
+    assert took < 2.5, took

@@ -216,17 +216,20 @@ def import_mirror(cache: PackageCache, source: Path) -> int:
     """
     import json
 
+    from envctl.yamldoc import read_document
+
     if not source.is_dir():
         raise CacheError(f"{source} is not a folder", hint="give the folder envctl cache export wrote")
     manifest: dict[str, str] = {}
     listing = source / "envctl-mirror.json"
     if listing.exists():
         try:
-            manifest = json.loads(listing.read_text(encoding="utf-8"))
+            manifest = json.loads(read_document(listing))
             if not isinstance(manifest, dict):
                 raise ValueError("not a mapping")
         except (OSError, ValueError) as exc:
-            raise CacheError(f"{listing} is not a mirror manifest ({exc})",
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise CacheError(f"{listing} is not a mirror manifest ({reason})",
                              hint="export the folder again with envctl cache export") from None
     files = []
     for path in sorted(source.iterdir()):

@@ -16,6 +16,7 @@ import yaml
 
 from envctl.errors import EnvctlError
 from envctl.matrix import parse_version
+from envctl.yamldoc import read_document
 
 ROW_KEYS = ("releases", "pypi", "pypi_libs", "python", "cuda", "torchvision", "torchaudio", "pytorch_channel")
 LIB_KEYS = ("cuda", "cudnn", "nccl", "triton")
@@ -32,10 +33,11 @@ class MatrixFile:
 
 def read(path: Path) -> MatrixFile:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_document(path)
         data = yaml.safe_load(text)
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
-        raise EnvctlError(f"cannot read the release matrix {path}: {str(exc).splitlines()[0]}",
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise EnvctlError(f"cannot read the release matrix {path}: {reason}",
                           hint="restore it: git checkout envctl/data/release-matrix.yaml") from None
     if not isinstance(data, dict) or data.get("version") != 1 or not isinstance(data.get("torch"), dict):
         raise EnvctlError(f"{path} is not a version 1 release matrix (no 'version: 1' or 'torch' table)",

@@ -75,3 +75,20 @@ def test_a_signal_during_a_stalled_fetch_ends_envctl_at_once(trickling_index, tm
         proc.wait()
     assert proc.returncode == code, proc.stderr.read()[-2000:]
     assert took < 2.5, took
+
+
+def test_a_fifo_where_envctl_reads_a_document_is_one_line(tmp_path):
+    """No writer ever opens these FIFOs: the old reads blocked forever (the timeout catches it)."""
+    images = tmp_path / "project" / "images"
+    images.mkdir(parents=True)
+    spec, matrix, bench, mirror = images / "fifo-spec.yaml", tmp_path / "m.yaml", tmp_path / "b.json", tmp_path / "mirror"
+    mirror.mkdir()
+    for fifo in (spec, matrix, bench, mirror / "envctl-mirror.json"):
+        os.mkfifo(fifo)
+    env = {"ENVCTL_PROJECT": str(tmp_path / "project"), "ENVCTL_CACHE": str(tmp_path / "cache")}
+    assert_one_line_error(envctl("lock", "fifo-spec", env=env, timeout=30), 2, str(spec), "is a FIFO")
+    assert_one_line_error(envctl("matrix", "refresh", "--check", "--file", str(matrix), env=env, timeout=30), 1,
+                          str(matrix), "is a FIFO")
+    assert_one_line_error(envctl("bench", "show", str(bench), env=env, timeout=30), 2, str(bench), "is a FIFO")
+    assert_one_line_error(envctl("cache", "import", str(mirror), env=env, timeout=30), 1,
+                          str(mirror / "envctl-mirror.json"), "is a FIFO")

@@ -6,40 +6,11 @@ from __future__ import annotations
 
 import os
 import signal
-import socketserver
-import threading
 import time
 
 import pytest
 
 from tests.faults.conftest import assert_one_line_error, envctl, start_envctl, wait_for
-
-
-@pytest.fixture
-def trickling_index():
-    """A real HTTP server on localhost that answers every GET with headers promising 100 kB,
-    then sends one byte every 0.2 s: no single read ever times out.  Yields (url, connections)."""
-    stop = threading.Event()
-    connections: list[str] = []
-
-    class Trickle(socketserver.BaseRequestHandler):
-        def handle(self) -> None:
-            connections.append(self.request.recv(65536).split(b"\r\n", 1)[0].decode())
-            try:
-                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
-                                     b"Content-Length: 100000\r\n\r\n")
-                while not stop.wait(0.2):
-                    self.request.sendall(b"<")
-            except OSError:
-                pass
-
-    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Trickle)
-    server.daemon_threads = True
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{server.server_address[1]}/simple", connections
-    stop.set()
-    server.shutdown()
-    server.server_close()
 
 
 def _refresh_args(url: str, tmp_path) -> list[str]:

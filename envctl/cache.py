@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -117,10 +118,29 @@ class PackageCache:
 
         try:
             with urllib.request.urlopen(url, timeout=60, context=ssl_context()) as resp, dest.open("wb") as fh:
-                shutil.copyfileobj(resp, fh, 1 << 20)
+                _copy_steadily(resp, fh)
         except OSError as exc:
             raise CacheError(f"cannot download {filename} from {url}: {exc}",
                              hint="check the network, or import the package cache from a machine that has it") from None
+
+
+# A download fails when less than STALL_BYTES arrived in STALL_WINDOW seconds: a host that sends
+# a byte per read never trips the socket timeout, and a 2 GB wheel may rightly take an hour, so
+# the floor is on the rate, not on the whole transfer.
+STALL_WINDOW = 60.0
+STALL_BYTES = 64 << 10
+
+
+def _copy_steadily(resp, fh) -> None:
+    window_start, window_bytes = time.monotonic(), 0
+    while chunk := resp.read1(1 << 20):
+        fh.write(chunk)
+        window_bytes += len(chunk)
+        now = time.monotonic()
+        if now - window_start >= STALL_WINDOW:
+            if window_bytes < STALL_BYTES:
+                raise TimeoutError(f"stalled: {window_bytes} bytes in the last {now - window_start:.0f}s")
+            window_start, window_bytes = now, 0
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:

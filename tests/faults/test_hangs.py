@@ -63,3 +63,29 @@ def test_a_fifo_where_envctl_reads_a_document_is_one_line(tmp_path):
     assert_one_line_error(envctl("bench", "show", str(bench), env=env, timeout=30), 2, str(bench), "is a FIFO")
     assert_one_line_error(envctl("cache", "import", str(mirror), env=env, timeout=30), 1,
                           str(mirror / "envctl-mirror.json"), "is a FIFO")
+
+
+def test_a_trickling_file_host_fails_the_download_instead_of_hanging(trickling_index, tmp_path, monkeypatch):
+    """A package download: a rate floor (STALL_BYTES in STALL_WINDOW s), here a 1 s window."""
+    import threading
+
+    from envctl import cache as cache_module
+    from envctl.errors import CacheError
+
+    monkeypatch.setattr(cache_module, "STALL_WINDOW", 1.0, raising=False)
+    url, _ = trickling_index
+    cache = cache_module.PackageCache(tmp_path / "cache", mirrors=())
+    outcome: list[BaseException] = []
+
+    def download() -> None:
+        try:
+            cache.get(url=f"{url}/x-1.0-py3-none-any.whl", sha256="0" * 64, filename="x-1.0-py3-none-any.whl")
+        except BaseException as exc:  # noqa: BLE001 - handed to the test's thread
+            outcome.append(exc)
+
+    worker = threading.Thread(target=download, daemon=True)
+    worker.start()
+    worker.join(timeout=20)
+    assert not worker.is_alive(), "the download still hangs"
+    assert isinstance(outcome[0], CacheError) and "stalled" in str(outcome[0]), outcome
+    assert not [p for p in (tmp_path / "cache").rglob("*") if p.is_file()]

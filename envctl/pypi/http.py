@@ -76,10 +76,15 @@ def deadline() -> float:
     """Seconds one request may take in all (``ENVCTL_HTTP_DEADLINE``, else ``DEADLINE``)."""
     value = os.environ.get("ENVCTL_HTTP_DEADLINE", "")
     try:
-        return float(value) if value else DEADLINE
+        seconds = float(value) if value else DEADLINE
     except ValueError:
-        raise PackageIndexError(f"ENVCTL_HTTP_DEADLINE={value!r} is not a number of seconds",
-                                hint="unset it, or give seconds such as 300") from None
+        seconds = 0.0
+    if not seconds > 0:
+        from envctl.errors import UsageError
+
+        raise UsageError(f"ENVCTL_HTTP_DEADLINE={value!r} is not a positive number of seconds",
+                         hint="unset it, or give seconds such as 300")
+    return seconds
 
 
 class _DeadlinePassed(Exception):

@@ -114,7 +114,7 @@ def error(message: str, hint: str | None = None) -> None:
         err.print(Text("hint: " + shown(hint), style="yellow"))
 
 
-def write_output(path, text: str | bytes) -> None:
+def write_output(path: os.PathLike | str, text: str | bytes) -> None:
     """Where every ``-o``/``--html``/``--junit`` goes: ``-`` is stdout; a device or FIFO is written
     to as it is; a regular file is replaced atomically (envctl.lock.atomic_write decides)."""
     if str(path) == "-":

@@ -6,6 +6,9 @@ Every command reads several of them, and importing PyYAML and parsing took 25-30
 again unchanged needs neither PyYAML nor a parse, and an edited file is a new name, parsed
 afresh (with its errors).  Data marshal cannot hold (a YAML date) is simply not kept, and a
 cache that cannot be written is skipped: the cache only ever saves time.
+
+``read_document`` is how envctl reads any document a user names (YAML or JSON): from a
+regular file only, so a FIFO or a device given by mistake is one line, not a hang.
 """
 
 from __future__ import annotations

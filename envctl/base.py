@@ -7,7 +7,9 @@ and the Python headers: torch.compile needs a C++ compiler inside the image.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import tempfile
 import time
@@ -59,10 +61,11 @@ def make_base(engine: Engine, plan: BasePlan, *, rebuild: bool = False,
         return BaseResult(plan.ref, existing.id, existing.size, False, time.monotonic() - start)
     if shutil.which("debootstrap") is None:
         raise EnvctlError("debootstrap is not installed", hint="apt-get install -y debootstrap (as root)")
-    with tempfile.TemporaryDirectory(prefix="envctl-base-", dir=_scratch()) as tmp:
+    tmp = tempfile.mkdtemp(prefix="envctl-base-", dir=_scratch())
+    try:
         rootfs = Path(tmp) / "rootfs"
         progress(f"debootstrap {plan.suite} with {', '.join(plan.packages)} (about a minute)")
-        proc = subprocess.run(plan.debootstrap_cmd(rootfs), capture_output=True, text=True)
+        proc = _run_group(plan.debootstrap_cmd(rootfs))
         if proc.returncode != 0:
             tail = " | ".join(proc.stdout.strip().splitlines()[-3:] + proc.stderr.strip().splitlines()[-3:])
             raise EnvctlError(f"debootstrap of {plan.suite} from {plan.mirror} failed: {tail}",
@@ -76,10 +79,15 @@ def make_base(engine: Engine, plan: BasePlan, *, rebuild: bool = False,
         _settle_etc(rootfs)
         progress(f"importing {plan.ref}")
         tar = Path(tmp) / "rootfs.tar"
-        subprocess.run(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."], check=True)
+        packed = _run_group(["tar", "--numeric-owner", "-C", str(rootfs), "-cf", str(tar), "."])
+        if packed.returncode != 0:
+            raise EnvctlError(f"packing the root file system failed: {packed.stderr.strip()[-300:]}",
+                              hint=f"check the free space of {tmp}'s disk (TMPDIR chooses it)")
         image_id = engine.import_rootfs(tar, plan.ref, changes=[
             'CMD ["/bin/bash"]', "ENV LANG=C.UTF-8",
             f"LABEL org.opencontainers.image.title={plan.ref} envctl.base.packages={','.join(plan.packages)}"])
+    finally:  # also on Ctrl-C and SIGTERM: a half-made root file system is hundreds of MB
+        _remove_scratch(Path(tmp))
     info = engine.image(plan.ref)
     return BaseResult(plan.ref, image_id, info.size if info else 0, True, time.monotonic() - start)
 
@@ -102,4 +110,46 @@ def _settle_etc(rootfs: Path) -> None:
 
 
 def _scratch() -> str | None:
-    return "/var/tmp" if Path("/var/tmp").is_dir() else None
+    """Where the root file system is made: TMPDIR where the user set it, else /var/tmp (a
+    /tmp in RAM may be too small for the ~400 MB it takes), else Python's default."""
+    if os.environ.get("TMPDIR") or not Path("/var/tmp").is_dir():
+        return None  # tempfile's choice, which honours TMPDIR
+    return "/var/tmp"
+
+
+def _run_group(cmd: list[str]) -> subprocess.CompletedProcess:
+    """``cmd`` in a process group of its own.  Interrupted (Ctrl-C, SIGTERM), the whole group is
+    killed and waited for: debootstrap is a shell script whose wget and dpkg would otherwise go
+    on writing into the root file system while it is being removed."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate()
+    except BaseException:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:  # the group's other members are not our children
+            try:
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        raise
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _remove_scratch(folder: Path) -> None:
+    """Unmount what debootstrap mounted inside (proc, sys: never to be removed file by file),
+    deepest first, then remove the folder."""
+    prefix = str(folder.resolve()) + "/"
+    try:
+        mounts = [line.split()[1] for line in Path("/proc/self/mounts").read_text().splitlines()]
+    except OSError:
+        mounts = []
+    for point in sorted((m for m in mounts if m.startswith(prefix)), key=len, reverse=True):
+        subprocess.run(["umount", "-l", point], capture_output=True)
+    shutil.rmtree(folder, ignore_errors=True)

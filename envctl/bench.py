@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from envctl.errors import DamagedDocumentError, DamagedRecordsError, UsageError
+from envctl.yamldoc import read_document
 
 SAME_BAND = 0.05  # a change interval within noise +- 5% of 1.0 is "same"
 BUSY_SHARE = 0.25  # other processes on more than this share of the cores: contended (as the probe)
@@ -129,9 +130,10 @@ def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
     path = Path(ref)
     if ref.endswith(".json") or path.is_file():
         try:
-            doc = json.loads(path.read_text())
+            doc = json.loads(read_document(path))
         except (OSError, ValueError) as exc:
-            raise UsageError(f"{ref}: not a readable probe JSON document ({exc})") from None
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise UsageError(f"{ref}: not a readable probe JSON document ({reason})") from None
         return [BenchRun(path.name, check_document(doc, ref))]
     if records is None:
         from envctl.records import Records

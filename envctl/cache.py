@@ -13,6 +13,7 @@ import hashlib
 import os
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -120,10 +121,29 @@ class PackageCache:
 
         try:
             with urllib.request.urlopen(url, timeout=60, context=ssl_context()) as resp, dest.open("wb") as fh:
-                shutil.copyfileobj(resp, fh, 1 << 20)
+                _copy_steadily(resp, fh)
         except OSError as exc:
             raise CacheError(f"cannot download {filename} from {url}: {exc}",
                              hint="check the network, or import the package cache from a machine that has it") from None
+
+
+# A download fails when less than STALL_BYTES arrived in STALL_WINDOW seconds: a host that sends
+# a byte per read never trips the socket timeout, and a 2 GB wheel may rightly take an hour, so
+# the floor is on the rate, not on the whole transfer.
+STALL_WINDOW = 60.0
+STALL_BYTES = 64 << 10
+
+
+def _copy_steadily(resp, fh) -> None:
+    window_start, window_bytes = time.monotonic(), 0
+    while chunk := resp.read1(1 << 20):
+        fh.write(chunk)
+        window_bytes += len(chunk)
+        now = time.monotonic()
+        if now - window_start >= STALL_WINDOW:
+            if window_bytes < STALL_BYTES:
+                raise TimeoutError(f"stalled: {window_bytes} bytes in the last {now - window_start:.0f}s")
+            window_start, window_bytes = now, 0
 
 
 def _link_or_copy(src: Path, dest: Path) -> None:
@@ -197,17 +217,51 @@ def export_mirror(cache: PackageCache, files: list[tuple[str, str, str]], dest: 
     """
     import json
 
-    dest.mkdir(parents=True, exist_ok=True)
+    from envctl.lock import atomic_write
+
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise CacheError(f"cannot make the mirror folder {dest}: {exc.strerror}", hint=_WRITE_HINT) from None
     manifest = {}
     for url, sha, filename in files:
         src = cache.get(url=url, sha256=sha, filename=filename, mirrors=mirrors)
         target = inside(dest, dest / filename)
-        if not (target.exists() and sha256_of(target) == sha):
-            target.unlink(missing_ok=True)  # may be linked into a cache: replace it, never write through
-            shutil.copyfile(src, target)
+        if not (target.is_file() and sha256_of(target) == sha):
+            _copy_in(src, target)  # a new file renamed over the old: a link into a cache is never written through
         manifest[filename] = sha
-    (dest / "envctl-mirror.json").write_text(json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    try:
+        atomic_write(dest / "envctl-mirror.json", json.dumps(manifest, indent=1, sort_keys=True) + "\n")
+    except OSError as exc:
+        raise CacheError(f"cannot write {dest / 'envctl-mirror.json'}: {exc.strerror}", hint=_WRITE_HINT) from None
     return len(manifest)
+
+
+_WRITE_HINT = "free space on that disk or name a writable folder; nothing half-written was left"
+
+
+def _copy_in(src: Path, target: Path) -> None:
+    """Copy ``src`` to ``target`` through a temporary file of its own beside it, then rename: a
+    full disk leaves no truncated file, and two processes at once never share a temporary name.
+    A failure to read ``src`` names ``src``; every other names ``target``, the disk that refused."""
+    with src.open("rb") as fh:
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+        except OSError as exc:
+            raise CacheError(f"cannot write {target}: {exc.strerror}", hint=_WRITE_HINT) from None
+        try:
+            umask = os.umask(0)
+            os.umask(umask)
+            os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a mirror is for every user to read
+            with os.fdopen(fd, "wb") as out:
+                shutil.copyfileobj(fh, out, 1 << 20)
+            os.replace(tmp, target)
+        except BaseException as exc:
+            Path(tmp).unlink(missing_ok=True)
+            if isinstance(exc, OSError):
+                raise CacheError(f"cannot write {target}: {exc.strerror or exc}", hint=_WRITE_HINT) from None
+            raise
 
 
 def import_mirror(cache: PackageCache, source: Path) -> int:
@@ -219,21 +273,29 @@ def import_mirror(cache: PackageCache, source: Path) -> int:
     """
     import json
 
+    from envctl.yamldoc import read_document
+
     if not source.is_dir():
         raise CacheError(f"{source} is not a folder", hint="give the folder envctl cache export wrote")
+    root = source.resolve()
     manifest: dict[str, str] = {}
     listing = source / "envctl-mirror.json"
     if listing.exists():
+        _inside(listing, root)
         try:
-            manifest = json.loads(listing.read_text(encoding="utf-8"))
+            manifest = json.loads(read_document(listing))
             if not isinstance(manifest, dict):
                 raise ValueError("not a mapping")
         except (OSError, ValueError) as exc:
-            raise CacheError(f"{listing} is not a mirror manifest ({exc})",
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+            raise CacheError(f"{listing} is not a mirror manifest ({reason})",
                              hint="export the folder again with envctl cache export") from None
     files = []
     for path in sorted(source.iterdir()):
-        if not path.is_file() or not path.name.endswith((".whl", ".conda", ".tar.bz2")):
+        if not path.name.endswith((".whl", ".conda", ".tar.bz2")):
+            continue
+        _inside(path, root)
+        if not path.is_file():
             continue
         digest = sha256_of(path)
         claimed = manifest.get(path.name)
@@ -249,8 +311,13 @@ def import_mirror(cache: PackageCache, source: Path) -> int:
     for path, digest in files:
         target = cache.path_for(digest, path.name)
         if not target.exists():
-            target.parent.mkdir(parents=True, exist_ok=True)
-            tmp = target.with_name(f".{target.name}.tmp")
-            shutil.copyfile(path, tmp)
-            os.replace(tmp, target)
+            _copy_in(path, target)
     return len(files)
+
+
+def _inside(path: Path, root: Path) -> None:
+    """Refuse a link that leaves the mirror folder: an import copies what it reads into the
+    cache, and a link named like a wheel must not carry /etc/shadow there."""
+    if path.is_symlink() and not path.resolve().is_relative_to(root):
+        raise CacheError(f"{path} is a link to {os.readlink(path)}, outside the mirror folder; nothing was imported",
+                         hint="copy the real file into the folder, or remove the link")

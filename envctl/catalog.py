@@ -52,7 +52,7 @@ class Project:
             raise UnknownImageError(f"{name!r} is not an image name (lowercase letters, digits, '.', '_', '-')",
                                     hint="envctl catalog lists the images")
         path = self.spec_path(name)
-        if path.is_file():
+        if path.exists():  # a FIFO or folder too: load_spec names what is wrong with it
             return load_spec(path)
         # Not in the catalog: answer from the matrix before anything slow happens.
         require_real(name)

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from typing import Any
+
+from envctl.netcheck import redact
 
 
 def _width(stream) -> int | None:
@@ -76,11 +79,23 @@ def print_json(data: Any) -> None:
     """Machine-readable output: plain JSON on stdout, nothing else."""
     global json_printed
     json_printed = True
-    sys.stdout.write(json.dumps(data, indent=2, sort_keys=True, default=str) + "\n")
+    sys.stdout.write(redact(json.dumps(data, indent=2, sort_keys=True, default=str)) + "\n")
     sys.stdout.flush()
 
 
+# C0 and C1 controls and DEL: bytes an index or a tool sent that would move the cursor, retitle
+# the window or clear the screen, were they printed as they are.
+_CONTROLS = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def shown(text: str) -> str:
+    """A line as envctl shows it: a URL's password as ***, control bytes as visible escapes
+    (``\x1b``), so text from outside (an index's answer, a tool's output) stays one plain line."""
+    return _CONTROLS.sub(lambda m: repr(m.group())[1:-1], redact(text))
+
+
 def status(message: str) -> None:
+    message = shown(message)
     if not stderr_is_terminal():  # what rich prints to a pipe (no style, no wrap), without importing it
         sys.stderr.write(message + "\n")
         sys.stderr.flush()
@@ -93,7 +108,20 @@ def error(message: str, hint: str | None = None) -> None:
 
     err = _console("err")
     line = Text("error: ", style="bold red")
-    line.append(message)
+    line.append(shown(message))
     err.print(line)
     if hint:
-        err.print(Text("hint: " + hint, style="yellow"))
+        err.print(Text("hint: " + shown(hint), style="yellow"))
+
+
+def write_output(path: os.PathLike | str, text: str | bytes) -> None:
+    """Where every ``-o``/``--html``/``--junit`` goes: ``-`` is stdout; a device or FIFO is written
+    to as it is; a regular file is replaced atomically (envctl.lock.atomic_write decides)."""
+    if str(path) == "-":
+        sys.stdout.write(text if isinstance(text, str) else text.decode("utf-8"))
+        sys.stdout.flush()
+        return
+    from envctl.lock import atomic_write
+
+    atomic_write(path, text)
+    status(f"wrote {path}")

@@ -10,6 +10,7 @@ from typing import Any
 from envctl.catalog import Project
 from envctl.lockstate import lock_state
 from envctl.matrix import load_matrix, parse_version
+from envctl.netcheck import redact
 
 
 def _latest_runs() -> dict:
@@ -77,6 +78,7 @@ def describe(project: Project, name: str) -> dict[str, Any]:
         index_text = f"{spec.torch_index_url} (torch) + " + index_text
     if pi.find_links:
         index_text += " + find-links " + ", ".join(pi.find_links)
+    index_text = redact(index_text)  # shown in a table, where the console's own redaction does not reach
     libraries = None
     if state.state == "locked":
         libraries = _cuda_libraries(state.path, spec.platforms[0])

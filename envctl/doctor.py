@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from envctl.matrix import load_matrix, parse_version
+from envctl.netcheck import redact
 from envctl.spec import ImageSpec
 
 # Generous sizes of an image for the free-disk check when neither a built image nor the lock's
@@ -340,9 +341,9 @@ def evaluate_setup(facts: SetupFacts, spec: ImageSpec, *, use: str = "build") ->
                            blocks and not ok))
     for what, url, error in facts.sources:
         if error is None:
-            out.append(Finding("sources", "ok", f"{what} {url} reachable"))
+            out.append(Finding("sources", "ok", f"{what} {redact(url)} reachable"))
         else:
-            out.append(Finding("sources", bad, error + ": setup cannot fetch packages the cache lacks "
+            out.append(Finding("sources", bad, redact(error) + ": setup cannot fetch packages the cache lacks "
                                "(envctl cache import fills it from another machine)", blocks))
     return out
 

@@ -10,6 +10,7 @@ micromamba consume it too.
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -250,9 +251,23 @@ def write_lock(path: Path, text: str, *, force: bool = False) -> bool:
 
 
 def atomic_write(path: Path, text: str | bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: a failure loses nothing."""
-    if path.is_dir():
-        raise EnvctlError(f"{path} is a folder", hint="give a file name")
+    """Write to a temporary file beside ``path``, then rename: a failure loses nothing.
+
+    Only a regular file (or nothing) is replaced.  A character device or a FIFO (/dev/null,
+    /dev/stdout, a pipe a script reads) is written to directly: renaming over it would put a
+    plain file where the system's device was.  A folder, a socket or a block device is refused."""
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise EnvctlError(f"cannot write {path}: {exc.strerror}") from None
+    if mode is not None and not stat.S_ISREG(mode):
+        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
+            return _write_through(path, text)
+        kind = "a folder" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode) else \
+            "a block device" if stat.S_ISBLK(mode) else "not a regular file"
+        raise EnvctlError(f"{path} is {kind}; not writing there", hint="give a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -268,6 +283,19 @@ def atomic_write(path: Path, text: str | bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _write_through(path: Path, text: str | bytes) -> None:
+    """Every byte to a device or FIFO as it is; a refused write (ENOSPC from /dev/full) is one line."""
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    try:
+        with open(path, "wb", buffering=0) as fh:  # unbuffered: the error comes from write, not a late close
+            view = memoryview(data)
+            while view:
+                view = view[fh.write(view):]
+    except OSError as exc:
+        raise EnvctlError(f"cannot write {path}: {exc.strerror or exc}",
+                          hint="check that device or pipe, or write to a file instead") from None
 
 
 def load_lock(path: Path, *, platform: str = "linux-64", hints_only: bool = False) -> LockedEnv:

@@ -7,6 +7,7 @@ envctl name the URL and say whether it was refused, timed out or unknown.
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
@@ -15,6 +16,16 @@ from envctl.errors import LockError
 
 if TYPE_CHECKING:
     import ssl
+
+# scheme://user:password@ -- the password, up to the last '@' before the path (an unquoted '@' in it too).
+_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"']+):[^/\s\"']*@")
+
+
+def redact(text: str) -> str:
+    """``text`` with the password of every URL in it replaced by ``***`` (user:***@host): an
+    index URL may carry credentials, and errors, progress lines and JSON end up in CI logs."""
+    return _CREDENTIALS.sub(r"\1:***@", text) if "@" in text else text
+
 
 _CA_CANDIDATES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
 

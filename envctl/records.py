@@ -127,6 +127,7 @@ class Records:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path else default_path()
+        self._uri: str | None = None  # the read-only URI of a database this process cannot write
 
         def create() -> None:
             with closing(self._connect()) as db, db:
@@ -158,13 +159,40 @@ class Records:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._retrying(create)
         except sqlite3.DatabaseError as exc:
-            raise RecordsError(f"{self.path}: cannot open the records database: {exc}", hint=_HINT) from None
+            if not self._open_read_only():
+                raise RecordsError(f"{self.path}: cannot open the records database: {exc}", hint=_HINT) from None
         except OSError as exc:
             raise RecordsError(f"{self.path}: {exc.strerror}",
                                hint="set ENVCTL_RECORDS to a writable path") from None
 
+    def _open_read_only(self) -> bool:
+        """Whether a database this process may not write (a read-only mount, a file's mode) opens
+        for reading: history and the matrices are read commands, and a write still fails in one
+        line with its result saved to a file.  SQLite reads a WAL database read-only only where
+        it can make the -shm file beside it; where it cannot, the file is opened immutable
+        (on a read-only mount nothing changes it anyway)."""
+        writable = os.access(self.path, os.W_OK) and os.access(self.path.parent, os.W_OK)
+        if writable or not self.path.is_file():
+            return False
+        from urllib.parse import quote
+
+        for flags in ("mode=ro", "immutable=1"):
+            self._uri = f"file:{quote(str(self.path))}?{flags}"
+            try:
+                with closing(self._connect()) as db:
+                    row = db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
+                if row is not None and int(row[0]) == SCHEMA_VERSION:  # an old schema needs a writable migration
+                    return True
+            except sqlite3.DatabaseError:
+                continue
+        self._uri = None
+        return False
+
     def _connect(self) -> sqlite3.Connection:
-        db = sqlite3.connect(self.path, timeout=1)
+        if self._uri is not None:
+            db = sqlite3.connect(self._uri, timeout=1, uri=True)
+        else:
+            db = sqlite3.connect(self.path, timeout=1)
         db.row_factory = sqlite3.Row
         return db
 

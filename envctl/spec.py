@@ -383,7 +383,7 @@ def _check_consistency(spec: ImageSpec) -> None:
 def load_spec(path: Path) -> ImageSpec:
     """Read and validate ``images/NAME.yaml``."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = yamldoc.read_document(path)
     except OSError as exc:
         raise SpecError(str(path), None, f"cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

@@ -58,6 +58,13 @@ def _env(cache_dir: Path) -> dict[str, str]:
         env["SSL_CERT_FILE"] = os.environ["PIP_CERT"]  # the CA bundle pip would use here
     env["UV_CACHE_DIR"] = str(cache_dir)  # envctl's cache, so ENVCTL_CACHE controls it
     env["UV_NO_PROGRESS"] = "1"
+    env["UV_NO_CONFIG"] = "1"
+    # uv's other places (the credentials it keeps, its data, config and state folders) under
+    # envctl's cache too: a lock writes nothing into the user's home (~/.local/share/uv).
+    own = cache_dir.with_name("uv-home")
+    for var, folder in (("UV_CREDENTIALS_DIR", "credentials"), ("XDG_DATA_HOME", "data"),
+                        ("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state")):
+        env[var] = str(own / folder)
     return env
 
 

@@ -68,8 +68,8 @@ def compare(
     if html:
         from envctl.bench_html import render_html
 
-        html.write_text(render_html([a_runs[0], b_runs[0]], result, title=f"{result.a_label} vs {result.b_label}"))
-        console.status(f"wrote {html}")
+        console.write_output(html, render_html([a_runs[0], b_runs[0]], result,
+                                               title=f"{result.a_label} vs {result.b_label}"))
     if json_out:
         console.print_json(comparison_dict(result))
     else:
@@ -138,8 +138,7 @@ def show(
     if html:
         from envctl.bench_html import render_html
 
-        html.write_text(render_html(loaded))
-        console.status(f"wrote {html}")
+        console.write_output(html, render_html(loaded))
     if json_out:
         console.print_json([{"run": r.label, "rows": list(r.document.get("benchmarks") or [])} for r in loaded])
         return

@@ -167,7 +167,7 @@ def run(
     results = _run_all(targets, arts, registry, engine, timeout=timeout, device=device, runtimes=runtimes)
     # The results first: a database that refuses them must not cost the user the run.
     if junit is not None:
-        _write(junit, render_junit(results, name="envctl compat run"))
+        console.write_output(junit, render_junit(results, name="envctl compat run"))
     if json_out:
         console.print_json([o.to_dict() for o in results])
     else:
@@ -211,13 +211,6 @@ def _run_all(targets, arts, registry, engine, *, timeout: float, device: str, ru
     return results
 
 
-def _write(path: Path, text: str) -> None:
-    from envctl.lock import atomic_write
-
-    atomic_write(path, text)
-    console.status(f"wrote {path}")
-
-
 @compat_app.command("matrix")
 def show_matrix(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
@@ -229,7 +222,7 @@ def show_matrix(
     records, _ = _registry()
     data = matrix(records)
     if html_file is not None:
-        _write(html_file, render_html(data))
+        console.write_output(html_file, render_html(data))
     if json_out:
         console.print_json(data)
         return
@@ -290,7 +283,7 @@ def check(
         regressed = {n + outcomes[1].index(after) for _, after in bad}
         skipped = {i: f"not ok under --from either: {o.status}" for i, o in enumerate(outcomes[0]) if o.status != "ok"}
         skipped |= {n + i: f"not ok under --from: {outcomes[0][i].status}" for i in skipped}
-        _write(junit, render_junit(outcomes[0] + outcomes[1], name="envctl compat check", failed=regressed,
+        console.write_output(junit, render_junit(outcomes[0] + outcomes[1], name="envctl compat check", failed=regressed,
                                    skipped=skipped))
     if json_out:
         console.print_json({"from": targets[0].label, "to": targets[1].label, "checked": len(arts),

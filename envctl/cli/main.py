@@ -197,6 +197,7 @@ def run() -> None:
     try:
         _run_app()
     finally:
+        _stop_requests()
         # Interpreter exit collects garbage over every object of the ~400 modules a command loads
         # (15 ms of a 0.45 s warm lock) only to free memory the OS takes back anyway; frozen objects
         # are skipped.  atexit handlers (weakref finalizers: temporary folders), flushes and thread
@@ -233,3 +234,11 @@ def _run_app() -> None:
     except KeyboardInterrupt:
         sys.stderr.write("interrupted\n")
         sys.exit(130)
+
+
+def _stop_requests() -> None:
+    """The interpreter joins the HTTP pool's threads before it exits: cut what they still wait on
+    (after Ctrl-C or SIGTERM, a host that stalls would otherwise hold the exit until the deadline)."""
+    http = sys.modules.get("envctl.pypi.http")
+    if http is not None:
+        http.abort()

@@ -91,7 +91,7 @@ def setup(
 def export(
     name: str = typer.Argument(..., help="Image whose lock to export."),
     fmt: str = typer.Option("environment.yml", "--format", help="environment.yml, explicit or requirements."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout (- for stdout)."),
 ) -> None:
     """Export a lock for teams that use conda, micromamba or pip by hand."""
     from envctl.catalog import find_project
@@ -111,10 +111,7 @@ def export(
     if output is None:
         console.out.file.write(text)
         return
-    from envctl.lock import atomic_write
-
-    atomic_write(output, text)
-    console.status(f"wrote {output}")
+    console.write_output(output, text)
 
 
 def doctor(

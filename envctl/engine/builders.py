@@ -34,20 +34,35 @@ def detect_builder() -> tuple[str, tuple[list[str], dict[str, str]] | None]:
                          hint="unset it to use BuildKit where the docker CLI has it, else the classic builder")
     if forced == "classic":
         return "classic", None
+    env = cli_env()
     for cli in dict.fromkeys(filter(None, [shutil.which("docker"), "/usr/bin/docker"])):
         if not Path(cli).exists():
             continue
-        buildx = subprocess.run([cli, "buildx", "version"], capture_output=True, text=True)
+        buildx = subprocess.run([cli, "buildx", "version"], capture_output=True, text=True, env={**os.environ, **env})
         if buildx.returncode == 0:
-            return "buildkit", ([cli, "buildx", "build", "--load"], {})
-        version = subprocess.run([cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True)
+            return "buildkit", ([cli, "buildx", "build", "--load"], env)
+        version = subprocess.run([cli, "version", "--format", "{{.Client.Version}}"], capture_output=True, text=True,
+                                 env={**os.environ, **env})
         major = re.match(r"(\d+)", version.stdout.strip())
         if major and int(major.group(1)) < 23:  # the legacy CLI has BuildKit built in
-            return "buildkit", ([cli, "build"], {"DOCKER_BUILDKIT": "1"})
+            return "buildkit", ([cli, "build"], {"DOCKER_BUILDKIT": "1", **env})
     if forced == "buildkit":
         raise EngineError("ENVCTL_BUILDER=buildkit but no Docker CLI with BuildKit was found",
                           hint="install the docker buildx plugin, or unset ENVCTL_BUILDER")
     return "classic", None
+
+
+def cli_env() -> dict[str, str]:
+    """DOCKER_CONFIG for every docker CLI envctl runs.  The user's own where there is one (their
+    registry logins and CLI plugins live there); on a machine without one, a folder under
+    envctl's cache, so that the CLI (buildx keeps its state there) does not create ~/.docker."""
+    import os
+
+    if os.environ.get("DOCKER_CONFIG") or (Path.home() / ".docker").is_dir():
+        return {}
+    from envctl.cache import default_root
+
+    return {"DOCKER_CONFIG": str(default_root() / "docker-config")}
 
 
 def build_with_cli(cli: tuple[list[str], dict[str, str]], context: Path, *, tag: str, dockerfile: str,

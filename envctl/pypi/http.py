@@ -21,7 +21,8 @@ from urllib.parse import unquote, urljoin, urlparse
 
 from envctl.errors import PackageIndexError
 
-TIMEOUT = 30.0
+TIMEOUT = 30.0  # seconds one read may wait for a byte
+DEADLINE = 120.0  # seconds a whole request may take: a host that trickles a byte per read never times out
 USER_AGENT = "envctl (matrix refresh; +https://github.com/envctl)"
 
 
@@ -39,15 +40,21 @@ class Response:
 def get(url: str, *, headers: dict[str, str] | None = None, timeout: float = TIMEOUT,
         allow: tuple[int, ...] = (), what: str = "package index") -> Response:
     """GET ``url``.  Statuses in ``allow`` (304, 404, ...) come back as responses; every other
-    failure raises PackageIndexError naming the URL and the reason.  Redirects are followed."""
+    failure raises PackageIndexError naming the URL and the reason.  Redirects are followed.
+    The whole request ends within ``deadline()`` seconds, however the host dribbles its bytes."""
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         return _get_file(url, parsed, headers or {}, allow=allow, what=what)
     from envctl.netcheck import _reason
 
     headers = {"User-Agent": USER_AGENT, **(headers or {})}
+    limit = deadline()
     try:
-        resp = _fetch(url, headers, timeout)
+        resp = _fetch(url, headers, timeout, time.monotonic() + limit)
+    except _DeadlinePassed:
+        raise PackageIndexError(f"{what} {url} did not answer in full within {limit:.0f}s",
+                                hint="the host is too slow or stalls: name another mirror, or raise "
+                                     "ENVCTL_HTTP_DEADLINE") from None
     except (socket.timeout, TimeoutError):
         raise PackageIndexError(f"{what} {url} is unreachable: timed out after {timeout:.0f}s",
                                 hint="check the network or name a reachable mirror") from None
@@ -65,14 +72,33 @@ def get(url: str, *, headers: dict[str, str] | None = None, timeout: float = TIM
     return resp
 
 
-def _fetch(url: str, headers: dict[str, str], timeout: float) -> Response:
+def deadline() -> float:
+    """Seconds one request may take in all (``ENVCTL_HTTP_DEADLINE``, else ``DEADLINE``)."""
+    value = os.environ.get("ENVCTL_HTTP_DEADLINE", "")
+    try:
+        seconds = float(value) if value else DEADLINE
+    except ValueError:
+        seconds = 0.0
+    if not seconds > 0:
+        from envctl.errors import UsageError
+
+        raise UsageError(f"ENVCTL_HTTP_DEADLINE={value!r} is not a positive number of seconds",
+                         hint="unset it, or give seconds such as 300")
+    return seconds
+
+
+class _DeadlinePassed(Exception):
+    """A request's overall deadline passed (its connection was cut by the watchdog)."""
+
+
+def _fetch(url: str, headers: dict[str, str], timeout: float, until: float) -> Response:
     """One GET over a kept-alive connection (redirects followed), or through urllib where a
-    proxy is configured for the URL."""
+    proxy is configured for the URL; ``until`` is the monotonic time it must be done by."""
     for _ in range(MAX_REDIRECTS + 1):
         parsed = urlparse(url)
         if _proxied(parsed):
-            return _fetch_urllib(url, headers, timeout)
-        status, got, body = _pooled_request(parsed, headers, timeout)
+            return _fetch_urllib(url, headers, timeout, until)
+        status, got, body = _pooled_request(parsed, headers, timeout, until)
         if status in (301, 302, 303, 307, 308) and got.get("location"):
             url = urljoin(url, got["location"])
             continue
@@ -99,7 +125,8 @@ def executor():
         return _executor
 
 
-def _pooled_request(parsed, headers: dict[str, str], timeout: float) -> tuple[int, dict[str, str], bytes]:
+def _pooled_request(parsed, headers: dict[str, str], timeout: float,
+                    until: float) -> tuple[int, dict[str, str], bytes]:
     """A request on this thread's open connection to the host: one TLS handshake and one DNS
     lookup per host and thread instead of one per file (cold locks read ~60 files).  A kept
     connection the server closed meanwhile is opened again once."""
@@ -117,6 +144,7 @@ def _pooled_request(parsed, headers: dict[str, str], timeout: float) -> tuple[in
         conn.timeout = timeout
         if conn.sock is not None:
             conn.sock.settimeout(timeout)
+        _watch(conn, until)
         try:
             conn.request("GET", path, headers=headers)
             resp = conn.getresponse()
@@ -125,13 +153,23 @@ def _pooled_request(parsed, headers: dict[str, str], timeout: float) -> tuple[in
                 http.client.CannotSendRequest, http.client.ResponseNotReady):
             conn.close()
             pool.pop(key, None)
+            if getattr(conn, "cut", False):
+                raise _DeadlinePassed() from None
             if reused and attempt == 0:
                 continue
             raise
         except BaseException:
             conn.close()
             pool.pop(key, None)
+            if getattr(conn, "cut", False):
+                raise _DeadlinePassed() from None
             raise
+        finally:
+            _unwatch(conn)
+        if getattr(conn, "cut", False):  # cut between the last byte and here: the body may be short
+            conn.close()
+            pool.pop(key, None)
+            raise _DeadlinePassed()
         got = {k.lower(): v for k, v in resp.getheaders()}
         conn.last_used = time.monotonic()
         if resp.will_close:
@@ -139,6 +177,65 @@ def _pooled_request(parsed, headers: dict[str, str], timeout: float) -> tuple[in
             pool.pop(key, None)
         return resp.status, got, body
     raise AssertionError("unreachable")
+
+
+# The watchdog: one daemon thread cuts (shuts down the socket of) every request past its deadline,
+# so a blocked read returns at once.  abort() cuts them all: on Ctrl-C or SIGTERM the worker
+# threads the interpreter joins before it exits are not left waiting on a silent host.
+_inflight: dict[http.client.HTTPConnection, float] = {}
+_watch_cv = threading.Condition()
+_watchdog: threading.Thread | None = None
+_aborted = False
+
+
+def _watch(conn: http.client.HTTPConnection, until: float) -> None:
+    global _watchdog
+    with _watch_cv:
+        if _aborted:
+            raise KeyboardInterrupt("envctl is stopping: no new requests")
+        conn.cut = False
+        _inflight[conn] = until
+        if _watchdog is None:
+            _watchdog = threading.Thread(target=_watch_loop, name="envctl-http-deadline", daemon=True)
+            _watchdog.start()
+        _watch_cv.notify()
+
+
+def _unwatch(conn: http.client.HTTPConnection) -> None:
+    with _watch_cv:
+        _inflight.pop(conn, None)
+
+
+def _watch_loop() -> None:
+    with _watch_cv:
+        while True:
+            now = time.monotonic()
+            for conn, until in list(_inflight.items()):
+                if until <= now:
+                    del _inflight[conn]
+                    _cut(conn)
+            _watch_cv.wait(min(_inflight.values(), default=now + 3600) - now)
+
+
+def _cut(conn: http.client.HTTPConnection) -> None:
+    conn.cut = True
+    sock = conn.sock
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+def abort() -> None:
+    """Cut every request in progress and refuse new ones: the process is stopping."""
+    global _aborted
+    with _watch_cv:
+        _aborted = True
+        cut = list(_inflight)
+        _inflight.clear()
+    for conn in cut:
+        _cut(conn)
 
 
 class _Connection(http.client.HTTPSConnection):
@@ -211,11 +308,16 @@ def _proxied(parsed) -> bool:
     return parsed.scheme in proxies and not urllib.request.proxy_bypass(parsed.hostname or "")
 
 
-def _fetch_urllib(url: str, headers: dict[str, str], timeout: float) -> Response:
+def _fetch_urllib(url: str, headers: dict[str, str], timeout: float, until: float) -> Response:
     request = urllib.request.Request(url, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=_ssl()) as resp:
-            return Response(url, resp.status, resp.read(), {k.lower(): v for k, v in resp.headers.items()})
+            chunks = []  # read as it comes, so the deadline is checked between reads
+            while chunk := resp.read1(1 << 16):
+                chunks.append(chunk)
+                if time.monotonic() > until:
+                    raise _DeadlinePassed()
+            return Response(url, resp.status, b"".join(chunks), {k.lower(): v for k, v in resp.headers.items()})
     except urllib.error.HTTPError as exc:
         return Response(url, exc.code, b"", {k.lower(): v for k, v in (exc.headers or {}).items()})
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from envctl import yamldoc
 from envctl.errors import DamagedDocumentError, EnvctlError
 from envctl.matrix import check_data, parse_version
+from envctl.yamldoc import read_document
 
 ROW_KEYS = ("releases", "pypi", "pypi_libs", "python", "cuda", "torchvision", "torchaudio", "pytorch_channel")
 LIB_KEYS = ("cuda", "cudnn", "nccl", "triton")
@@ -31,10 +32,11 @@ class MatrixFile:
 
 def read(path: Path) -> MatrixFile:
     try:
-        text = path.read_text(encoding="utf-8")
+        text = read_document(path)
         data = yamldoc.parse(text)
     except (OSError, UnicodeDecodeError, yamldoc.DocumentError) as exc:
-        raise DamagedDocumentError(f"cannot read the release matrix {path}: {str(exc).splitlines()[0]}",
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc).splitlines()[0]
+        raise DamagedDocumentError(f"cannot read the release matrix {path}: {reason}",
                                    hint="restore it: git checkout envctl/data/release-matrix.yaml") from None
     check_data(data, str(path))
     lines = text.splitlines(keepends=True)

@@ -14,13 +14,13 @@ from __future__ import annotations
 import copy
 import datetime as _dt
 import difflib
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from envctl.errors import PackageIndexError, UsageError
 from envctl.matrix import parse_version, variant_to_cuda
 from envctl.pypi import derive, matrixfile
+from envctl.pypi.http import executor
 from envctl.pypi.metadata import read_metadata
 from envctl.pypi.simple import DistFile, ProjectPage, project_page
 
@@ -79,8 +79,11 @@ def _check_index(option: str, url: str) -> None:
 
 
 def plan_refresh(*, path: Path | None = None, index_url: str = PYPI, pytorch_index: str | None = PYTORCH_INDEX,
-                 cache_dir: Path | None = None, today: str | None = None, workers: int = 16) -> RefreshPlan:
-    """Read the indexes and return what the data file would become.  Writes nothing."""
+                 cache_dir: Path | None = None, today: str | None = None) -> RefreshPlan:
+    """Read the indexes and return what the data file would become.  Writes nothing.
+
+    The reads run on envctl.pypi.http's pool, not one of their own that this function would join
+    on the way out: Ctrl-C or SIGTERM then leaves at once (the CLI cuts the requests in flight)."""
     _check_index("--index-url", index_url)
     if pytorch_index:
         _check_index("--pytorch-index", pytorch_index)
@@ -88,32 +91,32 @@ def plan_refresh(*, path: Path | None = None, index_url: str = PYPI, pytorch_ind
     current = matrixfile.read(path)
     simple_cache = cache_dir / "simple" if cache_dir else None
     meta_cache = cache_dir / "metadata" if cache_dir else None
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        pages = {name: pool.submit(project_page, index_url, name, cache_dir=simple_cache)
-                 for name in ("torch", *COMPANIONS)}
-        variants_job = pool.submit(_pytorch_variants, pytorch_index, simple_cache) if pytorch_index else None
-        torch_page = pages["torch"].result()
-        torch_rels = derive.releases(torch_page, "torch")
-        if not torch_rels:
-            raise PackageIndexError(f"{torch_page.url} lists no Linux x86_64 torch wheel since 2.0",
-                                    hint="check --index-url: it should be a simple index carrying torch")
-        comp_rels = {}
-        for name in COMPANIONS:
-            try:
-                comp_rels[name] = derive.releases(pages[name].result(), name)
-            except PackageIndexError as exc:
-                if "HTTP 404" not in str(exc):
-                    raise
-                comp_rels[name] = []  # an index without this companion: the file's values stay
-        wanted: list[DistFile] = [r.primary() for r in torch_rels]
-        for rels in comp_rels.values():
-            newest = {}
-            for r in rels:
-                newest[r.minor] = r
-            wanted += [r.primary() for r in newest.values()]
-        metas = dict(zip([w.filename for w in wanted],
-                         pool.map(lambda w: read_metadata(w, cache_dir=meta_cache), wanted)))
-        variants = variants_job.result() if variants_job else (None, "no PyTorch index given")
+    pool = executor()
+    pages = {name: pool.submit(project_page, index_url, name, cache_dir=simple_cache)
+             for name in ("torch", *COMPANIONS)}
+    variants_job = pool.submit(_pytorch_variants, pytorch_index, simple_cache) if pytorch_index else None
+    torch_page = pages["torch"].result()
+    torch_rels = derive.releases(torch_page, "torch")
+    if not torch_rels:
+        raise PackageIndexError(f"{torch_page.url} lists no Linux x86_64 torch wheel since 2.0",
+                                hint="check --index-url: it should be a simple index carrying torch")
+    comp_rels = {}
+    for name in COMPANIONS:
+        try:
+            comp_rels[name] = derive.releases(pages[name].result(), name)
+        except PackageIndexError as exc:
+            if "HTTP 404" not in str(exc):
+                raise
+            comp_rels[name] = []  # an index without this companion: the file's values stay
+    wanted: list[DistFile] = [r.primary() for r in torch_rels]
+    for rels in comp_rels.values():
+        newest = {}
+        for r in rels:
+            newest[r.minor] = r
+        wanted += [r.primary() for r in newest.values()]
+    metas = dict(zip([w.filename for w in wanted],
+                     pool.map(lambda w: read_metadata(w, cache_dir=meta_cache), wanted)))
+    variants = variants_job.result() if variants_job else (None, "no PyTorch index given")
     facts = derive.torch_facts(torch_rels, metas)
     companions = {name: derive.companion_minors(rels, metas, name) for name, rels in comp_rels.items()}
     new_data, changes, notes = merge(current.data, facts, companions, variants[0])

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import socketserver
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -132,8 +134,13 @@ def alive(pid: int) -> bool:
 
 
 def start_envctl(*args: str, env: dict | None = None) -> subprocess.Popen:
+    """envctl in the background, with SIGINT as a terminal leaves it: a shell's background job
+    (CI runners) inherits SIGINT ignored, and Python then never raises KeyboardInterrupt."""
+    import signal
+
     return subprocess.Popen([sys.executable, "-m", "envctl", *args], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1", **(env or {})})
+                            stderr=subprocess.PIPE, text=True, env={**os.environ, "NO_COLOR": "1", **(env or {})},
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
 
 
 def wait_for(predicate, timeout: float = 120, interval: float = 0.01):
@@ -158,3 +165,30 @@ def child_with(pid: int, needle: str) -> int | None:
         except OSError:
             continue
     return None
+
+
+@pytest.fixture
+def trickling_index():
+    """A real HTTP server on localhost that answers every GET with headers promising 100 kB,
+    then sends one byte every 0.2 s: no single read ever times out.  Yields (url, connections)."""
+    stop = threading.Event()
+    connections: list[str] = []
+
+    class Trickle(socketserver.BaseRequestHandler):
+        def handle(self) -> None:
+            connections.append(self.request.recv(65536).split(b"\r\n", 1)[0].decode())
+            try:
+                self.request.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\n"
+                                     b"Content-Length: 100000\r\n\r\n")
+                while not stop.wait(0.2):
+                    self.request.sendall(b"<")
+            except OSError:
+                pass
+
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), Trickle)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{server.server_address[1]}/simple", connections
+    stop.set()
+    server.shutdown()
+    server.server_close()

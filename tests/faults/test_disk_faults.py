@@ -3,10 +3,12 @@ a file where a folder belongs: one line naming the path, nothing half-written.""
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
-from tests.faults.conftest import assert_one_line_error, envctl
+from envctl.cache import sha256_of
+from tests.faults.conftest import assert_one_line_error, envctl, start_envctl
 
 
 def _lock(env) -> Path:
@@ -62,3 +64,50 @@ def test_a_read_only_cache_is_one_line(pip_project, readonly_dir, tmp_path):
     result = envctl("setup", "fixture-pip", "--prefix", str(tmp_path / "P"), "--no-probe",
                     env={**pip_project, "ENVCTL_CACHE": str(readonly_dir / "cache")})
     assert_one_line_error(result, 1, str(readonly_dir / "cache"), "Read-only file system")
+
+
+def _fill(tmpfs: Path, *, leave_mb: int) -> None:
+    """Fill the 20 MB tmpfs up to ``leave_mb`` MB free."""
+    subprocess.run(["dd", "if=/dev/zero", f"of={tmpfs}/filler", "bs=1M", f"count={20 - leave_mb}"],
+                   capture_output=True)
+
+
+def test_cache_export_onto_a_disk_that_fills_midway_names_it_and_leaves_no_truncated_wheel(pip_project, tmpfs):
+    """1 MB free: mpmath (0.5 MB) fits, pip (1.8 MB) does not."""
+    _fill(tmpfs, leave_mb=1)
+    mirror = tmpfs / "mirror"
+    result = envctl("cache", "export", "fixture-pip", str(mirror), env=pip_project)
+    line = assert_one_line_error(result, 1, str(mirror), "No space left on device")
+    assert pip_project["ENVCTL_CACHE"] not in line  # the mirror's disk is full, not the cache's
+    cached = {p.name: sha256_of(p) for p in Path(pip_project["ENVCTL_CACHE"]).rglob("*.whl")}
+    left = sorted(mirror.iterdir())
+    assert all(not p.name.startswith(".") for p in left), left
+    assert all(sha256_of(p) == cached[p.name] for p in left), left  # whatever is there is whole
+
+
+def _mirror_of(folder: Path, *, mb: int, count: int = 1) -> Path:
+    folder.mkdir()
+    for i in range(count):
+        (folder / f"big{i}-1.0-py3-none-any.whl").write_bytes(os.urandom(mb << 20))
+    return folder
+
+
+def test_cache_import_onto_a_full_disk_leaves_no_temporary_file(tmpfs, tmp_path):
+    _fill(tmpfs, leave_mb=1)
+    mirror = _mirror_of(tmp_path / "mirror", mb=2)
+    result = envctl("cache", "import", str(mirror), env={"ENVCTL_CACHE": str(tmpfs / "cache")})
+    assert_one_line_error(result, 1, str(tmpfs / "cache"), "big0-1.0-py3-none-any.whl", "No space left on device")
+    assert [p for p in (tmpfs / "cache").rglob("*") if p.is_file()] == []
+
+
+def test_two_imports_at_once_do_not_share_a_temporary_file(tmp_path):
+    mirror = _mirror_of(tmp_path / "mirror", mb=24, count=3)
+    env = {"ENVCTL_CACHE": str(tmp_path / "cache")}
+    procs = [start_envctl("cache", "import", str(mirror), env=env) for _ in range(4)]
+    for proc in procs:
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err
+    stored = sorted((tmp_path / "cache").rglob("*.whl"))
+    assert sorted(p.name for p in stored) == [f"big{i}-1.0-py3-none-any.whl" for i in range(3)]
+    assert all(sha256_of(p) == p.parent.name for p in stored)
+    assert not [p for p in (tmp_path / "cache").rglob("*.tmp")]

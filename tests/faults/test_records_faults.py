@@ -77,3 +77,21 @@ def test_a_database_held_by_another_process_keeps_the_compat_results(made_artifa
     again = envctl("compat", "run", "--python", sys.executable, env=artifact_env)
     assert again.returncode == 0, again.stderr
     assert os.path.exists(db)
+
+
+def test_a_read_only_database_is_still_read_and_a_write_is_one_line(tmp_path, readonly_dir):
+    """chmod 0444 does not stop root, so the database also sits under a read-only bind mount."""
+    fake = tmp_path / "python"
+    fake.write_text(FAKE_PROBE)
+    fake.chmod(0o755)
+    writable = readonly_dir.parent / "ro-src"  # the same folder, seen through the writable side
+    made = envctl("smoke", "--python", str(fake), env={"ENVCTL_RECORDS": str(writable / "records.db")})
+    assert made.returncode == 0, made.stderr
+    (writable / "records.db").chmod(0o444)
+    db = readonly_dir / "records.db"
+    shown = envctl("history", "--json", env={"ENVCTL_RECORDS": str(db)})
+    assert shown.returncode == 0, shown.stderr
+    assert [r["kind"] for r in json.loads(shown.stdout)] == ["smoke"]
+    written = envctl("smoke", "--python", str(fake), env={"ENVCTL_RECORDS": str(db)})
+    line = assert_one_line_error(written, 1, str(db), "cannot record")
+    assert json.loads(_saved_file(line).read_text())["data"]["row"]["kind"] == "smoke"

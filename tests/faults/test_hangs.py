@@ -58,7 +58,7 @@ def test_a_fifo_where_envctl_reads_a_document_is_one_line(tmp_path):
         os.mkfifo(fifo)
     env = {"ENVCTL_PROJECT": str(tmp_path / "project"), "ENVCTL_CACHE": str(tmp_path / "cache")}
     assert_one_line_error(envctl("lock", "fifo-spec", env=env, timeout=30), 2, str(spec), "is a FIFO")
-    assert_one_line_error(envctl("matrix", "refresh", "--check", "--file", str(matrix), env=env, timeout=30), 1,
+    assert_one_line_error(envctl("matrix", "refresh", "--check", "--file", str(matrix), env=env, timeout=30), 2,
                           str(matrix), "is a FIFO")
     assert_one_line_error(envctl("bench", "show", str(bench), env=env, timeout=30), 2, str(bench), "is a FIFO")
     assert_one_line_error(envctl("cache", "import", str(mirror), env=env, timeout=30), 1,

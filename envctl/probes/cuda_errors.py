@@ -42,21 +42,28 @@ def gds(torch, device):
         torch._C._gds_register_handle  # noqa: B018 - absent when torch is built without cuFile
     except (ImportError, AttributeError) as exc:
         return {"test": "gds", "outcome": "unsupported", "error": error_line(exc)}
-    torch.cuda.set_device(torch.device(device))
-    with tempfile.NamedTemporaryFile() as f:
-        try:
+    try:
+        torch.cuda.set_device(torch.device(device))
+        with tempfile.NamedTemporaryFile() as f:
             handle = torch.cuda.gds.GdsFile(f.name, os.O_CREAT | os.O_RDWR)
-        except Exception as exc:
-            return _raised("gds", exc)
-        del handle  # deregisters before the file goes
+            del handle  # deregisters before the file goes
+    except Exception as exc:
+        return _raised("gds", exc)
     return {"test": "gds", "outcome": "registered"}
 
 
 def device_assert(torch, device):
     """smoke_test's test_cuda_runtime_errors_captured: a failing torch._assert_async."""
+    cuda = device.startswith("cuda")
+    try:  # a device this process cannot use must not pass for a captured assert
+        flag = torch.tensor(0, device=device)
+        if cuda:
+            torch.cuda.synchronize(torch.device(device))
+    except Exception as exc:
+        return {"test": "assert", "outcome": "setup", "error": error_line(exc)}
     try:
-        torch._assert_async(torch.tensor(0, device=device))
-        if device.startswith("cuda"):
+        torch._assert_async(flag)
+        if cuda:
             torch.cuda.synchronize(torch.device(device))  # the assert fires asynchronously
     except Exception as exc:
         return _raised("assert", exc)

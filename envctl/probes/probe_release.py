@@ -357,6 +357,8 @@ def assert_verdict(result, problem, device):
     if result is None:
         return "fail", (f"torch._assert_async on {device} in a child process gave no result: "
                         f"{problem or 'no output'}")
+    if result["outcome"] == "setup":
+        return "fail", f"a child process could not put a tensor on {device}: {result['error']}"
     if result["outcome"] == "silent":
         return "fail", (f"torch._assert_async(tensor(0)) on {device} raised nothing, even after a "
                         f"synchronize: errors in CUDA kernels go unreported")

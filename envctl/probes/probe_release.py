@@ -100,7 +100,8 @@ def compile_checks(device, level, isa_paid):
         isa = _run("cpu vec isa", vec_isa_check)
     if level != "full":
         autotune = check("max-autotune compile", "skip",
-                         f"runs at level full only (level is {level}): a max-autotune compile takes minutes")
+                         f"runs at level full only (level is {level}): max-autotune benchmarks kernel "
+                         f"choices (minutes on a GPU)")
     else:
         autotune = _run("max-autotune compile", max_autotune_check, torch, device)
     return [isa, autotune]

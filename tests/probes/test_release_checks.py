@@ -56,11 +56,15 @@ def test_quick_checks_on_this_cpu(checks_only_quick):
 
 @pytest.mark.torch
 @pytest.mark.slow
-def test_standard_level_detects_the_cpu_vector_isa():
-    code, data, stderr = run_probe("--checks-only", "--level", "standard")
-    isa = checks_by_name(data)["cpu vec isa"]
+def test_full_level_detects_the_cpu_vector_isa_and_compiles_with_max_autotune():
+    code, data, stderr = run_probe("--checks-only", "--level", "full")
+    checks = checks_by_name(data)
+    isa, autotune = checks["cpu vec isa"], checks["max-autotune compile"]
     assert isa["status"] == "pass", (isa, stderr[-2000:])
     assert isa["message"].startswith("inductor picked Vec") and "-bit" in isa["message"]
+    assert autotune["status"] == "pass", (autotune, stderr[-2000:])
+    assert autotune["message"].startswith("max-autotune compile on cpu in ") and "matches eager" in autotune["message"]
+    assert code == 0 and data["ok"] is True
 
 
 @pytest.mark.torch

@@ -55,10 +55,6 @@ def _run(name, fn, *args):
     return check(name, status, message)
 
 
-def _skip(reason):
-    return lambda *args: ("skip", reason)
-
-
 def release_checks(env, device):
     """The quick checks, in report order; the CUDA ones on the probe's GPU, skipped without one."""
     import torch
@@ -77,11 +73,14 @@ def release_checks(env, device):
     else:
         checks += [check(name, "skip", NO_GPU) for name in ("linalg cuda", "conv2d cuda", "sdpa cuda")]
     checks.append(_run("nvshmem", nvshmem_check, env, gpu))
-    results, problem = finish_cuda_errors(child) if child else ({}, None)
-    checks.append(_run("cuda gds", _skip(gds_skip) if gds_skip else gds_verdict,
-                       results.get("gds"), problem, gpu))
-    checks.append(_run("cuda device assert", _skip(NO_GPU) if not gpu else assert_verdict,
-                       results.get("assert"), problem, gpu))
+    if not gpu:
+        return checks + [check("cuda gds", "skip", gds_skip), check("cuda device assert", "skip", NO_GPU)]
+    results, problem = finish_cuda_errors(child)
+    if gds_skip:
+        checks.append(check("cuda gds", "skip", gds_skip))
+    else:
+        checks.append(_run("cuda gds", gds_verdict, results.get("gds"), problem, gpu))
+    checks.append(_run("cuda device assert", assert_verdict, results.get("assert"), problem, gpu))
     return checks
 
 
@@ -114,8 +113,8 @@ def openmp_check(torch):
     if torch.backends.openmp.is_available():
         return "pass", f"torch built with OpenMP ({torch.get_num_threads()} threads)"
     return "fail", (f"torch {torch.__version__} is built without OpenMP (torch.backends.openmp."
-                    f"is_available() is False): CPU ops run on one thread; PyTorch's release builds all "
-                    f"have it, install one")
+                    f"is_available() is False): PyTorch's release builds all have it, so CPU ops may run "
+                    f"on one thread here; install a release build")
 
 
 def _relative_error(torch, got, want):

@@ -192,6 +192,8 @@ def conv2d_check(torch, device, ref):
 
 def sdpa_check(torch, device):
     """smoke_test's test_sdpa: fp16 attention with a mask (cuDNN 9.13 on CUDA 13 once gave no plan)."""
+    if not hasattr(torch.nn.functional, "scaled_dot_product_attention"):
+        return "skip", f"torch {torch.__version__} predates scaled_dot_product_attention (2.0)"
     g = torch.Generator().manual_seed(0)
     q, k, v = torch.rand(3, 1, 16, 77, 64, generator=g).to(device=device, dtype=torch.float16).unbind(0)
     mask = torch.rand(1, 1, 77, 77, generator=g).to(device=device, dtype=torch.float16)
@@ -248,6 +250,8 @@ def vec_isa_verdict(isa):
 
 def max_autotune_check(torch, device):
     """smoke_test_compile's last step: its small convnet under mode="max-autotune", against eager."""
+    if not hasattr(torch, "compile"):
+        return "skip", f"torch {torch.__version__} predates torch.compile (2.0)"
     import torch._dynamo
     import torch.nn as nn
     import torch.nn.functional as F

@@ -18,6 +18,7 @@ file's folder (it is mounted read-only, so no bytecode is written):
     probe_versions     version and CUDA arch parsing and comparison
     probe_envinfo      the environment report (versions, GPUs, driver, compilers, packages)
     probe_checks       the environment checks (versions, GPUs, libraries, compilers, drift)
+    probe_release      the checks of PyTorch's release smoke test (child: cuda_errors.py)
     probe_models       the benchmark and round-trip models
     probe_bench        benchmark settings and checks
     probe_runner       the benchmark runner: build every mode, time them side by side
@@ -52,6 +53,7 @@ from probe_checks import env_checks  # noqa: E402
 from probe_envinfo import collect_env_basic, collect_env_torch  # noqa: E402
 from probe_machine import Monitor, public  # noqa: E402
 from probe_models import MODELS  # noqa: E402
+from probe_release import compile_checks, release_checks  # noqa: E402
 from probe_report import check, emit, error_line  # noqa: E402
 from probe_runner import run_benchmarks  # noqa: E402
 from probe_torchscript import (finish_roundtrip, start_roundtrip, torchscript_check,  # noqa: E402
@@ -270,8 +272,14 @@ def probe(cfg, level, notes, checks_only=False):
     checks.extend(env_checks(env, cfg, device))
     checks.append(tree)
     phases["env_s"] = round(time.perf_counter() - start - tree_s - phases["torch_import_s"], 3)
+    mark = time.perf_counter()
+    checks.extend(release_checks(env, device))
+    phases["release_s"] = round(time.perf_counter() - mark, 3)
 
     if checks_only:
+        mark = time.perf_counter()
+        checks.extend(compile_checks(device, level, isa_paid=False))
+        phases["compile_checks_s"] = round(time.perf_counter() - mark, 3)
         result["checks_only"] = True
         result["ok"] = not any(c["status"] == "fail" for c in checks)
         result["duration_s"] = round(time.perf_counter() - start, 3)
@@ -307,9 +315,13 @@ def probe(cfg, level, notes, checks_only=False):
         result["benchmarks"] = rows
         checks.extend(benchmark_checks(rows))
         ts = finish_roundtrip(ts_state)
-        phases["torchscript_s"] = round(time.perf_counter() - mark, 3)
+        phases["torchscript_s"], mark = round(time.perf_counter() - mark, 3), time.perf_counter()
         result["torchscript"] = ts
         checks.append(torchscript_check(ts))
+        # after the benchmarks: a CPU compile has run inductor's ISA detection (cached per process)
+        cpu_compiled = device == "cpu" and any(r["mode"].startswith("compile-") for r in rows)
+        checks.extend(compile_checks(device, level, isa_paid=cpu_compiled))
+        phases["compile_checks_s"] = round(time.perf_counter() - mark, 3)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     result["ok"] = not any(c["status"] == "fail" for c in checks)

@@ -32,6 +32,23 @@ def test_verify_cpu_image_passes_and_is_recorded(cpu_image, engine_env):
     assert history[0]["image_id"] == cpu_image["image_id"]
 
 
+def test_release_smoke_checks_pass_in_the_cpu_image(cpu_image, docker_client):
+    """PyTorch's release smoke test as the probe's checks, in the real image at standard (where
+    inductor's CPU ISA detection runs too): the CPU ones pass, the GPU ones say there is no GPU."""
+    project = Project(REPO)
+    spec = project.resolve("pytorch-2.13-cpu")
+    report = run_in_image(Engine(docker_client), cpu_image["image_id"],
+                          probe_config(spec, load_lock(project.lock_path(spec.name)), gpus="none", level="standard"),
+                          gpus="none", level="standard", checks_only=True)
+    checks = {c["name"]: c for c in report.checks}
+    for name in ("openmp", "linalg cpu", "conv2d cpu", "cpu vec isa"):
+        assert checks[name]["status"] == "pass", checks[name]
+    for name in ("linalg cuda", "conv2d cuda", "sdpa cuda", "nvshmem", "cuda gds", "cuda device assert"):
+        assert checks[name]["status"] == "skip" and checks[name]["message"].startswith("no GPU"), checks[name]
+    assert checks["max-autotune compile"]["status"] == "skip"
+    assert report.ok
+
+
 @pytest.fixture(scope="module")
 def nocc_project(tmp_path_factory, engine_env):
     """pytorch-2.13-cpu on the base without g++ (envctl base --no-toolchain)."""

@@ -161,6 +161,13 @@ class TestQuickRun:
         assert ts["trace"]["negative"]["agree"] is False
         assert isinstance(ts["warnings"], list)
 
+    def test_release_checks_after_the_benchmarks(self, quick_run):
+        # the compile benchmark ran inductor's CPU ISA detection: at quick its check is a cached lookup
+        doc = quick_run[1]
+        isa = checks_by_name(doc)["cpu vec isa"]
+        assert isa["status"] == "pass" and isa["message"].startswith("inductor picked Vec"), isa
+        assert doc["phases"]["compile_checks_s"] < 1 and doc["phases"]["release_s"] < 5
+
     def test_reports_its_duration_and_phases(self, quick_run):
         # (how long the quick probe takes is measured by benchmarks/cpu_quick.py, not asserted here)
         doc = quick_run[1]
@@ -427,7 +434,8 @@ def test_probe_folder_has_the_modules():
     names = {p.name for p in PROBE_FILES}
     assert {"smoke.py", "roundtrip.py", "probe_report.py", "probe_versions.py", "probe_envinfo.py",
             "probe_checks.py", "probe_models.py", "probe_bench.py", "probe_torchscript.py",
-            "probe_runner.py", "probe_timing.py", "probe_machine.py", "probe_warm.py"} <= names
+            "probe_runner.py", "probe_timing.py", "probe_machine.py", "probe_warm.py",
+            "probe_release.py", "cuda_errors.py"} <= names
 
 
 @pytest.mark.parametrize("path", PROBE_FILES, ids=lambda p: p.name)

@@ -35,7 +35,7 @@ from envctl.cache import PackageCache  # noqa: E402
 from envctl.catalog import Project  # noqa: E402
 from envctl.engine import Engine  # noqa: E402
 from envctl.lock import load_lock  # noqa: E402
-from envctl.netcheck import ssl_context  # noqa: E402
+from envctl.net import ssl_context  # noqa: E402
 
 NAIVE = """FROM {base}
 COPY wheels/ /tmp/wheels/

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
 
-from envctl.cache import sha256_of
+from envctl.fsio import sha256_of
 from envctl.errors import ArtifactError, DamagedRecordsError, RecordsError
 from envctl.records import Records
 

@@ -9,7 +9,6 @@ machine and builds there need no network.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import tempfile
@@ -18,25 +17,8 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from envctl.errors import CacheError
-from envctl.lockgrammar import inside
-from envctl.netcheck import ssl_context
-
-
-def default_root() -> Path:
-    env = os.environ.get("ENVCTL_CACHE")
-    if env:
-        return Path(env).expanduser()
-    from platformdirs import user_cache_dir
-
-    return Path(user_cache_dir("envctl"))
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+from envctl.fsio import default_root, inside, sha256_of
+from envctl.net import ssl_context
 
 
 def default_mirrors() -> tuple[str, ...]:
@@ -217,8 +199,7 @@ def export_mirror(cache: PackageCache, files: list[tuple[str, str, str]], dest: 
     """
     import json
 
-    from envctl.lock import atomic_write
-
+    from envctl.fsio import atomic_write
     try:
         dest.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -273,8 +254,7 @@ def import_mirror(cache: PackageCache, source: Path) -> int:
     """
     import json
 
-    from envctl.yamldoc import read_document
-
+    from envctl.fsio import read_document
     if not source.is_dir():
         raise CacheError(f"{source} is not a folder", hint="give the folder envctl cache export wrote")
     root = source.resolve()

@@ -13,7 +13,7 @@ import re
 import sys
 from typing import Any
 
-from envctl.netcheck import redact
+from envctl.net import redact
 
 
 def _width(stream) -> int | None:
@@ -116,12 +116,11 @@ def error(message: str, hint: str | None = None) -> None:
 
 def write_output(path: os.PathLike | str, text: str | bytes) -> None:
     """Where every ``-o``/``--html``/``--junit`` goes: ``-`` is stdout; a device or FIFO is written
-    to as it is; a regular file is replaced atomically (envctl.lock.atomic_write decides)."""
+    to as it is; a regular file is replaced atomically (envctl.fsio.atomic_write decides)."""
     if str(path) == "-":
         sys.stdout.write(text if isinstance(text, str) else text.decode("utf-8"))
         sys.stdout.flush()
         return
-    from envctl.lock import atomic_write
-
+    from envctl.fsio import atomic_write
     atomic_write(path, text)
     status(f"wrote {path}")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from envctl.matrix import load_matrix, parse_version
-from envctl.netcheck import redact
+from envctl.net import redact
 from envctl.spec import ImageSpec
 
 # Generous sizes of an image for the free-disk check when neither a built image nor the lock's
@@ -154,7 +154,7 @@ def image_facts(spec: ImageSpec, lock_path: Path, *, engine_timeout: int = 5) ->
     from envctl import yamldoc
     from envctl.errors import EnvctlError
     from envctl.lock import LockedEnv
-    from envctl.lockstate import lock_state, read_header
+    from envctl.lock.state import lock_state, read_header
 
     try:
         if lock_state(spec, lock_path).state != "locked":
@@ -259,7 +259,7 @@ def _virtual_packages() -> list[str]:
     try:
         import rattler
 
-        from envctl.condasolve import settle_rattler_at_exit
+        from envctl.lock.conda import settle_rattler_at_exit
 
         settle_rattler_at_exit()
         out = []
@@ -287,7 +287,7 @@ def gather_setup(spec: ImageSpec, *, prefix_root: Path, cache_root: Path, timeou
     import sys
 
     from envctl.errors import EnvctlError
-    from envctl.netcheck import check_reachable
+    from envctl.net import check_reachable
 
     facts = SetupFacts()
     if spec.python_source == "base":

@@ -91,6 +91,12 @@ class StaleLockError(LockError):
     """The lockfile is missing or was made from another version of the spec."""
 
 
+class LockfileError(LockError):
+    """A lockfile's field breaks its grammar: a forged or damaged lock is bad input (exit 2)."""
+
+    exit_code = 2
+
+
 class UnknownPackageError(LockError):
     """The command line names a package the lock does not hold (bad input: exit 2)."""
 

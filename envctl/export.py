@@ -10,7 +10,7 @@ from __future__ import annotations
 from envctl.build import requirements_txt
 from envctl.errors import UsageError
 from envctl.lock import LockedEnv
-from envctl.lockgrammar import conda_pin, explicit_line, pin
+from envctl.lock.grammar import conda_pin, explicit_line, pin
 from envctl.spec import ImageSpec
 
 FORMATS = ("environment.yml", "explicit", "requirements")

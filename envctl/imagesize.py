@@ -43,7 +43,7 @@ def download_sizes(files: list[tuple[str, str]], *, cache_root: Path | None = No
     from urllib.parse import unquote, urlparse
 
     from envctl.cache import PackageCache
-    from envctl.pipresolve import file_sizes
+    from envctl.lock.pins import file_sizes
 
     cache = PackageCache(cache_root, mirrors=())
     sizes: dict[str, int] = {}

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from envctl.errors import EnvctlError, UsageError
 from envctl.lock import LockedEnv
-from envctl.pipresolve import normalize
+from envctl.lock.pins import normalize
 
 # The prefix's pip-installed distributions; those conda installed (INSTALLER: conda) belong
 # to the conda set and are compared there.
@@ -141,8 +141,7 @@ def dist_name(info: Path) -> str:
 
 
 def _file_sha256(path: Path) -> str | None:
-    from envctl.cache import sha256_of
-
+    from envctl.fsio import sha256_of
     try:
         return sha256_of(path) if path.is_file() and not path.is_symlink() else None
     except OSError:

@@ -27,8 +27,8 @@ from envctl.activate import activation_script
 from envctl.cache import PackageCache
 from envctl.errors import EnvctlError, UsageError
 from envctl.lock import LockedEnv
-from envctl.lockgrammar import inside
-from envctl.pipresolve import isolated_pip_env, normalize
+from envctl.fsio import inside
+from envctl.lock.pins import isolated_pip_env, normalize
 from envctl.prefixstate import ACTIVATE, MARKER, PrefixState, conda_meta, dist_name, inspect_prefix, run_step
 from envctl.spec import ImageSpec
 
@@ -131,8 +131,7 @@ def _apply(spec: ImageSpec, lock: LockedEnv, prefix: Path, before: PrefixState, 
         raise EnvctlError(f"{prefix} still differs from the lock after setup: pip {after.pip_drift.describe()}; "
                           f"conda {after.conda_drift.describe()}", hint="remove the prefix and run setup again")
     # The last step: only now is the prefix complete (an interrupted setup never gets here).
-    from envctl.lock import atomic_write
-
+    from envctl.fsio import atomic_write
     atomic_write(activate, activation_script(spec.name, prefix, venv=(prefix / "pyvenv.cfg").exists()))
     after.complete = True
     return after
@@ -202,7 +201,7 @@ def _forget(prefix: Path, names: list[str]) -> None:
 
 
 def _install_conda(lock: LockedEnv, prefix: Path, cache: PackageCache) -> None:
-    from envctl.condasolve import settle_rattler_at_exit
+    from envctl.lock.conda import settle_rattler_at_exit
 
     files = [(p, cache.get(url=p.url, sha256=p.sha256, filename=p.filename)) for p in lock.conda]
     settle_rattler_at_exit()

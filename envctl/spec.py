@@ -19,6 +19,7 @@ from envctl import yamldoc
 from envctl.data import read as read_data
 from envctl.errors import SpecError
 from envctl.matrix import IMAGE_NAME_RE, VARIANT_RE, load_matrix, minor_of, parse_version, variant_to_cuda
+from envctl.fsio import read_document
 
 # "base": the base image already has torch (an NGC container, say); the lock leaves it out.
 # "pypi": PyPI's own Linux wheels, one CUDA variant per release (the matrix says which).
@@ -313,7 +314,7 @@ def parse_spec(data: Any, *, path: str, expected_name: str | None = None) -> Ima
     )
     _check_against_matrix(spec)
     _check_consistency(spec)
-    from envctl.specchecks import check_strings
+    from envctl.spec_strings import check_strings
 
     check_strings(spec)
     return spec
@@ -383,7 +384,7 @@ def _check_consistency(spec: ImageSpec) -> None:
 def load_spec(path: Path) -> ImageSpec:
     """Read and validate ``images/NAME.yaml``."""
     try:
-        text = yamldoc.read_document(path)
+        text = read_document(path)
     except OSError as exc:
         raise SpecError(str(path), None, f"cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

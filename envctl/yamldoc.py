@@ -7,17 +7,14 @@ again unchanged needs neither PyYAML nor a parse, and an edited file is a new na
 afresh (with its errors).  Data marshal cannot hold (a YAML date) is simply not kept, and a
 cache that cannot be written is skipped: the cache only ever saves time.
 
-``read_document`` is how envctl reads any document a user names (YAML or JSON): from a
-regular file only, so a FIFO or a device given by mistake is one line, not a hang.
+Documents a user names are read with ``envctl.fsio.read_document`` (regular files only).
 """
 
 from __future__ import annotations
 
 import hashlib
 import marshal
-import os
 import re
-import stat
 import sys
 from collections.abc import Hashable
 from functools import lru_cache
@@ -31,27 +28,6 @@ class DocumentError(ValueError):
     def __init__(self, problem: str, line: int | None = None):
         self.problem, self.line = problem, line
         super().__init__(problem if line is None else f"{problem} (line {line})")
-
-
-class NotADocument(OSError):
-    """A path envctl reads a document from names a FIFO, a device, a socket or a folder."""
-
-
-def read_document(path: Path) -> str:
-    """The UTF-8 text of a document envctl reads (a spec, the release matrix, a mirror manifest,
-    a probe JSON file), from a regular file only: opening a FIFO waits for a writer that may never
-    come, and a device never ends.  Opened without blocking and then checked, so nothing can be
-    swapped in between.  Raises OSError (NotADocument for the wrong kind of file), and
-    UnicodeDecodeError."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    with open(fd, "rb") as fh:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            kind = ("a FIFO" if stat.S_ISFIFO(mode) else "a folder" if stat.S_ISDIR(mode)
-                    else "a socket" if stat.S_ISSOCK(mode) else "a device")
-            raise NotADocument(0, f"is {kind}, not a regular file", str(path))
-        os.set_blocking(fd, True)
-        return fh.read().decode("utf-8")
 
 
 def load(text: str, *, unique_keys: bool = False, cache: bool = True) -> Any:
@@ -114,16 +90,14 @@ FORMAT = 2  # 2: anchors and aliases are refused
 
 def _cache_path(text: str, unique_keys: bool) -> Path:
     from envctl import __version__
-    from envctl.cache import default_root
-
+    from envctl.fsio import default_root
     salt = f"{FORMAT}\0{__version__}\0{int(unique_keys)}\0"
     key = hashlib.sha256((salt + text).encode("utf-8", "surrogatepass")).hexdigest()
     return default_root() / "yaml" / (sys.implementation.cache_tag or "python") / key[:2] / key
 
 
 def _store(path: Path, data: Any) -> None:
-    from envctl.lock import atomic_write
-
+    from envctl.fsio import atomic_write
     try:
         atomic_write(path, marshal.dumps(data))
     except Exception:  # noqa: BLE001 - a type marshal cannot hold (a date), a read-only or full cache:

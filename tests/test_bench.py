@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from envctl.bench import BenchRun, compare, comparison_dict, load_runs, run_spread
-from envctl.bench_html import render_html
+from envctl.bench.html import render_html
 from envctl.errors import EnvctlError
 from envctl.records import Records
 

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from envctl.cache import PackageCache, export_mirror, import_mirror, sha256_of
+from envctl.cache import PackageCache, export_mirror, import_mirror
+from envctl.fsio import sha256_of
 from envctl.errors import CacheError
 
 try:

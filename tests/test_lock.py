@@ -10,7 +10,7 @@ import yaml
 from envctl.catalog import Project
 from envctl.errors import LockError, StaleLockError
 from envctl.lock import load_lock, lock_image, require_current_lock, write_lock
-from envctl.lockstate import lock_state
+from envctl.lock.state import lock_state
 from envctl.spec import parse_spec
 
 try:
@@ -181,7 +181,7 @@ def _render_with_conda_lock_models(spec, result) -> str:
     from conda_lock.lockfile.v2prelim.models import HashModel, LockedDependency, Lockfile, LockMeta
     from conda_lock.models.channel import Channel
 
-    from envctl import condasolve
+    from envctl.lock import conda as condasolve
     from envctl.lock import target
 
     packages = []
@@ -232,7 +232,7 @@ def test_lockfile_body_is_what_conda_locks_own_models_write(channel, monkeypatch
 
 
 def test_a_channel_password_goes_through_conda_locks_env_var_substitution(monkeypatch):
-    from envctl.lock import _channel
+    from envctl.lock.lockfile import _channel
 
     monkeypatch.setenv("MY_CHANNEL_PASSWORD", "s3cretpw")
     channel = _channel("https://:s3cretpw@conda.example.org/private")

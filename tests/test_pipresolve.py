@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from envctl.errors import EnvctlError, LockError
-from envctl.pipresolve import resolve
+from envctl.lock.pip import resolve
 
 
 def _wheel(folder: Path, name: str, version: str, tag: str) -> Path:
@@ -90,7 +90,7 @@ def test_dependencies_skip_the_marker_parse_without_changing_the_answer():
     whole requirement, invalid markers aside (kept: a wheel's metadata was checked on upload)."""
     from packaging.requirements import InvalidRequirement, Requirement
 
-    from envctl.pipresolve import dependencies, normalize
+    from envctl.lock.pins import dependencies, normalize
 
     expected: dict[str, str] = {}
     for text in REQUIRES_DIST:

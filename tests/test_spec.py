@@ -147,7 +147,7 @@ def test_the_plain_requirement_fast_path_accepts_only_what_packaging_accepts():
 
     from packaging.requirements import Requirement
 
-    from envctl.specchecks import _PLAIN_REQ_RE, pip_requirement_problem
+    from envctl.spec_strings import _PLAIN_REQ_RE, pip_requirement_problem
 
     names = ["numpy", "a", "a-b_c.d", "A1", "-x", "x-", "x y", "x.", "_x"]
     versions = ["2.3.5", "1", "1.*", "1.2.*", "1.0a1", "1.0rc2.post3.dev4", "1.0+cpu", "1.*.2", "", "v1", "1..2",

@@ -9,9 +9,9 @@ import pytest
 
 from envctl.errors import LockError
 from envctl.lock import load_lock, lock_image
-from envctl.pipresolve import PipPackage
+from envctl.lock.pins import PipPackage
 from envctl.spec import parse_spec
-from envctl.torchvariant import check_torch_variant, torch_build
+from envctl.lock.variant import check_torch_variant, torch_build
 
 try:
     from tests.fixtures.pypi_index import serve
@@ -122,7 +122,7 @@ def test_torch_build_reads_the_local_version_then_the_cuda_requirements(package,
     ("CUDA 13", "cpu", False), ("rocm6.4", "cpu", False),
 ])
 def test_a_build_is_the_variant(label, variant, matches):
-    from envctl.torchvariant import TorchBuild
+    from envctl.lock.variant import TorchBuild
 
     assert TorchBuild(label, "").is_variant(variant) is matches
 

@@ -16,8 +16,7 @@ from typing import Callable
 from envctl.build.plan import BuildPlan, requirements_txt
 from envctl.cache import PackageCache, relinked
 from envctl.errors import BuildError
-from envctl.lockgrammar import inside
-
+from envctl.fsio import inside
 BUILDER_SCRIPTS = Path(__file__).resolve().parent.parent / "builder"
 
 
@@ -80,7 +79,7 @@ def rattler_tool(cache: PackageCache, platform: str = "linux-64") -> tuple[str, 
     import urllib.request
     from importlib.metadata import version
 
-    from envctl.netcheck import ssl_context
+    from envctl.net import ssl_context
 
     wanted, tag = version("py-rattler"), RATTLER_PLATFORM[platform]
     pinned = cache.root / "tools" / f"py-rattler-{wanted}-{tag}.json"

@@ -9,14 +9,13 @@ the environment tree, recorded as the image label ``io.envctl.env-tree``.
 
 from __future__ import annotations
 
-import fnmatch
 import hashlib
 import json
 import re
 from dataclasses import dataclass
 
-from envctl.lock import LockedEnv
-from envctl.pipresolve import PipPackage
+from envctl.lock import LockedEnv, layer_of
+from envctl.lock.pins import PipPackage
 from envctl.spec import defaults
 
 MANIFEST_DIR = ".envctl/layers"  # under the environment's prefix
@@ -32,19 +31,6 @@ class Layer:
     def bytes(self) -> int | None:
         sizes = [p.size for p in self.packages]
         return sum(sizes) if all(s is not None for s in sizes) else None
-
-
-def layer_of(name: str, groups: list[dict] | None = None) -> str:
-    for group in groups or defaults()["layers"]:
-        if any(fnmatch.fnmatchcase(name, pattern) for pattern in group["match"]):
-            return group["name"]
-    return defaults()["layers"][-1]["name"]
-
-
-def cuda_libraries(packages) -> dict[str, str]:
-    """name -> version of the CUDA libraries among locked pip packages (the cuda layer's members)."""
-    groups = defaults()["layers"]
-    return {p.name: p.version for p in packages if layer_of(p.name, groups) == groups[0]["name"]}
 
 
 def plan_layers(lock: LockedEnv) -> list[Layer]:

@@ -14,7 +14,7 @@ from envctl import __version__
 from envctl.build.layers import Layer, plan_layers
 from envctl.catalog import Project
 from envctl.lock import LockedEnv
-from envctl.lockgrammar import LockfileError, filename_ok, pin
+from envctl.lock.grammar import LockfileError, filename_ok, pin
 from envctl.spec import ImageSpec, defaults
 
 LABEL_SPEC = "io.envctl.spec"

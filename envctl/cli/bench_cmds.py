@@ -66,7 +66,7 @@ def compare(
     result = compare_runs(a_runs, b_runs, threshold_pct=threshold, gate_modes=tuple(fail_on) if fail_on else None,
                           include_host_bound=include_host_bound)
     if html:
-        from envctl.bench_html import render_html
+        from envctl.bench.html import render_html
 
         console.write_output(html, render_html([a_runs[0], b_runs[0]], result,
                                                title=f"{result.a_label} vs {result.b_label}"))
@@ -136,7 +136,7 @@ def show(
 
     loaded = [load_runs(ref, count=1)[0] for ref in runs]
     if html:
-        from envctl.bench_html import render_html
+        from envctl.bench.html import render_html
 
         console.write_output(html, render_html(loaded))
     if json_out:

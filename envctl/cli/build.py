@@ -89,8 +89,7 @@ def build(
 
 def _run_build(engine, plan, cache, *, rebuild: bool, no_cache: bool, platform: str, quiet: bool):
     from envctl.build import build_image
-    from envctl.cache import default_root
-
+    from envctl.fsio import default_root
     log_dir = default_root() / "logs"
     if quiet or not console.stderr_is_terminal():
         echo = (lambda _m: None) if quiet else (lambda m: console.status("  " + m))
@@ -136,7 +135,7 @@ def images(json_out: bool = typer.Option(False, "--json", help="Print JSON."), w
     from envctl.catalog import find_project
     from envctl.engine import Engine
     from envctl.errors import EnvctlError
-    from envctl.lockstate import lock_state
+    from envctl.lock.state import lock_state
 
     project = find_project()
     rows = []

@@ -23,7 +23,7 @@ def _when(ts: float | None) -> str:
 def catalog(json_out: bool = JSON_OPT, wide: bool = WIDE_OPT) -> None:
     """List the image specs: torch, CUDA, Python, lock state, last build and verification."""
     from envctl.catalog import find_project
-    from envctl.core_views import catalog_rows
+    from envctl.overview import catalog_rows
 
     rows = catalog_rows(find_project())
     if json_out:
@@ -64,7 +64,7 @@ def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu12
          json_out: bool = JSON_OPT) -> None:
     """Show the resolved spec of an image and what the release matrix says about it."""
     from envctl.catalog import find_project
-    from envctl.core_views import describe
+    from envctl.overview import describe
 
     info = describe(find_project(), name)
     if json_out:

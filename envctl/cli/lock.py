@@ -114,7 +114,7 @@ def _summarize(summaries: list[dict], failures: list[dict]) -> None:
 
 
 def _check(project, specs, json_out: bool) -> None:
-    from envctl.lockstate import lock_state
+    from envctl.lock.state import lock_state
 
     states = [(s, lock_state(s, project.lock_path(s.name))) for s in specs]
     bad = [(s, st) for s, st in states if not st.current]

@@ -31,7 +31,7 @@ def refresh(
 
     Reads every torch release since 2.0, shows the changes as a diff, then rewrites the data file
     atomically (curated fields and comments kept)."""
-    from envctl.cache import default_root
+    from envctl.fsio import default_root
     from envctl.pypi.refresh import apply, plan_refresh
 
     plan = plan_refresh(path=path, index_url=index_url,

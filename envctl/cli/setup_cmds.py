@@ -139,8 +139,7 @@ def doctor(
     if spec is not None:
         from platformdirs import user_data_dir
 
-        from envctl.cache import default_root
-
+        from envctl.fsio import default_root
         findings += evaluate_setup(gather_setup(spec, prefix_root=Path(user_data_dir("envctl")) / "envs",
                                                 cache_root=default_root()), spec, use=use)
     blocking = [f for f in findings if f.blocking and f.status == "fail"]

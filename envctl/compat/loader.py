@@ -30,8 +30,7 @@ class Loader:
 
 
 def cache_root() -> Path:
-    from envctl.cache import default_root
-
+    from envctl.fsio import default_root
     return default_root() / "compat-loader"
 
 

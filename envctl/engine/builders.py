@@ -60,8 +60,7 @@ def cli_env() -> dict[str, str]:
 
     if os.environ.get("DOCKER_CONFIG") or (Path.home() / ".docker").is_dir():
         return {}
-    from envctl.cache import default_root
-
+    from envctl.fsio import default_root
     return {"DOCKER_CONFIG": str(default_root() / "docker-config")}
 
 

@@ -45,7 +45,7 @@ def get(url: str, *, headers: dict[str, str] | None = None, timeout: float = TIM
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         return _get_file(url, parsed, headers or {}, allow=allow, what=what)
-    from envctl.netcheck import _reason
+    from envctl.net import _reason
 
     headers = {"User-Agent": USER_AGENT, **(headers or {})}
     limit = deadline()
@@ -332,7 +332,7 @@ def _ssl():
     global _context
     with _ssl_lock:
         if _context is None:
-            from envctl.netcheck import ssl_context
+            from envctl.net import ssl_context
 
             _context = ssl_context()
         return _context

@@ -15,8 +15,7 @@ from pathlib import Path
 from envctl import yamldoc
 from envctl.errors import DamagedDocumentError, EnvctlError
 from envctl.matrix import check_data, parse_version
-from envctl.yamldoc import read_document
-
+from envctl.fsio import read_document
 ROW_KEYS = ("releases", "pypi", "pypi_libs", "python", "cuda", "torchvision", "torchaudio", "pytorch_channel")
 LIB_KEYS = ("cuda", "cudnn", "nccl", "triton")
 

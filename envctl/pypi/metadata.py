@@ -80,8 +80,7 @@ def read_metadata(dist: DistFile, *, cache_dir: Path | None = None,
     text, source = fetched or fetch_metadata_text(dist)
     meta = _checked(parse_metadata(text, where=dist.filename, source=source), dist)
     if cached is not None:
-        from envctl.lock import atomic_write
-
+        from envctl.fsio import atomic_write
         try:
             atomic_write(cached, text)
         except Exception:  # noqa: BLE001 - an unwritable cache only costs speed

@@ -134,8 +134,7 @@ def plan_refresh(*, path: Path | None = None, index_url: str = PYPI, pytorch_ind
 
 def apply(plan: RefreshPlan) -> bool:
     """Write the planned text atomically; False when the file already holds it."""
-    from envctl.lock import atomic_write
-
+    from envctl.fsio import atomic_write
     if not plan.stale:
         return False
     atomic_write(plan.path, plan.new_text)

@@ -186,8 +186,7 @@ def _load(cache_dir: Path | None, url: str) -> dict | None:
 
 
 def _store(cache_dir: Path, url: str, entry: dict) -> None:
-    from envctl.lock import atomic_write
-
+    from envctl.fsio import atomic_write
     try:
         atomic_write(cache_dir / f"{_key(url)}.json", json.dumps(entry))
     except Exception:  # noqa: BLE001 - a cache that cannot be written only costs speed

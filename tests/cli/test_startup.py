@@ -25,7 +25,7 @@ def test_catalog_and_show_import_nothing_heavy(project, args):
 
 def test_show_reads_cuda_libraries_as_the_build_does(project):
     from envctl.catalog import Project
-    from envctl.core_views import describe
+    from envctl.overview import describe
     from envctl.lock import cuda_libraries, load_lock
 
     p = Project(project)

@@ -120,8 +120,7 @@ def test_parallel_adds_of_one_file_make_one_registration(made_artifacts, artifac
 
 
 def test_a_leftover_store_folder_does_not_block_a_later_add(made_artifacts, artifact_env):
-    from envctl.cache import sha256_of
-
+    from envctl.fsio import sha256_of
     leftover = Path(artifact_env["ENVCTL_ARTIFACTS"]) / sha256_of(made_artifacts["pt"])
     leftover.mkdir(parents=True)
     (leftover / "artifact.pt").write_text("half")

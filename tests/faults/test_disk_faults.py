@@ -7,7 +7,7 @@ import os
 import subprocess
 from pathlib import Path
 
-from envctl.cache import sha256_of
+from envctl.fsio import sha256_of
 from tests.faults.conftest import assert_one_line_error, envctl, start_envctl
 
 

@@ -71,7 +71,7 @@ def test_a_lock_body_of_aliases_is_refused(pip_project, tmp_path):
     lock = root / "locks" / "fixture-pip.conda-lock.yml"
     forge(lock, lambda data: None)
     head, body = lock.read_text().split("version: 1\n", 1)
-    from envctl.lockstate import body_hash
+    from envctl.lock.state import body_hash
 
     body = "version: 1\n" + _laughs() + body  # the attacker recomputes the hash of the new body
     head = "".join(f"# lock hash: {body_hash(body)}\n" if ln.startswith("# lock hash:") else ln

@@ -1,7 +1,7 @@
 """Issue #22 items 1, 2 and 7: a lockfile is untrusted input.
 
 Each attack edits a real lock of the fixture-pip project and recomputes the header's hash as an
-attacker would (``envctl.lockstate.body_hash``), so the lock reads as current and intact.  Every
+attacker would (``envctl.lock.state.body_hash``), so the lock reads as current and intact.  Every
 command that turns a lock into files or pip lines must then answer one line and exit 2, and
 write nothing outside its own roots: the whole temporary tree is listed before and after.
 """
@@ -17,7 +17,7 @@ import pytest
 import yaml
 
 from envctl.errors import MAX_LINE
-from envctl.lockstate import body_hash
+from envctl.lock.state import body_hash
 from tests.faults.conftest import assert_one_line_error, envctl
 
 NAME = "fixture-pip"
@@ -171,7 +171,7 @@ def test_an_honest_conda_entry_loads(world):
 @pytest.mark.parametrize("attack", sorted(CONDA_ATTACKS))
 def test_forged_conda_entry_is_refused_where_the_lock_is_read(world, attack):
     from envctl.lock import load_lock
-    from envctl.lockgrammar import LockfileError
+    from envctl.lock.grammar import LockfileError
 
     fields, needle = CONDA_ATTACKS[attack]
     forge(world["lock"], lambda data: data["package"].insert(0, {**CONDA, **fields}))
@@ -181,7 +181,7 @@ def test_forged_conda_entry_is_refused_where_the_lock_is_read(world, attack):
 
 
 def _pkg(**fields):
-    from envctl.pipresolve import PipPackage
+    from envctl.lock.pins import PipPackage
 
     base = {"name": "mpmath", "version": "1.3.0", "url": f"file://{MPMATH}",
             "sha256": hashlib.sha256(Path(MPMATH).read_bytes()).hexdigest(),
@@ -195,7 +195,7 @@ def test_cache_and_export_refuse_a_path_outside_their_root(tmp_path, fields):
     """Defence in depth: a package that never passed load_lock still cannot leave the cache or
     the export folder."""
     from envctl.cache import PackageCache, export_mirror
-    from envctl.lockgrammar import LockfileError
+    from envctl.lock.grammar import LockfileError
 
     p = _pkg(**fields)
     cache = PackageCache(tmp_path / "world" / "cache", mirrors=())
@@ -212,7 +212,7 @@ def test_requirements_lines_refuse_what_is_not_a_pin(fields):
     """The writers of pip's lines check again, behind load_lock's check."""
     from envctl.build import requirements_txt
     from envctl.lock import LockedEnv
-    from envctl.lockgrammar import LockfileError
+    from envctl.lock.grammar import LockfileError
 
     lock = LockedEnv(name="x", platform="linux-64", inputs_hash="", lock_hash="", conda=[], pip=[_pkg(**fields)])
     with pytest.raises(LockfileError, match="refusing to write the requirement"):
@@ -223,7 +223,7 @@ def test_requirements_lines_refuse_what_is_not_a_pin(fields):
 
 def test_export_and_dockerfile_writers_refuse_what_is_not_a_package():
     """environment.yml, explicit files and the Dockerfile's RUN lines check again what they write."""
-    from envctl.lockgrammar import LockfileError, conda_pin, explicit_line
+    from envctl.lock.grammar import LockfileError, conda_pin, explicit_line
 
     assert conda_pin("zlibx", "1.3.0", "h0_0") == "zlibx=1.3.0=h0_0"
     assert explicit_line(CONDA["url"], "0" * 32) == CONDA["url"] + "#" + "0" * 32
@@ -239,7 +239,7 @@ def test_the_dockerfile_refuses_a_pip_wheel_that_is_no_file_name(project):
     from envctl.build import plan_build
     from envctl.catalog import Project
     from envctl.lock import load_lock
-    from envctl.lockgrammar import LockfileError
+    from envctl.lock.grammar import LockfileError
 
     p = Project(project)
     spec = p.resolve("pytorch-2.13-cpu")

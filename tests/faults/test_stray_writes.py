@@ -45,7 +45,7 @@ def test_a_link_inside_the_mirror_is_imported(tmp_path):
 
 
 def test_a_lock_writes_nothing_into_home_and_uv_keeps_its_places_in_envctls_cache(pip_project, tmp_path):
-    from envctl.uvresolve import _env
+    from envctl.lock.uv import _env
 
     home = tmp_path / "home"
     home.mkdir()

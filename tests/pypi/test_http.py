@@ -127,7 +127,7 @@ def test_threads_that_connect_at_once_share_one_tls_context(monkeypatch):
     import threading
     import time
 
-    from envctl import netcheck
+    from envctl import net as netcheck
     from envctl.pypi import http as envhttp
 
     made = []

@@ -11,8 +11,8 @@ from envctl.errors import LockError
 from envctl.lock import lock_image, write_lock, load_lock
 from envctl.spec import parse_spec
 from envctl.pypi.simple import DistFile
-from envctl.uvresolve import explain_failure
-from envctl.wheelpick import parse_compiled, rank_wheels, supported_tags
+from envctl.lock.uv import explain_failure
+from envctl.lock.wheels import parse_compiled, rank_wheels, supported_tags
 
 try:
     from tests.fixtures.pypi_index import LocalIndex, make_wheel, serve
@@ -175,7 +175,7 @@ def test_a_target_python_the_host_lacks_is_neither_searched_for_nor_downloaded(a
     import sys
     from pathlib import Path
 
-    from envctl.uvresolve import compile_command, resolve
+    from envctl.lock.uv import compile_command, resolve
 
     cmd = compile_command("uv", Path("in"), Path("out"), python="3.14", platform="linux-64", glibc="2.28",
                           index_url=app_index.simple, workdir=tmp_path)
@@ -197,8 +197,7 @@ def test_a_relock_reads_the_metadata_of_the_files_on_disk_beside_uv_but_only_tru
     import shutil
     from dataclasses import replace
 
-    from envctl.cache import default_root
-
+    from envctl.fsio import default_root
     spec = _spec(app_index, ["demo-app==3.0"])
     first = lock_image(spec)
     path = tmp_path / "demo-env.conda-lock.yml"
@@ -222,7 +221,7 @@ def test_a_relock_reads_the_metadata_of_the_files_on_disk_beside_uv_but_only_tru
 
 
 def test_pylock_gives_the_wheel_the_target_installs_and_refuses_one_without_a_hash():
-    from envctl.pylock import preferences, read_wheels
+    from envctl.lock.pylock import preferences, read_wheels
 
     tags = supported_tags("3.11", "linux-64", "2.28")
     text = ('lock-version = "1.0"\ncreated-by = "uv"\n\n[[packages]]\nname = "a"\nversion = "1"\nwheels = [\n'

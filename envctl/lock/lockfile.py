@@ -9,19 +9,17 @@ micromamba consume it too.
 
 from __future__ import annotations
 
-import os
-import stat
-import tempfile
+import fnmatch
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 from urllib.parse import urlparse
 
-from envctl import condasolve, pipresolve, torchvariant
-from envctl.cache import default_root as default_cache_root
-from envctl.errors import EnvctlError, LockError, StaleLockError, UnknownPackageError
-from envctl.lockgrammar import package_filename, pin, read_lockfile
-from envctl.lockstate import HEADER_MARK, body_hash, lock_state, read_header
+from envctl.errors import LockError, StaleLockError, UnknownPackageError
+from envctl.fsio import atomic_write, default_root as default_cache_root
+from envctl.lock import conda as condasolve, pip as pipresolve, variant as torchvariant
+from envctl.lock.grammar import package_filename, pin, read_lockfile
+from envctl.lock.state import HEADER_MARK, body_hash, lock_state, read_header
 from envctl.spec import ImageSpec, defaults
 
 Progress = Callable[[str], None]
@@ -228,10 +226,17 @@ def _conda_lock_models_only() -> None:
     sys.modules["conda_lock"] = package
 
 
-def cuda_libraries(packages) -> dict[str, str]:
-    from envctl.build.layers import cuda_libraries as libraries
+def layer_of(name: str, groups: list[dict] | None = None) -> str:
+    for group in groups or defaults()["layers"]:
+        if any(fnmatch.fnmatchcase(name, pattern) for pattern in group["match"]):
+            return group["name"]
+    return defaults()["layers"][-1]["name"]
 
-    return libraries(packages)
+
+def cuda_libraries(packages) -> dict[str, str]:
+    """name -> version of the CUDA libraries among locked pip packages (the cuda layer's members)."""
+    groups = defaults()["layers"]
+    return {p.name: p.version for p in packages if layer_of(p.name, groups) == groups[0]["name"]}
 
 
 def write_lock(path: Path, text: str, *, force: bool = False) -> bool:
@@ -248,54 +253,6 @@ def write_lock(path: Path, text: str, *, force: bool = False) -> bool:
                             hint="move it away, or pass --force")
     atomic_write(path, text)
     return True
-
-
-def atomic_write(path: Path, text: str | bytes) -> None:
-    """Write to a temporary file beside ``path``, then rename: a failure loses nothing.
-
-    Only a regular file (or nothing) is replaced.  A character device or a FIFO (/dev/null,
-    /dev/stdout, a pipe a script reads) is written to directly: renaming over it would put a
-    plain file where the system's device was.  A folder, a socket or a block device is refused."""
-    try:
-        mode = path.stat().st_mode
-    except FileNotFoundError:
-        mode = None
-    except OSError as exc:
-        raise EnvctlError(f"cannot write {path}: {exc.strerror}") from None
-    if mode is not None and not stat.S_ISREG(mode):
-        if stat.S_ISCHR(mode) or stat.S_ISFIFO(mode):
-            return _write_through(path, text)
-        kind = "a folder" if stat.S_ISDIR(mode) else "a socket" if stat.S_ISSOCK(mode) else \
-            "a block device" if stat.S_ISBLK(mode) else "not a regular file"
-        raise EnvctlError(f"{path} is {kind}; not writing there", hint="give a file name")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    except OSError as exc:
-        raise EnvctlError(f"cannot write {path}: {exc.strerror}") from None
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes 0600; a lockfile is for everyone to read
-        with os.fdopen(fd, "wb" if isinstance(text, bytes) else "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_through(path: Path, text: str | bytes) -> None:
-    """Every byte to a device or FIFO as it is; a refused write (ENOSPC from /dev/full) is one line."""
-    data = text if isinstance(text, bytes) else text.encode("utf-8")
-    try:
-        with open(path, "wb", buffering=0) as fh:  # unbuffered: the error comes from write, not a late close
-            view = memoryview(data)
-            while view:
-                view = view[fh.write(view):]
-    except OSError as exc:
-        raise EnvctlError(f"cannot write {path}: {exc.strerror or exc}",
-                          hint="check that device or pipe, or write to a file instead") from None
 
 
 def load_lock(path: Path, *, platform: str = "linux-64", hints_only: bool = False) -> LockedEnv:

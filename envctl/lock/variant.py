@@ -16,7 +16,7 @@ from urllib.parse import unquote, urlparse
 
 from envctl.errors import LockError
 from envctl.matrix import VARIANT_RE, variant_to_cuda
-from envctl.pipresolve import PipPackage
+from envctl.lock.pins import PipPackage
 from envctl.spec import ImageSpec
 
 # The local labels PyTorch's indexes give their builds (2.5's "+cpu.cxx11.abi" included); any

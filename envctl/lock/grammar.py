@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlparse
 
-from envctl.errors import LockError
+from envctl.errors import LockfileError
 
 # PEP 508 names (PEP 503 normalizes them); a pip version is checked by packaging as well, and
 # by this pattern first because packaging accepts surrounding whitespace, which would end a line.
@@ -35,12 +35,6 @@ FILENAME = re.compile(r"[A-Za-z0-9_.+!-]+")
 # http: a local index (tests, a team's mirror) serves plain HTTP; the sha256 vouches for the bytes.
 URL_SCHEMES = ("https", "http", "file")
 CONDA_SUFFIXES = (".conda", ".tar.bz2")
-
-
-class LockfileError(LockError):
-    """A lockfile's field breaks its grammar: a forged or damaged lock is bad input (exit 2)."""
-
-    exit_code = 2
 
 
 def check_entry(d: dict[str, Any]) -> str | None:
@@ -200,11 +194,3 @@ def explicit_line(url: str, md5: str) -> str:
     return f"{url}#{md5}"
 
 
-def inside(root: Path, path: Path) -> Path:
-    """``path`` when it stays inside ``root`` once both are resolved (links and '..' followed);
-    otherwise a LockfileError: nothing derived from a lock is written anywhere else."""
-    resolved, base = path.resolve(), root.resolve()
-    if resolved == base or not resolved.is_relative_to(base):
-        raise LockfileError(f"refusing to write {path}: it is outside {root}",
-                            hint="the lock names a file that is not a plain package file name; regenerate it")
-    return path

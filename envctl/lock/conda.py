@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from envctl.errors import LockError
-from envctl.netcheck import check_reachable
+from envctl.net import check_reachable
 
 OTHER_PLATFORMS = ("linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64")
 

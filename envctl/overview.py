@@ -1,4 +1,5 @@
-"""Read-only views of the project the CLI renders: catalog rows and one image's description.
+"""The overview the catalog and show commands print: catalog rows (lock state, last build and
+verification) and one image's description.
 
 Plain dicts so the same data serves the rich tables and ``--json``.
 """
@@ -8,9 +9,9 @@ from __future__ import annotations
 from typing import Any
 
 from envctl.catalog import Project
-from envctl.lockstate import lock_state
+from envctl.lock.state import lock_state
 from envctl.matrix import load_matrix, parse_version
-from envctl.netcheck import redact
+from envctl.net import redact
 
 
 def _latest_runs() -> dict:
@@ -56,7 +57,7 @@ def _cuda_libraries(lock_path, platform: str) -> dict[str, str]:
     never imports conda-lock or the build package (the same rule as envctl.build.layers)."""
     import fnmatch
 
-    from envctl.lockgrammar import read_lockfile
+    from envctl.lock.grammar import read_lockfile
     from envctl.spec import defaults
 
     entries, _meta = read_lockfile(lock_path, cached=True)  # shown, never built from: a cached parse

@@ -14,7 +14,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlparse
 
 from envctl.errors import LockError
-from envctl.pipresolve import platform_tags, sha256_of_local
+from envctl.lock.pins import platform_tags, sha256_of_local
 
 
 @dataclass(frozen=True)
@@ -104,8 +104,7 @@ def pick(pin: Pin, tags: list[str], flat: set[str], cache: Path, pages: dict | N
         pass
     chosen = _pick_uncached(pin, tags, flat, cache, pages or {})
     try:
-        from envctl.lock import atomic_write
-
+        from envctl.fsio import atomic_write
         atomic_write(memo, json.dumps({"filename": chosen.filename, "url": chosen.url,
                                        "sha256": chosen.sha256, "size": chosen.size}))
     except Exception:  # noqa: BLE001 - an unwritable cache only costs speed
@@ -169,7 +168,7 @@ def _pick_uncached(pin: Pin, tags: list[str], flat: set[str], cache: Path, pages
 def local_size(url: str) -> int | None:
     parsed = urlparse(url)
     if parsed.scheme != "file":
-        from envctl.pipresolve import file_sizes
+        from envctl.lock.pins import file_sizes
 
         return file_sizes([url]).get(url)
     path = Path(unquote(parsed.path))

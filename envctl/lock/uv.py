@@ -25,8 +25,8 @@ from typing import Callable
 from urllib.parse import unquote, urlparse
 
 from envctl.errors import LockError
-from envctl.pipresolve import ARCH, PipPackage, dependencies, normalize, source_args
-from envctl.wheelpick import Pin, local_size, memo_path, norm_location, parse_compiled, pick, supported_tags
+from envctl.lock.pins import ARCH, PipPackage, dependencies, normalize, source_args
+from envctl.lock.wheels import Pin, local_size, memo_path, norm_location, parse_compiled, pick, supported_tags
 
 # uv's own names for the platforms it can target (uv pip compile --help, --python-platform)
 UV_GLIBC = {f"2.{m}" for m in range(17, 41)}
@@ -105,7 +105,7 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
     of each of its files, kept in memory until uv's pylock names the same URL and sha256 (a
     lockfile alone never vouches for a file); with find-links, each package's index page as well, for
     picking the file from uv's hashes."""
-    from envctl import pylock
+    from envctl.lock import pylock as pylock
 
     binary = uv_binary()
     assert binary is not None, "call can_serve() first"

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import unquote, urlparse
 
 from envctl.errors import LockError
-from envctl.lockgrammar import filename_ok
+from envctl.lock.grammar import filename_ok
 
 if TYPE_CHECKING:
     from envctl.pypi.simple import DistFile
@@ -41,7 +41,7 @@ def read_wheels(text: str, tags: list[str]) -> list[DistFile]:
         import tomli as tomllib
 
     from envctl.pypi.simple import DistFile
-    from envctl.wheelpick import rank_wheels
+    from envctl.lock.wheels import rank_wheels
 
     try:
         data = tomllib.loads(text)

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from html import escape
 
-from envctl.bench import BenchRun, Comparison
+from envctl.bench.runs import BenchRun
+from envctl.bench.compare import Comparison
 
 COLORS = ("#3b6fb6", "#d9822b", "#3a9a5b", "#b23a48", "#7a5cb8", "#5b5b5b")
 WIDTH, BAR_H, LABEL_W = 560, 14, 190

@@ -1,6 +1,7 @@
 """The local Docker engine as an executor: each task a fresh container, one after another
 (tasks of one submission share the host's GPUs, so running them side by side would time them
-against each other)."""
+against each other). ``docker_run_argv`` (in the engine package, the one seam to Docker) is the
+same run as a command line: the plan shown, and what a Slurm job runs on a node."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
+from envctl.engine.runline import docker_run_argv
 from envctl.executors.base import Submission, Task, TaskResult
 
 
@@ -61,26 +63,3 @@ class LocalEngine:
         import socket
 
         return {"executor": self.kind, "host": socket.gethostname()}
-
-
-def docker_run_argv(task: Task) -> list[str]:
-    """``docker run`` for a task: what the local engine does through the SDK, and what a Slurm
-    job runs on a node with an engine (pure)."""
-    argv = ["docker", "run", "--rm", f"--network={task.network}"]
-    if task.gpus not in (None, "none", "0"):
-        argv.append(f"--gpus={task.gpus}")
-    for m in task.mounts:
-        argv += ["--mount", f"type=bind,source={m.source},target={m.target},readonly"]
-    for key, value in sorted(task.environment.items()):
-        argv += ["-e", f"{key}={value}"]
-    sb = task.sandbox
-    if sb is not None:
-        tmp = "rw,exec,nosuid,nodev,size=512m" if sb.exec_tmp else "rw,nosuid,nodev,size=512m"
-        argv += ["--read-only", "--tmpfs", f"/tmp:{tmp}", "--user", "65534:65534", "--cap-drop=ALL",
-                 "--security-opt=no-new-privileges", f"--memory={sb.mem_limit}", f"--pids-limit={sb.pids_limit}",
-                 "-e", "HOME=/tmp"]
-        if sb.nano_cpus:
-            argv.append(f"--cpus={sb.nano_cpus / 1e9:g}")
-    for key, value in sorted(task.labels.items()):
-        argv += ["--label", f"{key}={value}"]
-    return argv + [task.image, *task.command]

@@ -37,8 +37,10 @@ class KubeApi:
         from kubernetes import client, config
 
         configuration = client.Configuration()
+        # KUBECONFIG read now, not when the client was imported (its default is fixed at import)
+        files = os.environ.get("KUBECONFIG") or "~/.kube/config"
         try:
-            config.load_kube_config(context=context, client_configuration=configuration)
+            config.load_kube_config(config_file=files, context=context, client_configuration=configuration)
         except (config.ConfigException, OSError) as exc:
             if context is not None or not os.environ.get("KUBERNETES_SERVICE_HOST"):
                 raise FleetError(f"cannot load the kubeconfig{f' context {context}' if context else ''}: {exc}",

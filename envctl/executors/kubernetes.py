@@ -11,6 +11,7 @@ import secrets
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from envctl.executors.base import Submission, Task, TaskResult
@@ -87,7 +88,7 @@ class KubernetesExecutor:
                     continue
                 name = submission.handles[task.name]
                 look = self.api.look(name)
-                verdict = judge(look, wait_s=wait_s, now=look.now)
+                verdict = judge(look, wait_s=wait_s, now=datetime.now(timezone.utc))
                 if verdict.state != said.get(task.name):
                     said[task.name] = verdict.state
                     progress(f"job {name}: {verdict.state}")

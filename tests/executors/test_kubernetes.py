@@ -9,28 +9,23 @@ from __future__ import annotations
 import copy
 import json
 import re
-from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import kubernetes_validate
 import pytest
 import yaml
 from kubernetes.client import ApiClient
-from kubernetes.client.rest import ApiException
 
 from envctl.errors import FleetError, UsageError
-from envctl.executors import Mount, Sandbox, Submission, Task, run_tasks
-from envctl.executors.k8sjobs import submission_manifests, to_yaml
-from envctl.executors.k8swatch import Look, api_error, judge, split_log, where_from
-from envctl.executors.kubeapi import KubeApi
+from envctl.executors import Mount, Sandbox, Task
+from envctl.executors.k8sjobs import submission_manifests
 from envctl.executors.kubernetes import KubernetesExecutor, KubernetesOptions, verify_manifests
-from envctl.probe import PROBE_DIR, SCHEMA, report_from
+from envctl.probe import PROBE_DIR
 
 VERSIONS = [f"1.{minor}" for minor in range(28, 38)]
 IMAGE = "registry.example:5000/envctl/pytorch-2.13-cpu@sha256:" + "ab" * 32
 H100 = KubernetesOptions(context="prod", namespace="ml-ci", gpu_product="NVIDIA-H100-80GB-HBM3", gpus=1,
                          driver_major=580, wait_s=120)
-NOW = datetime(2026, 12, 6, 21, 0, tzinfo=timezone.utc)
 DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
@@ -252,3 +247,32 @@ def test_long_label_values_keep_their_full_text_in_an_annotation(tmp_path):
     assert job["metadata"]["annotations"] == {"envctl.io/target": target}
     for version in ("1.28", "1.37"):
         kubernetes_validate.validate(job, version, strict=True)
+
+
+# -- the CLI's path: envctl verify NAME --on kubernetes --dry-run ---------------------------------
+
+def test_verify_dry_run_prints_the_verify_workflows_probe_as_manifests(project):
+    from envctl.catalog import find_project
+    from envctl.lock import load_lock
+
+    text = verify_manifests(find_project(), "pytorch-2.13-cpu", H100, image=IMAGE, target="h100", level="quick")
+    config_map, job = docs = list(yaml.safe_load_all(text))
+    for doc in docs:
+        for version in VERSIONS:
+            kubernetes_validate.validate(doc, version, strict=True)
+    lock = load_lock(project / "locks" / "pytorch-2.13-cpu.conda-lock.yml")
+    assert job["metadata"]["labels"] | {"envctl.io/submission": "-"} == {
+        "app.kubernetes.io/managed-by": "envctl", "envctl.io/submission": "-", "envctl.io/task": "probe",
+        "envctl.io/image": "pytorch-2.13-cpu", "envctl.io/lock": lock.lock_hash.split(":")[-1][:12],
+        "envctl.io/target": "h100"}
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    assert container["image"] == IMAGE and container["args"][-2:] == ["--level", "quick"]
+    config = json.loads(next(v for k, v in config_map["data"].items() if k.endswith("-config.json")))
+    assert config["gpus"] == 1 and config["expect"]["torch"] == "2.13.0"  # the workflow's probe config
+
+
+def test_verify_dry_run_refuses_a_bad_level_before_anything(project):
+    from envctl.catalog import find_project
+
+    with pytest.raises(UsageError, match="--level fast is not a probe level"):
+        verify_manifests(find_project(), "pytorch-2.13-cpu", H100, image=IMAGE, level="fast")

@@ -46,10 +46,12 @@ class Look:
 @dataclass(frozen=True)
 class Verdict:
     """Where a Job stands: still going (``done`` false, ``state`` for progress), ended with a log to
-    read, or ended with ``error``, one line naming the Job."""
+    read, or ended with ``error``, one line naming the Job; ``stuck``: the Job still holds its
+    place on the cluster (Pending, or backing off a pull) and is to be deleted."""
 
     state: str
     done: bool = False
+    stuck: bool = False
     has_log: bool = False
     error: str | None = None
     exit_code: int | None = None
@@ -88,7 +90,7 @@ def judge(look: Look, *, wait_s: float | None, now: datetime) -> Verdict:
                        exit_code=ended.exit_code, seconds=seconds)
     if state is not None and state.waiting is not None and state.waiting.reason in HOPELESS:
         waiting = state.waiting
-        return Verdict(waiting.reason, done=True,
+        return Verdict(waiting.reason, done=True, stuck=True,
                        error=f"job {name}: {waiting.reason}: {waiting.message or 'no message'}")
     if pod is not None and pod.status is not None and pod.status.phase == "Failed":
         why = pod.status.reason or "Failed"
@@ -97,19 +99,17 @@ def judge(look: Look, *, wait_s: float | None, now: datetime) -> Verdict:
     if failed is not None:
         return Verdict(failed.reason or "Failed", done=True,
                        error=f"job {name} failed ({failed.reason}): {failed.message or 'no message'}")
-    running = pod is not None and pod.status is not None and pod.status.phase == "Running"
-    if running:
-        return Verdict(f"Running on node {pod.spec.node_name}")
+    node = pod.spec.node_name if pod is not None and pod.spec is not None else None
+    if pod is not None and pod.status is not None and pod.status.phase == "Running":
+        return Verdict(f"Running on node {node}")
     created = job.metadata.creation_timestamp
     wait = wait_s if wait_s is not None else DEFAULT_WAIT_S
     waited = (now - created).total_seconds() if created is not None else 0.0
-    if waited <= wait:
+    if node or waited <= wait:  # once on a node (pulling the image), the Job's own deadline rules
         return Verdict(_pending_state(look))
     event = _latest(look.events, reason="FailedScheduling") or _latest(look.events, reason="FailedCreate")
-    if event is not None:
-        return Verdict("Pending", done=True,
-                       error=f"job {name} still Pending after {wait:.0f}s: {event.reason}: {event.message}")
-    return Verdict("Pending", done=True, error=f"job {name} still Pending after {wait:.0f}s: {_pending_state(look)}")
+    why = f"{event.reason}: {event.message}" if event is not None else _pending_state(look)
+    return Verdict("Pending", done=True, stuck=True, error=f"job {name} still Pending after {wait:.0f}s: {why}")
 
 
 def split_log(log: str) -> tuple[str, str]:

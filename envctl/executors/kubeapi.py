@@ -84,8 +84,13 @@ class KubeApi:
         return Look(job, pods, events)
 
     def log(self, pod: Any) -> str:
+        """The pod's log as its container wrote it, read raw: clients that pyproject allows parse a
+        log that is one JSON document and hand back its Python repr (kubernetes-client/python#1354;
+        recent ones do so only when the answer has no content type)."""
         name = pod.metadata.name
-        return self._call(f"read the log of pod {name}", self.core.read_namespaced_pod_log, name, self.namespace)
+        answer = self._call(f"read the log of pod {name}", self.core.read_namespaced_pod_log, name,
+                            self.namespace, _preload_content=False)
+        return answer.data.decode("utf-8", errors="replace")
 
     def where(self, look: Look) -> dict[str, Any]:
         """Where the Job ran; the node's GPU labels only where this user may read nodes."""
@@ -100,7 +105,7 @@ class KubeApi:
                 node = None  # reading nodes needs cluster-wide rights; the probe reports the GPU itself
         return where_from(look, node, context=self.context, namespace=self.namespace)
 
-    def delete(self, job_names: list[str], *, config_map: str) -> list[str]:
+    def delete(self, job_names: list[str], *, config_map: str | None = None) -> list[str]:
         """Delete the Jobs (propagation Foreground: their pods go before them) and the ConfigMap;
         the Jobs that were there to delete."""
         from kubernetes import client
@@ -116,7 +121,8 @@ class KubeApi:
                 if exc.status != 404:  # already gone: nothing to stop
                     raise api_error(exc, doing=f"delete job {name}", namespace=self.namespace) from None
         try:
-            self.core.delete_namespaced_config_map(config_map, self.namespace)
+            if config_map is not None:
+                self.core.delete_namespaced_config_map(config_map, self.namespace)
         except ApiException as exc:
             if exc.status != 404:
                 raise api_error(exc, doing=f"delete configmap {config_map}", namespace=self.namespace) from None

@@ -44,6 +44,7 @@ class KubernetesExecutor:
     def __init__(self, options: KubernetesOptions, *, api=None) -> None:
         self.options = options
         self._api = api  # a kubeapi.KubeApi, connected on first use: planning needs no cluster
+        self._ended: set[str] = set()  # Jobs already collected: kept for `kubectl logs` until their TTL
 
     @property
     def api(self):
@@ -93,8 +94,11 @@ class KubernetesExecutor:
                     said[task.name] = verdict.state
                     progress(f"job {name}: {verdict.state}")
                 if verdict.done:
+                    if verdict.stuck:  # else it would wait for a GPU, or back off, with nobody to read it
+                        self.api.delete([name])
                     log = self.api.log(look.pod) if verdict.has_log else ""
                     results[task.name] = verdict.result(task, log, self.api.where(look))
+                    self._ended.add(name)
             if len(results) < len(submission.tasks):
                 if timeout is not None and time.monotonic() - started > timeout:
                     from envctl.errors import FleetError
@@ -105,9 +109,10 @@ class KubernetesExecutor:
         return [results[t.name] for t in submission.tasks]
 
     def cancel(self, submission: Submission) -> list[str]:
-        """Delete the submission's Jobs (propagation Foreground: their pods go first) and its
-        ConfigMap; the tasks whose Jobs were still there."""
-        names = [submission.handles[t.name] for t in submission.tasks if t.name in submission.handles]
+        """Delete the submission's Jobs that have not ended (propagation Foreground: their pods go
+        first) and its ConfigMap; the tasks whose Jobs were still there."""
+        names = [submission.handles[t.name] for t in submission.tasks
+                 if t.name in submission.handles and submission.handles[t.name] not in self._ended]
         deleted = set(self.api.delete(names, config_map=f"envctl-{submission.id}-files"))
         return [t.name for t in submission.tasks if submission.handles.get(t.name) in deleted]
 

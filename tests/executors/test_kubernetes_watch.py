@@ -11,8 +11,9 @@ import textwrap
 from datetime import datetime, timedelta, timezone
 
 import pytest
-from kubernetes.client import ApiClient, Configuration
+from kubernetes.client import ApiClient, Configuration, CoreV1EventList, V1PodList
 from kubernetes.client.rest import ApiException
+from urllib3.response import HTTPResponse
 
 from envctl.errors import FleetError
 from envctl.executors import Task, run_tasks
@@ -38,10 +39,10 @@ def stamp(seconds_ago: float) -> str:
     return (NOW - timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def job(*, age: float = 30, failed: tuple[str, str] | None = None, now: datetime = NOW):
+def job(*, age: float = 30, failed: tuple[str, str] | None = None, now: datetime = NOW, name: str = JOB):
     conditions = [{"type": "Failed", "status": "True", "reason": failed[0], "message": failed[1]}] if failed else []
     created = (now - timedelta(seconds=age)).strftime("%Y-%m-%dT%H:%M:%SZ")
-    return model({"metadata": {"name": JOB, "namespace": "ml-ci", "creationTimestamp": created},
+    return model({"metadata": {"name": name, "namespace": "ml-ci", "creationTimestamp": created},
                   "spec": {"activeDeadlineSeconds": 420, "backoffLimit": 0,
                            "template": {"spec": {"containers": [{"name": "probe", "image": IMAGE}]}}},
                   "status": {"conditions": conditions}}, "V1Job")
@@ -82,7 +83,10 @@ def test_pending_past_the_wait_ends_quoting_the_schedulers_event():
     young = judge(Look(job(age=60), [pod("Pending", node=None)], events), wait_s=120, now=NOW)
     assert not young.done and young.state == "Pending"
     old = judge(Look(job(age=200), [pod("Pending", node=None)], events), wait_s=120, now=NOW)
-    assert old.done and old.error == f"job {JOB} still Pending after 120s: FailedScheduling: {INSUFFICIENT}"
+    assert old.done and old.stuck and old.error == f"job {JOB} still Pending after 120s: FailedScheduling: {INSUFFICIENT}"
+    pulling = pod("Pending", {"waiting": {"reason": "ContainerCreating"}}, node="gpu-node-3")
+    on_a_node = judge(Look(job(age=200), [pulling], events), wait_s=120, now=NOW)
+    assert not on_a_node.done and on_a_node.state == "Pending (ContainerCreating)"  # the Job's deadline rules
 
 
 def test_a_job_that_made_no_pod_ends_quoting_its_own_event():
@@ -221,14 +225,14 @@ def created(_ns, body):
 
 
 def pods_of(*pods):
-    from kubernetes.client import V1PodList
-
     return V1PodList(items=list(pods))
 
 
-def no_events(*_args):
-    from kubernetes.client import CoreV1EventList
+def raw(text: str) -> HTTPResponse:
+    return HTTPResponse(body=text.encode(), status=200, preload_content=True)
 
+
+def no_events(*_args):
     return CoreV1EventList(items=[])
 
 
@@ -237,7 +241,7 @@ def test_submit_wait_collect_over_the_api(tmp_path, monkeypatch):
     running = pod("Running", {"running": {"startedAt": stamp(5)}})
     done = pod("Succeeded", terminated("Completed", 0))
     api = recorded_api(core={"list_namespaced_pod": [pods_of(), pods_of(running), pods_of(done)],
-                             "list_namespaced_event": [no_events], "read_namespaced_pod_log": [json.dumps(DOC)],
+                             "list_namespaced_event": [no_events], "read_namespaced_pod_log": [raw(json.dumps(DOC))],
                              "read_node": [ApiException(status=403, reason="Forbidden")]},
                        batch={"create_namespaced_job": [created],
                               "read_namespaced_job": [job(now=datetime.now(timezone.utc))]})
@@ -254,6 +258,26 @@ def test_submit_wait_collect_over_the_api(tmp_path, monkeypatch):
     assert owners[0]["kind"] == "Job" and owners[0]["uid"].startswith("6f1c0e9e")
     assert [s.split(": ", 1)[1] for s in seen] == ["Pending (no pod yet)", "Running on node gpu-node-3",
                                                     "Completed (exit 0) on node gpu-node-3"]
+    [log_call] = [c for c in api.core.calls if c[0] == "read_namespaced_pod_log"]
+    assert log_call[2] == {"_preload_content": False}  # the raw log: see test_a_json_log_stays_json
+
+
+def test_a_job_pending_past_the_wait_is_deleted_and_named(monkeypatch):
+    monkeypatch.setattr(kubernetes_executor, "POLL_S", 0)
+    api = recorded_api(core={"list_namespaced_pod": [pods_of(pod("Pending", node=None))],
+                             "list_namespaced_event": [lambda *_a: CoreV1EventList(items=[
+                                 event("FailedScheduling", INSUFFICIENT)])]},
+                       batch={"create_namespaced_job": [created],
+                              "read_namespaced_job": [lambda name, _ns: job(age=200, name=name,
+                                                                            now=datetime.now(timezone.utc))]})
+    task = Task(name="probe", image=IMAGE, command=("true",), gpus="1")
+    executor = KubernetesExecutor(KubernetesOptions(namespace="ml-ci", gpus=1, wait_s=120), api=api)
+    [result] = run_tasks(executor, [task])
+    [delete] = [c for c in api.batch.calls if c[0] == "delete_namespaced_job"]
+    name = delete[1][0]
+    assert result.error == f"job {name} still Pending after 120s: FailedScheduling: {INSUFFICIENT}"
+    assert delete[1] == (name, "ml-ci") and delete[2]["body"].propagation_policy == "Foreground"
+    assert [c[0] for c in api.core.calls if c[0].startswith("delete")] == []  # the ConfigMap is the others' too
 
 
 def test_ctrl_c_deletes_the_jobs_in_the_foreground_and_says_so(monkeypatch):
@@ -307,3 +331,34 @@ def test_the_kubeconfigs_context_is_loaded_or_named(tmp_path, monkeypatch):
     with pytest.raises(FleetError, match="^cannot load the kubeconfig context staging: ") as caught:
         KubeApi.connect(context="staging", namespace="ml-ci")
     assert "kubectl config get-contexts" in caught.value.hint
+
+
+def test_a_json_log_stays_json_through_the_real_client(tmp_path):
+    """Older clients parse a log that is one JSON document and return its Python repr
+    (kubernetes-client/python#1354); KubeApi.log reads it raw. Served by a stdlib HTTP server
+    standing in for the log endpoint, the one API answer envctl reads as text."""
+    import threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+
+    body = json.dumps(DOC).encode()
+
+    class Kubelet(BaseHTTPRequestHandler):
+        def do_GET(self):  # noqa: N802 - http.server's name
+            self.send_response(200 if self.path.startswith(f"/api/v1/namespaces/ml-ci/pods/{POD}/log") else 404)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *_args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Kubelet)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        api = KubeApi(ApiClient(Configuration(host=f"http://127.0.0.1:{server.server_port}")),
+                      context="kind-envctl", namespace="ml-ci")
+        assert json.loads(api.log(pod("Succeeded", terminated("Completed", 0)))) == DOC
+    finally:
+        server.shutdown()
+        server.server_close()

@@ -69,6 +69,11 @@ class Manifests:
                 for doc in (sanitize(self.config_map), *(sanitize(job) for job in self.jobs))]
 
 
+def config_map_name(submission: str) -> str:
+    """The ConfigMap of a submission's mounted files."""
+    return f"envctl-{submission}-files"
+
+
 def dns_label(text: str, limit: int = 63) -> str:
     """``text`` as a DNS-1123 label: lower case, letters, digits and inner dashes, at most ``limit``."""
     label = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")[:limit].rstrip("-")
@@ -147,7 +152,7 @@ def submission_manifests(tasks: Sequence[Task], options: KubernetesOptions, subm
     if size > MAX_CONFIGMAP:
         raise FleetError(f"the files the tasks mount are {size} bytes; a ConfigMap holds at most {MAX_CONFIGMAP}",
                          hint="mount fewer files into the tasks")
-    config_name = f"envctl-{submission}-files"
+    config_name = config_map_name(submission)
     data: dict[str, str] = {}
     binary: dict[str, str] = {}
     for f in unique.values():
@@ -252,7 +257,9 @@ def _job(task: Task, options: KubernetesOptions, *, name: str, submission: str, 
         containers=[container], restart_policy="Never", volumes=volumes,
         automount_service_account_token=False, enable_service_links=False, host_network=False,
         node_selector=node_selector or None,
-        tolerations=[k.V1Toleration(key=GPU, operator="Exists", effect="NoSchedule")] if gpus or options.gpu_product else None,
+        # GPU nodes carry the device plugin's taint: a pod for a GPU pool tolerates it, others stay off
+        tolerations=[k.V1Toleration(key=GPU, operator="Exists", effect="NoSchedule")]
+        if gpus or options.gpu_product else None,
         security_context=k.V1PodSecurityContext(
             run_as_non_root=True, run_as_user=NONROOT, run_as_group=NONROOT,
             seccomp_profile=k.V1SeccompProfile(type="RuntimeDefault")))

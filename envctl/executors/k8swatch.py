@@ -79,7 +79,8 @@ def judge(look: Look, *, wait_s: float | None, now: datetime) -> Verdict:
     state = status.state if status is not None else None
     if state is not None and state.terminated is not None:
         ended = state.terminated
-        seconds = (ended.finished_at - ended.started_at).total_seconds() if ended.finished_at and ended.started_at else 0.0
+        seconds = ((ended.finished_at - ended.started_at).total_seconds()
+                   if ended.finished_at and ended.started_at else 0.0)
         where = f" on node {pod.spec.node_name}" if pod.spec and pod.spec.node_name else ""
         if ended.reason == "OOMKilled":
             limit = ((status_resources(pod) or {}).get("memory")) or "no limit"

@@ -43,8 +43,9 @@ class KubeApi:
             config.load_kube_config(config_file=files, context=context, client_configuration=configuration)
         except (config.ConfigException, OSError) as exc:
             if context is not None or not os.environ.get("KUBERNETES_SERVICE_HOST"):
-                raise FleetError(f"cannot load the kubeconfig{f' context {context}' if context else ''}: {exc}",
-                                 hint="check KUBECONFIG (or ~/.kube/config) and `kubectl config get-contexts`") from None
+                which = f" context {context}" if context else ""
+                raise FleetError(f"cannot load the kubeconfig{which}: {exc}", hint="check KUBECONFIG (or "
+                                 "~/.kube/config) and `kubectl config get-contexts`") from None
             config.load_incluster_config(client_configuration=configuration)
         return cls(client.ApiClient(configuration), context=context, namespace=namespace)
 

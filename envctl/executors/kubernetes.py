@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
 from envctl.executors.base import Submission, Task, TaskResult
+from envctl.executors.k8sjobs import config_map_name
 
 if TYPE_CHECKING:
     from envctl.catalog import Project
@@ -56,7 +57,9 @@ class KubernetesExecutor:
 
     def describe(self) -> str:
         o = self.options
-        pool = f", {o.gpus} x {o.gpu_product or 'any GPU'}" if o.gpus else (f", on {o.gpu_product}" if o.gpu_product else "")
+        pool = f", {o.gpus} x {o.gpu_product or 'any GPU'}" if o.gpus else ""
+        if o.gpu_product and not o.gpus:
+            pool = f", on {o.gpu_product} nodes"
         return f"Kubernetes, context {o.context or '(current)'}, namespace {o.namespace}{pool}"
 
     def plan(self, tasks: Sequence[Task]) -> str:
@@ -113,7 +116,7 @@ class KubernetesExecutor:
         first) and its ConfigMap; the tasks whose Jobs were still there."""
         names = [submission.handles[t.name] for t in submission.tasks
                  if t.name in submission.handles and submission.handles[t.name] not in self._ended]
-        deleted = set(self.api.delete(names, config_map=f"envctl-{submission.id}-files"))
+        deleted = set(self.api.delete(names, config_map=config_map_name(submission.id)))
         return [t.name for t in submission.tasks if submission.handles.get(t.name) in deleted]
 
 

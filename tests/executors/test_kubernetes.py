@@ -276,3 +276,18 @@ def test_verify_dry_run_refuses_a_bad_level_before_anything(project):
 
     with pytest.raises(UsageError, match="--level fast is not a probe level"):
         verify_manifests(find_project(), "pytorch-2.13-cpu", H100, image=IMAGE, level="fast")
+
+
+def test_only_kubeapi_talks_to_a_cluster_and_nothing_imports_the_client_early():
+    import subprocess
+    import sys
+
+    import envctl
+
+    package = Path(envctl.__file__).parent
+    talks = re.compile(r"CoreV1Api|BatchV1Api|load_kube_config|load_incluster_config")
+    assert [p.name for p in package.rglob("*.py") if talks.search(p.read_text())] == ["kubeapi.py"]
+    code = ("import sys, envctl.executors.kubernetes, envctl.executors.k8sjobs, envctl.executors.k8swatch, "
+            "envctl.executors.kubeapi; print(sorted(m for m in sys.modules if m.split('.')[0] == 'kubernetes'))")
+    loaded = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert loaded.strip() == "[]"  # the client loads when a manifest is built, not with envctl

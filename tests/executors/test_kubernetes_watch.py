@@ -83,7 +83,8 @@ def test_pending_past_the_wait_ends_quoting_the_schedulers_event():
     young = judge(Look(job(age=60), [pod("Pending", node=None)], events), wait_s=120, now=NOW)
     assert not young.done and young.state == "Pending"
     old = judge(Look(job(age=200), [pod("Pending", node=None)], events), wait_s=120, now=NOW)
-    assert old.done and old.stuck and old.error == f"job {JOB} still Pending after 120s: FailedScheduling: {INSUFFICIENT}"
+    assert old.done and old.stuck
+    assert old.error == f"job {JOB} still Pending after 120s: FailedScheduling: {INSUFFICIENT}"
     pulling = pod("Pending", {"waiting": {"reason": "ContainerCreating"}}, node="gpu-node-3")
     on_a_node = judge(Look(job(age=200), [pulling], events), wait_s=120, now=NOW)
     assert not on_a_node.done and on_a_node.state == "Pending (ContainerCreating)"  # the Job's deadline rules

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from envctl.executors.base import Submission, Task, TaskResult
 from envctl.executors.k8sjobs import config_map_name
@@ -118,6 +118,20 @@ class KubernetesExecutor:
                  if t.name in submission.handles and submission.handles[t.name] not in self._ended]
         deleted = set(self.api.delete(names, config_map=config_map_name(submission.id)))
         return [t.name for t in submission.tasks if submission.handles.get(t.name) in deleted]
+
+
+def pushed_reference(push: Mapping[str, Any] | None, *, image: str, lock_hash: str) -> str:
+    """The registry reference by digest a cluster pulls for ``image``: its last push as the records
+    keep it (``Records.last_push``), refused when there is none or it was built from another lock."""
+    from envctl.errors import UsageError
+
+    if push is None:
+        raise UsageError(f"{image} was never pushed: a cluster pulls its image from a registry",
+                         hint=f"run envctl push {image} first")
+    if push.get("lock_hash") != lock_hash:
+        raise UsageError(f"the last push of {image} ({push.get('ref')}) was built from another lock than "
+                         f"the current one", hint=f"build and push it again: envctl build {image}; envctl push {image}")
+    return push["ref"]
 
 
 def task_labels(*, image: str, lock_hash: str, target: str) -> dict[str, str]:

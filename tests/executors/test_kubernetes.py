@@ -304,3 +304,15 @@ def test_the_image_is_the_last_push_of_the_current_lock():
     with pytest.raises(UsageError, match=r"^the last push of pytorch-2.13-cpu \(registry.example:5000/.*\) was "
                                          r"built from another lock than the current one$"):
         pushed_reference(push, image="pytorch-2.13-cpu", lock_hash="sha256:0000")
+
+
+def test_long_and_clashing_task_names_make_distinct_dns_names(tmp_path):
+    long = "pytorch-2.14-cu130-pypi/" + "resnet_" * 10
+    tasks = [probe_task(tmp_path, long + "a", gpus=None), probe_task(tmp_path, long + "b", gpus=None),
+             probe_task(tmp_path, "Model.PT", gpus=None)]
+    _, *jobs = documents(tasks, KubernetesOptions())
+    names = [job["metadata"]["name"] for job in jobs]
+    assert len(set(names)) == 3 and all(DNS_LABEL.match(n) for n in names), names
+    for job in jobs:
+        assert DNS_LABEL.match(_container(job)["name"])
+        kubernetes_validate.validate(job, "1.37", strict=True)

@@ -83,7 +83,7 @@ def judge(look: Look, *, wait_s: float | None, now: datetime) -> Verdict:
                    if ended.finished_at and ended.started_at else 0.0)
         where = f" on node {pod.spec.node_name}" if pod.spec and pod.spec.node_name else ""
         if ended.reason == "OOMKilled":
-            limit = ((status_resources(pod) or {}).get("memory")) or "no limit"
+            limit = ((_limits(pod) or {}).get("memory")) or "no limit"
             return Verdict("OOMKilled", done=True, has_log=True, exit_code=ended.exit_code, oom_killed=True,
                            seconds=seconds,
                            error=f"job {name}: the container was OOMKilled{where} (memory limit: {limit})")
@@ -162,7 +162,7 @@ def api_error(exc: Any, *, doing: str, namespace: str) -> FleetError:
     return FleetError(f"{doing}: the API server answered {exc.status} {exc.reason}: {message}")
 
 
-def status_resources(pod: Any) -> dict[str, str] | None:
+def _limits(pod: Any) -> dict[str, str] | None:
     """The pod's container limits (what an OOMKilled line quotes)."""
     if pod is None or pod.spec is None or not pod.spec.containers:
         return None

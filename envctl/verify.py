@@ -62,12 +62,13 @@ class VerifyPlan:
         return self.image_id.split(":")[-1][:12]
 
 
-def plan_verify(project: Project, name: str, *, executor=None, gpus: str | None = None,
-                level: str | None = None, checks_only: bool = False) -> VerifyPlan:
+def plan_verify(project: Project, name: str, *, executor=None, image: str | None = None,
+                gpus: str | None = None, level: str | None = None, checks_only: bool = False) -> VerifyPlan:
     """The spec, its current lock, the image built from them and the probe's config.
 
-    ``executor``: where the probe's container will run (default: the local engine). ``gpus`` and
-    ``level`` default to the spec's smoke settings.
+    ``executor``: where the probe's container will run (default: the local engine). ``image``: for
+    a remote executor, the registry reference by digest of the pushed image (default: the image
+    built locally from the lock). ``gpus`` and ``level`` default to the spec's smoke settings.
     """
     from envctl.build import LABEL_TREE, require_built
     from envctl.executors import LocalEngine
@@ -84,9 +85,12 @@ def plan_verify(project: Project, name: str, *, executor=None, gpus: str | None 
     level = level or spec.smoke.level
     lock = require_current_lock(spec, project.lock_path(spec.name))
     executor = executor or LocalEngine()
-    image = require_built(executor.engine, spec, lock)
-    config = probe_config(spec, lock, gpus=gpus, level=level, env_tree=image.labels.get(LABEL_TREE))
-    return VerifyPlan(spec, lock, image.id, level, gpus, config, checks_only, executor)
+    if image is not None:  # pushed from this lock's build; its tree label stays with the local image
+        config = probe_config(spec, lock, gpus=gpus, level=level)
+        return VerifyPlan(spec, lock, image, level, gpus, config, checks_only, executor)
+    built = require_built(executor.engine, spec, lock)
+    config = probe_config(spec, lock, gpus=gpus, level=level, env_tree=built.labels.get(LABEL_TREE))
+    return VerifyPlan(spec, lock, built.id, level, gpus, config, checks_only, executor)
 
 
 def run_verify(plan: VerifyPlan, *, progress: Callable[[str], None] = lambda _m: None) -> Verification:

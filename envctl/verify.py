@@ -8,9 +8,11 @@ its options and renders the ``Verification`` this returns.
 
 from __future__ import annotations
 
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 from envctl.catalog import Project
@@ -56,6 +58,7 @@ class VerifyPlan:
     config: dict[str, Any]
     checks_only: bool
     executor: Any
+    target: str = "local"  # the fleet target's name, or where it runs
 
     @property
     def short_id(self) -> str:
@@ -63,7 +66,8 @@ class VerifyPlan:
 
 
 def plan_verify(project: Project, name: str, *, executor=None, image: str | None = None,
-                gpus: str | None = None, level: str | None = None, checks_only: bool = False) -> VerifyPlan:
+                gpus: str | None = None, level: str | None = None, checks_only: bool = False,
+                target: str | None = None) -> VerifyPlan:
     """The spec, its current lock, the image built from them and the probe's config.
 
     ``executor``: where the probe's container will run (default: the local engine). ``image``: for
@@ -73,9 +77,8 @@ def plan_verify(project: Project, name: str, *, executor=None, image: str | None
     from envctl.build import LABEL_TREE, require_built
     from envctl.executors import LocalEngine
     from envctl.lock import require_current_lock
-    from envctl.probe import check_gpus, probe_config
-
     from envctl.errors import UsageError
+    from envctl.probe import check_gpus, probe_config
     from envctl.spec import LEVELS
 
     if level is not None and level not in LEVELS:  # before any engine or image: a typo starts no container
@@ -87,21 +90,40 @@ def plan_verify(project: Project, name: str, *, executor=None, image: str | None
     executor = executor or LocalEngine()
     if image is not None:  # pushed from this lock's build; its tree label stays with the local image
         config = probe_config(spec, lock, gpus=gpus, level=level)
-        return VerifyPlan(spec, lock, image, level, gpus, config, checks_only, executor)
+        return VerifyPlan(spec, lock, image, level, gpus, config, checks_only, executor, target or executor.kind)
     built = require_built(executor.engine, spec, lock)
     config = probe_config(spec, lock, gpus=gpus, level=level, env_tree=built.labels.get(LABEL_TREE))
-    return VerifyPlan(spec, lock, built.id, level, gpus, config, checks_only, executor)
+    return VerifyPlan(spec, lock, built.id, level, gpus, config, checks_only, executor, target or executor.kind)
+
+
+def probe_task_of(plan: VerifyPlan, config_dir: Path):
+    """The plan's probe as a task, labelled with the image, its lock and the target."""
+    from envctl.executors import workflow_labels
+    from envctl.probe import probe_task
+
+    return probe_task(plan.image_id, plan.config, config_dir, gpus=plan.gpus, level=plan.level,
+                      checks_only=plan.checks_only,
+                      labels=workflow_labels(image=plan.spec.name, lock_hash=plan.lock.lock_hash, target=plan.target))
+
+
+def dry_run(plan: VerifyPlan) -> str:
+    """What ``--dry-run`` prints: the executor's plan for the probe task (the ``docker run`` line,
+    the sbatch script, the Job manifests), nothing submitted."""
+    with tempfile.TemporaryDirectory(prefix="envctl-probe-") as tmp:
+        return plan.executor.plan([probe_task_of(plan, Path(tmp))])
 
 
 def run_verify(plan: VerifyPlan, *, progress: Callable[[str], None] = lambda _m: None) -> Verification:
     """Run the planned probe where the plan's executor runs it."""
-    from envctl.probe import run_in_image
+    from envctl.executors import run_tasks
+    from envctl.probe import report_from
 
     started = time.time()
     progress(f"running the probe ({plan.executor.describe()})")
-    report, where = run_in_image(plan.executor, plan.image_id, plan.config, gpus=plan.gpus, level=plan.level,
-                                 checks_only=plan.checks_only, progress=progress)
-    return Verification(plan.spec, plan.lock, plan.image_id, plan.level, plan.gpus, report, started, where)
+    with tempfile.TemporaryDirectory(prefix="envctl-probe-") as tmp:
+        [result] = run_tasks(plan.executor, [probe_task_of(plan, Path(tmp))], progress=progress)
+    report = report_from(result, plan.image_id)
+    return Verification(plan.spec, plan.lock, plan.image_id, plan.level, plan.gpus, report, started, result.where)
 
 
 def verify_image(project: Project, name: str, *, executor=None, gpus: str | None = None,

@@ -33,6 +33,19 @@ def module_name(path: Path, root: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
+def _runtime_nodes(tree: ast.AST):
+    """Every node but those under ``if TYPE_CHECKING:`` (annotations only: never imported at run time)."""
+    stack = [tree]
+    while stack:
+        node = stack.pop()
+        yield node
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, ast.If) and getattr(child.test, "id", getattr(child.test, "attr", None)) == "TYPE_CHECKING":
+                stack.extend(child.orelse)
+                continue
+            stack.append(child)
+
+
 def import_graph(root: Path) -> dict[str, set[str]]:
     """module -> the envctl modules it imports (a package import counts as its ``__init__``)."""
     paths = {module_name(p, root): p for p in root.rglob("*.py")}
@@ -40,7 +53,7 @@ def import_graph(root: Path) -> dict[str, set[str]]:
     for name, path in paths.items():
         edges: set[str] = set()
         is_pkg = path.name == "__init__.py"
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _runtime_nodes(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Import):
                 edges |= {a.name for a in node.names if a.name in paths}
             elif isinstance(node, ast.ImportFrom):

@@ -113,3 +113,9 @@ def run_tasks(executor: Executor, tasks: Sequence[Task], *, timeout: float | Non
     for r in results:
         r.seconds = r.seconds or time.monotonic() - started
     return results
+
+
+def workflow_labels(*, image: str, lock_hash: str, target: str) -> dict[str, str]:
+    """The labels that let ``kubectl get jobs -l envctl.io/image=NAME`` find a workflow's Jobs (the
+    lock hash as its first 12 hex digits, as image ids are shown: a label holds 63 characters)."""
+    return {"envctl.io/image": image, "envctl.io/lock": lock_hash.split(":")[-1][:12], "envctl.io/target": target}

@@ -12,13 +12,11 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from envctl.executors.base import Submission, Task, TaskResult
 from envctl.executors.k8sjobs import config_map_name
 
-if TYPE_CHECKING:
-    from envctl.catalog import Project
 
 POLL_S = 2.0  # between looks at the Jobs' pods: a probe runs for minutes, the API is shared
 
@@ -132,33 +130,6 @@ def pushed_reference(push: Mapping[str, Any] | None, *, image: str, lock_hash: s
         raise UsageError(f"the last push of {image} ({push.get('ref')}) was built from another lock than "
                          f"the current one", hint=f"build and push it again: envctl build {image}; envctl push {image}")
     return push["ref"]
-
-
-def task_labels(*, image: str, lock_hash: str, target: str) -> dict[str, str]:
-    """The labels that let ``kubectl get jobs -l envctl.io/image=NAME`` find a workflow's Jobs (the
-    lock hash as its first 12 hex digits, as image ids are shown: a label holds 63 characters)."""
-    return {"envctl.io/image": image, "envctl.io/lock": lock_hash.split(":")[-1][:12], "envctl.io/target": target}
-
-
-def verify_manifests(project: Project, name: str, options: KubernetesOptions, *, image: str,
-                     target: str = "kubernetes", gpus: str | None = None, level: str | None = None,
-                     checks_only: bool = False) -> str:
-    """What ``envctl verify NAME --on kubernetes --dry-run`` prints: the manifests of the verify
-    workflow's probe task for ``image``, the registry reference by digest ``envctl push`` recorded."""
-    import tempfile
-    from pathlib import Path
-
-    from envctl.probe import probe_task
-    from envctl.verify import plan_verify
-
-    executor = KubernetesExecutor(options)
-    plan = plan_verify(project, name, executor=executor, image=image, gpus=gpus or _gpus(options),
-                       level=level, checks_only=checks_only)
-    with tempfile.TemporaryDirectory(prefix="envctl-probe-") as tmp:
-        task = probe_task(plan.image_id, plan.config, Path(tmp), gpus=plan.gpus, level=plan.level,
-                          checks_only=checks_only,
-                          labels=task_labels(image=plan.spec.name, lock_hash=plan.lock.lock_hash, target=target))
-        return executor.plan([task])
 
 
 def _gpus(options: KubernetesOptions) -> str | None:

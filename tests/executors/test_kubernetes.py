@@ -19,7 +19,7 @@ from kubernetes.client import ApiClient
 from envctl.errors import FleetError, UsageError
 from envctl.executors import Mount, Sandbox, Task
 from envctl.executors.k8sjobs import submission_manifests
-from envctl.executors.kubernetes import KubernetesExecutor, KubernetesOptions, verify_manifests
+from envctl.executors.kubernetes import KubernetesExecutor, KubernetesOptions
 from envctl.probe import PROBE_DIR
 
 VERSIONS = [f"1.{minor}" for minor in range(28, 38)]
@@ -255,7 +255,11 @@ def test_verify_dry_run_prints_the_verify_workflows_probe_as_manifests(project):
     from envctl.catalog import find_project
     from envctl.lock import load_lock
 
-    text = verify_manifests(find_project(), "pytorch-2.13-cpu", H100, image=IMAGE, target="h100", level="quick")
+    from envctl.verify import dry_run, plan_verify
+
+    plan = plan_verify(find_project(), "pytorch-2.13-cpu", executor=KubernetesExecutor(H100), image=IMAGE,
+                       gpus="1", target="h100", level="quick")
+    text = dry_run(plan)
     config_map, job = docs = list(yaml.safe_load_all(text))
     for doc in docs:
         for version in VERSIONS:
@@ -275,7 +279,9 @@ def test_verify_dry_run_refuses_a_bad_level_before_anything(project):
     from envctl.catalog import find_project
 
     with pytest.raises(UsageError, match="--level fast is not a probe level"):
-        verify_manifests(find_project(), "pytorch-2.13-cpu", H100, image=IMAGE, level="fast")
+        from envctl.verify import plan_verify
+
+        plan_verify(find_project(), "pytorch-2.13-cpu", executor=KubernetesExecutor(H100), image=IMAGE, level="fast")
 
 
 def test_only_kubeapi_talks_to_a_cluster_and_nothing_imports_the_client_early():

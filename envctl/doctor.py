@@ -30,6 +30,8 @@ class ImageFacts:
     size: int | None = None  # bytes of the built image
     estimate: int | None = None  # bytes the image will take, estimated from the lock (none built)
     source: str = ""  # where the size or the estimate came from
+    download: int | None = None  # bytes of the lock's files (what a package cache holds)
+    environment: int | None = None  # bytes of the installed environment (what a setup prefix holds)
 
 
 def locked_cuda(lock) -> str | None:
@@ -176,14 +178,18 @@ def image_facts(spec: ImageSpec, lock_path: Path, *, engine_timeout: int = 5) ->
         base = engine.image(spec.base) if built is None else None
     except EnvctlError:
         pass
-    if built is not None:
-        return ImageFacts(cuda=cuda, size=built.size, source=f"built image {built.short_id}")
     from envctl.imagesize import estimate
 
     guess = estimate(spec, data, base_bytes=base.size if base else None)
+    download = guess.download_bytes if guess else None
+    environment = guess.bytes - guess.base_bytes if guess else None
+    if built is not None:
+        return ImageFacts(cuda=cuda, size=built.size, source=f"built image {built.short_id}",
+                          download=download, environment=environment)
     if guess is None:
         return ImageFacts(cuda=cuda)
-    return ImageFacts(cuda=cuda, estimate=guess.bytes, source=guess.source)
+    return ImageFacts(cuda=cuda, estimate=guess.bytes, source=guess.source, download=download,
+                      environment=environment)
 
 
 @dataclass(frozen=True)
@@ -314,8 +320,11 @@ def gather_setup(spec: ImageSpec, *, prefix_root: Path, cache_root: Path, timeou
     return facts
 
 
-def evaluate_setup(facts: SetupFacts, spec: ImageSpec, *, use: str = "build") -> list[Finding]:
-    """The Docker-free path's checks; they block only when asked about setup (``use``)."""
+def evaluate_setup(facts: SetupFacts, spec: ImageSpec, *, use: str = "build",
+                   image: ImageFacts | None = None) -> list[Finding]:
+    """The Docker-free path's checks; they block only when asked about setup (``use``). Disk:
+    the cache must hold the lock's files, the prefix the installed environment (both estimated
+    from the lock, envctl.imagesize), else the old per-kind constant."""
     blocks = use == "setup"
     bad = "fail" if blocks else "warn"
     out: list[Finding] = []
@@ -332,11 +341,15 @@ def evaluate_setup(facts: SetupFacts, spec: ImageSpec, *, use: str = "build") ->
     else:
         out.append(Finding("c++ compiler", "warn", "no C++ compiler on PATH (g++, c++, clang++): torch.compile "
                            "fails in a setup prefix; install g++ (apt-get install g++)"))
-    need = IMAGE_BYTES["cuda" if spec.is_gpu else "cpu"]
+    fallback = IMAGE_BYTES["cuda" if spec.is_gpu else "cpu"]
     for where, free in facts.free.items():
+        known = (image.download if where.startswith("cache") else image.environment) if image else None
+        need = known or fallback
         ok = free >= need
         out.append(Finding("setup disk", "ok" if ok else bad, f"{free / 1e9:.0f} GB free at the {where}; "
-                           f"an environment needs about {need / 1e9:.0f} GB"
+                           + (f"an environment needs about {need / 1e9:.0f} GB" if not known else
+                              f"{'its packages take' if where.startswith('cache') else 'the environment takes'} "
+                              f"about {need / 1e9:.1f} GB (estimated from the lock)")
                            + ("" if ok else ": free space or point ENVCTL_CACHE / --prefix elsewhere"),
                            blocks and not ok))
     for what, url, error in facts.sources:

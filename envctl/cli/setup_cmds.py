@@ -141,7 +141,7 @@ def doctor(
 
         from envctl.fsio import default_root
         findings += evaluate_setup(gather_setup(spec, prefix_root=Path(user_data_dir("envctl")) / "envs",
-                                                cache_root=default_root()), spec, use=use)
+                                                cache_root=default_root()), spec, use=use, image=image)
     blocking = [f for f in findings if f.blocking and f.status == "fail"]
     if json_out:
         console.print_json({"image": name, "for": use, "findings": to_dicts(findings), "ok": not blocking})

@@ -156,10 +156,17 @@ def _tar_context(context: Path):
     return buf
 
 
+# docker-py's APIError: '500 Server Error for http+docker://localhost/v1.41/...: Internal Server
+# Error ("the engine's own message")'; the engine's message is what says what went wrong.
+_API_ERROR = re.compile(r'^\d{3} (?:Client|Server) Error for \S+: [^(]*\("(?P<msg>.*)"\)$', re.S)
+
+
 def short(exc: BaseException) -> str:
-    """An SDK or API exception as one line of at most 300 characters."""
-    text = str(exc).strip() or type(exc).__name__
-    return first_line(text)[:300]
+    """An SDK or API exception as one line of at most 300 characters: the engine's message
+    alone where the SDK wraps it in the HTTP status and URL."""
+    text = first_line(str(exc).strip() or type(exc).__name__)
+    m = _API_ERROR.match(text)
+    return (m.group("msg") if m else text)[:300]
 
 
 def first_line(text: str) -> str:

@@ -279,7 +279,8 @@ class Engine:
             hint = None
             if "could not select device driver" in message:
                 hint = "GPUs need the NVIDIA container toolkit on the host; run envctl doctor, or --gpus none"
-            raise EngineError(f"cannot start a container of {image}: {message}", hint=hint) from None
+            shown = image.split(":")[-1][:12] if image.startswith("sha256:") else image
+            raise EngineError(f"cannot start a container of {shown}: {message}", hint=hint) from None
         try:
             timed_out = False
             try:

@@ -330,6 +330,14 @@ class Records:
             return None
         return {key: row[key] for key in ("ref", "registry", "image_id", "lock_hash", "pushed")}
 
+    def last_pushes(self) -> dict[str, dict[str, Any]]:
+        """The newest push of every image that was pushed (image name -> as ``last_push``)."""
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM pushes p WHERE id = (SELECT id FROM pushes q WHERE q.image = p.image"
+                              " ORDER BY pushed DESC, id DESC LIMIT 1)").fetchall()
+        return {row["image"]: {key: row[key] for key in ("ref", "registry", "image_id", "lock_hash", "pushed")}
+                for row in rows}
+
     def execute(self, sql: str, args: tuple = ()) -> Iterator[sqlite3.Row]:
         """A read query for the modules that own the other tables (compat, artifacts)."""
         with self._reading() as db:

@@ -126,6 +126,11 @@ class Engine:
     def history(self, image_id: str) -> list[dict]:
         return self._call(f"read the history of {image_id}", self.client.api.history, image_id)
 
+    def layer_ids(self, image_id: str) -> list[str]:
+        """The image's layers by content (the config's rootfs diff ids), bottom first."""
+        attrs = self._call(f"inspect {image_id}", self.client.api.inspect_image, image_id)
+        return list((attrs.get("RootFS") or {}).get("Layers") or [])
+
     def read_folder(self, image: str, path: str) -> dict[str, bytes]:
         """The regular files directly in ``path`` of an image (name -> bytes), without running it."""
         import io

@@ -15,7 +15,7 @@ Slurm and Kubernetes executors are imported only when a target needs one.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -101,6 +101,8 @@ def parse_fleet(data: Any, *, path: Path) -> Fleet:
     for name, body in raw.items():
         if not isinstance(name, str) or not _TARGET_NAME.match(name):
             raise SpecError(str(path), f"targets.{name}", "not a target name (lowercase letters, digits, . _ -)")
+        if isinstance(body, dict) and True in body and "on" not in body:
+            body = {("on" if k is True else k): v for k, v in body.items()}  # YAML 1.1 reads a bare `on` as true
         reader = _FleetReader(str(path), body, prefix=f"targets.{name}")
         on = reader.str("on", choices=KINDS)
         reader.allowed = ("on", *OPTIONS[on])
@@ -122,6 +124,26 @@ def target_from_options(on: str, options: Mapping[str, Any]) -> Target:
         return Target(on, on, read_options(_FleetReader("the command line", given, allowed=tuple(given)), on))
     except SpecError as exc:  # the same checks as a file's, said of the option
         raise UsageError(f"--{exc.key}: {exc.problem}") from None
+
+
+def select_targets(project: Project, *, on: str | None, options: Mapping[str, Any], names: Sequence[str] = (),
+                   all_targets: bool = False) -> list[Target]:
+    """The targets a command line names: ``--on KIND`` with its options, ``--target NAME``
+    (repeatable) or ``--all-targets`` from fleet.yaml; none for the local engine as ever."""
+    given = sorted(k for k, v in options.items() if v is not None)
+    if sum((on is not None, bool(names), all_targets)) > 1:
+        raise UsageError("--on, --target and --all-targets exclude each other",
+                         hint="name the place once: --on slurm --partition P, or targets from fleet.yaml")
+    if given and on is None:
+        raise UsageError(f"--{given[0]} needs --on slurm (or a target in fleet.yaml that sets it)")
+    if on is not None:
+        return [target_from_options(on, options)]
+    if not (names or all_targets):
+        return []
+    fleet = load_fleet(project)
+    if all_targets:
+        return list(fleet.targets.values())
+    return [fleet.target(name) for name in dict.fromkeys(names)]
 
 
 def read_options(reader: _FleetReader, on: str) -> dict[str, Any]:

@@ -119,6 +119,18 @@ def plan_verify(project: Project, name: str, *, executor=None, gpus: str | None 
     return VerifyPlan(spec, lock, image_id, level, gpus, config, checks_only, executor, target)
 
 
+def plan_verifications(project: Project, name: str, *, targets: Sequence[Any], registry: str | None = None,
+                       gpus: str | None = None, level: str | None = None, checks_only: bool = False,
+                       progress: Callable[[str], None] = lambda _m: None) -> list[VerifyPlan]:
+    """A plan per fleet target (``envctl.fleet.Target``); the local engine alone when none is named."""
+    from envctl.fleet import executor_for
+
+    options = dict(gpus=gpus, level=level, checks_only=checks_only, registry=registry, progress=progress)
+    if not targets:
+        return [plan_verify(project, name, **options)]
+    return [plan_verify(project, name, executor=executor_for(t), target=t.name, **options) for t in targets]
+
+
 def remote_image(project: Project, name: str, lock_hash: str, *, registry: str | None,
                  progress: Callable[[str], None] = lambda _m: None) -> tuple[str, dict[str, str]]:
     """The reference by digest a remote executor runs, and the image's labels (read from the

@@ -10,7 +10,6 @@ so the digest depends on the lock and the layers alone.  Credentials are the eng
 
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import re
@@ -180,7 +179,9 @@ class RegistryClient:
     def _answer(self, challenge: str, repo: str) -> bool:
         """Set the Authorization header a ``WWW-Authenticate`` challenge asks for, from the engine's
         login; False when there is no login for this registry."""
-        login = _engine_login(self.registry.host)
+        from envctl.engine import registry_login
+
+        login = registry_login(self.registry.host)
         scheme, _, params = challenge.partition(" ")
         if scheme.lower() == "basic" and login:
             self._auth = "Basic " + login
@@ -201,19 +202,4 @@ class RegistryClient:
         token = answer.get("token") or answer.get("access_token")
         self._auth = f"Bearer {token}" if token else None
         return bool(token)
-
-
-def _engine_login(host: str) -> str | None:
-    """base64(user:password) from the engine's login for ``host`` (docker login's config and
-    credential helpers, as the docker SDK reads them); None without one."""
-    try:
-        from docker import auth
-
-        found = auth.resolve_authconfig(auth.load_config(), registry=host) or {}
-    except Exception:  # noqa: BLE001 - an unreadable docker config is no login
-        return None
-    user, password = found.get("username") or found.get("Username"), found.get("password") or found.get("Password")
-    if not user or not password:
-        return None
-    return base64.b64encode(f"{user}:{password}".encode()).decode()
 

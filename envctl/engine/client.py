@@ -311,6 +311,25 @@ def _info(img) -> ImageInfo:
                      size=int(attrs.get("Size", 0)), created=str(attrs.get("Created", "")))
 
 
+def registry_login(host: str) -> str | None:
+    """base64(user:password) of the engine's own login for registry ``host`` (``docker login``:
+    its config file and credential helpers, read as the engine's client reads them); None when
+    there is none.  envctl never takes credentials of its own."""
+    import base64
+
+    try:
+        from docker import auth
+
+        found = auth.resolve_authconfig(auth.load_config(), registry=host) or {}
+    except Exception:  # noqa: BLE001 - an unreadable docker config is no login
+        return None
+    user = found.get("username") or found.get("Username")
+    password = found.get("password") or found.get("Password")
+    if not user or not password:
+        return None
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
 def split_ref(ref: str) -> tuple[str, str]:
     """'host:5000/repo:tag' -> ('host:5000/repo', 'tag'); no tag means 'latest'."""
     from docker.utils import parse_repository_tag

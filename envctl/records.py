@@ -311,6 +311,16 @@ class Records:
                 out[(run.image, run.kind)] = run
         return out
 
+    def latest_by_target(self, kind: str = "verify") -> list[tuple[Run, str | None]]:
+        """The newest run of ``kind`` per (image, target), with its stored document (JSON text);
+        runs on the local engine without a target count as one target."""
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM runs r WHERE kind = ? AND id = (SELECT id FROM runs s WHERE"
+                              " s.image = r.image AND s.kind = r.kind AND COALESCE(s.target, '') ="
+                              " COALESCE(r.target, '') ORDER BY started DESC, id DESC LIMIT 1)"
+                              " ORDER BY image, target", (kind,)).fetchall()
+        return [(_run(row), row["document"]) for row in rows]
+
     def add_push(self, *, image: str, ref: str, registry: str, image_id: str, lock_hash: str) -> None:
         """Record that ``image`` (built as ``image_id`` from ``lock_hash``) is in ``registry`` as ``ref``."""
         row = (image, ref, registry, image_id, lock_hash, time.time())

@@ -15,7 +15,7 @@ COMMANDS = {
     "catalog": "catalog", "show": "catalog", "lock": "lock", "base": "engine_cmds", "build": "build",
     "push": "build", "images": "build", "verify": "verify", "smoke": "verify", "history": "verify",
     "setup": "setup_cmds", "export": "setup_cmds", "doctor": "setup_cmds", "artifacts": "compat_cmds",
-    "compat": "compat_cmds",
+    "compat": "compat_cmds", "fleet": "fleet_cmds",
     "cache": "cache_cmds", "bench": "bench_cmds", "matrix": "matrix_cmds",
 }
 

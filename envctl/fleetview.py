@@ -13,7 +13,7 @@ import time
 from typing import Any
 
 from envctl.catalog import Project
-from envctl.records import Records, Run
+from envctl.records import Records, Run, run_from_row
 
 LOCAL = "local"  # the column of runs on the local engine without a target
 
@@ -30,7 +30,16 @@ def fleet_view(project: Project, records: Records) -> dict[str, Any]:
             named = list(load_fleet(project).targets)
         except EnvctlError:
             named = []  # the records still answer; `envctl verify --all-targets` names the broken key
-    return fleet_matrix(project.names(), named, records.latest_by_target("verify"))
+    return fleet_matrix(project.names(), named, latest_by_target(records))
+
+
+def latest_by_target(records: Records, kind: str = "verify") -> list[tuple[Run, str | None]]:
+    """The newest run of ``kind`` per (image, target) with its stored document (JSON text); runs
+    on the local engine without a target count as one target."""
+    rows = records.execute("SELECT * FROM runs r WHERE kind = ? AND id = (SELECT id FROM runs s WHERE"
+                           " s.image = r.image AND s.kind = r.kind AND COALESCE(s.target, '') ="
+                           " COALESCE(r.target, '') ORDER BY started DESC, id DESC LIMIT 1)", (kind,))
+    return [(run_from_row(row), row["document"]) for row in rows]
 
 
 def fleet_matrix(images: list[str], named_targets: list[str], runs: list[tuple[Run, str | None]]) -> dict[str, Any]:

@@ -94,8 +94,7 @@ INSERT INTO compat (artifact_sha256, image, image_id, status, detail, message, c
 DROP TABLE compat_v1;
 UPDATE meta SET value = '2' WHERE key = 'schema';
 """
-# Schema 2 -> 3: runs gain the fleet target and where they ran (added where the runs table
-# exists; _SCHEMA makes it whole where it does not); pushes by digest are recorded (in _SCHEMA).
+# Schema 2 -> 3: runs gain the fleet target and where they ran; the pushes table comes from _SCHEMA.
 _MIGRATE_2_3 = """
 ALTER TABLE runs ADD COLUMN target TEXT;
 ALTER TABLE runs ADD COLUMN "where" TEXT;
@@ -298,7 +297,7 @@ class Records:
         query += " ORDER BY started DESC, id DESC LIMIT ?"
         args.append(limit)
         with self._reading() as db:
-            return [_run(row) for row in db.execute(query, args)]
+            return [run_from_row(row) for row in db.execute(query, args)]
 
     def latest(self) -> dict[tuple[str, str], Run]:
         """The newest run per (image, kind)."""
@@ -307,19 +306,9 @@ class Records:
             rows = db.execute("SELECT * FROM runs r WHERE id = (SELECT id FROM runs s WHERE s.image = r.image"
                               " AND s.kind = r.kind ORDER BY started DESC, id DESC LIMIT 1)")
             for row in rows:
-                run = _run(row)
+                run = run_from_row(row)
                 out[(run.image, run.kind)] = run
         return out
-
-    def latest_by_target(self, kind: str = "verify") -> list[tuple[Run, str | None]]:
-        """The newest run of ``kind`` per (image, target), with its stored document (JSON text);
-        runs on the local engine without a target count as one target."""
-        with self._reading() as db:
-            rows = db.execute("SELECT * FROM runs r WHERE kind = ? AND id = (SELECT id FROM runs s WHERE"
-                              " s.image = r.image AND s.kind = r.kind AND COALESCE(s.target, '') ="
-                              " COALESCE(r.target, '') ORDER BY started DESC, id DESC LIMIT 1)"
-                              " ORDER BY image, target", (kind,)).fetchall()
-        return [(_run(row), row["document"]) for row in rows]
 
     def add_push(self, *, image: str, ref: str, registry: str, image_id: str, lock_hash: str) -> None:
         """Record that ``image`` (built as ``image_id`` from ``lock_hash``) is in ``registry`` as ``ref``."""
@@ -393,7 +382,8 @@ def save_unsaved(db_path: Path, what: str, payload: Any) -> Path | None:
     return None
 
 
-def _run(row: sqlite3.Row) -> Run:
+def run_from_row(row: sqlite3.Row) -> Run:
+    """A ``runs`` row as a Run (for the modules that query the table themselves)."""
     return Run(id=row["id"], kind=row["kind"], image=row["image"], image_id=row["image_id"],
                spec_hash=row["spec_hash"], lock_hash=row["lock_hash"], host=row["host"], gpu=row["gpu"],
                driver=row["driver"], ok=bool(row["ok"]), summary=row["summary"], started=row["started"],

@@ -61,8 +61,9 @@ def verify(
     """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark.
 
     Locally by default; on a Slurm cluster (--on slurm) or fleet.yaml's targets (--target,
-    --all-targets) from the image's last push by digest.  Exit 0 when every check passes
-    everywhere, 1 when one fails, 2 on bad input."""
+    --all-targets) from the image's last push by digest, on every target named.
+
+    Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from envctl.catalog import find_project
     from envctl.fleet import select_targets
     from envctl.verify import plan_verifications, run_verifications

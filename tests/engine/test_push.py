@@ -135,3 +135,17 @@ def test_build_push_lands_in_the_registry(cpu_image, engine_env, registry, docke
         headers={"Accept": "application/vnd.docker.distribution.manifest.v2+json"}), timeout=10)
     assert json.loads(manifest.read())["config"]["digest"] == report["image_id"]
     docker_client.images.remove(f"{registry}/{repo}:{tag}")
+
+
+def test_registry_up_is_idempotent(registry):
+    import os
+    import subprocess
+
+    port = registry.rsplit(":", 1)[1]
+    again = subprocess.run(["bash", str(REPO / "scripts" / "registry-up.sh")], capture_output=True, text=True,
+                           env={**os.environ, "ENVCTL_REGISTRY_PORT": port}, timeout=60)
+    assert again.returncode == 0 and again.stdout == f"127.0.0.1:{port}\n"
+    assert "a registry already answers" in again.stderr
+    bad = subprocess.run(["bash", str(REPO / "scripts" / "registry-up.sh"), "50x"], capture_output=True, text=True,
+                         timeout=60)
+    assert bad.returncode == 1 and "port '50x' is not a number" in bad.stderr and bad.stdout == ""

@@ -14,12 +14,14 @@ from envctl.matrix import load_matrix, parse_version
 from envctl.net import redact
 
 
-def _latest_runs() -> dict:
+def _latest_runs() -> tuple[dict, dict]:
+    """The newest run per (image, kind) and the newest push per image, from the records."""
     from envctl.records import Records, default_path
 
     if not default_path().exists():
-        return {}
-    return Records().latest()
+        return {}, {}
+    records = Records()
+    return records.latest(), records.last_pushes()
 
 
 def catalog_rows(project: Project) -> list[dict[str, Any]]:
@@ -27,7 +29,7 @@ def catalog_rows(project: Project) -> list[dict[str, Any]]:
     from envctl.errors import EnvctlError
     from envctl.spec import load_spec
 
-    latest = _latest_runs()
+    latest, pushes = _latest_runs()
     specs, broken = [], []
     for name in project.names():
         try:
@@ -35,7 +37,7 @@ def catalog_rows(project: Project) -> list[dict[str, Any]]:
         except EnvctlError as exc:
             broken.append({"name": name, "torch": "-", "cuda": "-", "python": "-", "torch_source": "-",
                            "description": "", "lock": "-", "last_build": None, "last_verify": None,
-                           "error": str(exc), "hint": exc.hint})
+                           "pushed": None, "error": str(exc), "hint": exc.hint})
     rows = []
     specs.sort(key=lambda s: (parse_version(s.torch), s.cuda != "cpu", s.cuda, s.name))
     for spec in specs:
@@ -47,6 +49,7 @@ def catalog_rows(project: Project) -> list[dict[str, Any]]:
             "lock": lock_state(spec, project.lock_path(spec.name)).state,
             "last_build": build.to_dict() if build else None,
             "last_verify": verify.to_dict() if verify else None,
+            "pushed": (pushes.get(spec.name) or {}).get("ref"),  # the last push, by digest
             "error": None,
         })
     return rows + broken

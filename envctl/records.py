@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from envctl.errors import DamagedRecordsError, RecordsError
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -43,9 +43,21 @@ CREATE TABLE IF NOT EXISTS runs (
     summary TEXT,
     started REAL NOT NULL,
     duration_s REAL,
-    document TEXT                    -- full JSON (probe output, build report)
+    document TEXT,                   -- full JSON (probe output, build report)
+    target TEXT,                     -- the fleet target it ran on (fleet.yaml), NULL for the local engine
+    "where" TEXT                     -- JSON: executor, node, gpu, driver, runtime, job id
 );
 CREATE INDEX IF NOT EXISTS runs_image ON runs(image, kind, started);
+CREATE TABLE IF NOT EXISTS pushes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    image TEXT NOT NULL,             -- spec name
+    ref TEXT NOT NULL,               -- HOST/PREFIX/NAME@sha256:... (by digest)
+    registry TEXT NOT NULL,          -- HOST[:PORT][/PREFIX] as given
+    image_id TEXT NOT NULL,          -- the local image pushed
+    lock_hash TEXT NOT NULL,
+    pushed REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS pushes_image ON pushes(image, pushed);
 CREATE TABLE IF NOT EXISTS artifacts (
     sha256 TEXT PRIMARY KEY,
     name TEXT NOT NULL UNIQUE,
@@ -82,6 +94,22 @@ INSERT INTO compat (artifact_sha256, image, image_id, status, detail, message, c
 DROP TABLE compat_v1;
 UPDATE meta SET value = '2' WHERE key = 'schema';
 """
+# Schema 2 -> 3: runs gain the fleet target and where they ran; the pushes table comes from _SCHEMA.
+_MIGRATE_2_3 = """
+ALTER TABLE runs ADD COLUMN target TEXT;
+ALTER TABLE runs ADD COLUMN "where" TEXT;
+UPDATE meta SET value = '3' WHERE key = 'schema';
+"""
+
+
+def _migrate(db: sqlite3.Connection, version: int) -> None:
+    """Bring a database of schema ``version`` to SCHEMA_VERSION, one step per transaction."""
+    for step in range(version, SCHEMA_VERSION):
+        script = {1: _MIGRATE_1_2, 2: _MIGRATE_2_3}[step]
+        if step == 2 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is None:
+            script = "UPDATE meta SET value = '3' WHERE key = 'schema';"
+        db.executescript("BEGIN;" + script + "COMMIT;")
+    db.executescript(_SCHEMA)  # tables and indexes a step added only as new (IF NOT EXISTS)
 
 
 def default_path() -> Path:
@@ -110,6 +138,8 @@ class Run:
     summary: str | None
     started: float  # when the run began (epoch seconds), for every kind alike
     duration_s: float | None
+    target: str | None = None  # the fleet target (fleet.yaml) it ran on; None: the local engine
+    where: dict[str, Any] | None = None  # executor, node, gpu, driver, runtime, job id
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -147,8 +177,8 @@ class Records:
                 elif int(row[0]) > SCHEMA_VERSION:
                     raise RecordsError(f"{self.path}: records schema {row[0]} is newer than this envctl "
                                        f"understands ({SCHEMA_VERSION})", hint="upgrade envctl")
-                elif int(row[0]) == 1:
-                    db.executescript("BEGIN;" + _MIGRATE_1_2 + "COMMIT;")
+                elif int(row[0]) < SCHEMA_VERSION:
+                    _migrate(db, int(row[0]))
             try:  # several envctl processes at once: readers never wait for a writer
                 with closing(self._connect()) as db:
                     db.execute("PRAGMA journal_mode=WAL")
@@ -242,16 +272,18 @@ class Records:
     def add_run(self, *, kind: str, image: str, ok: bool, started: float, image_id: str | None = None,
                 spec_hash: str | None = None, lock_hash: str | None = None, gpu: str | None = None,
                 driver: str | None = None, summary: str | None = None, duration_s: float | None = None,
-                document: Any = None) -> int:
+                document: Any = None, target: str | None = None, where: dict[str, Any] | None = None) -> int:
         """Add a run.  ``started`` is required: every kind is listed by when it began (a default of
-        "now" once made builds read as their finish time beside verifications' start)."""
-        row = (kind, image, image_id, spec_hash, lock_hash, socket.gethostname(), gpu, driver, int(ok),
-               summary, started, duration_s, json.dumps(document, sort_keys=True) if document is not None else None)
+        "now" once made builds read as their finish time beside verifications' start).  ``host`` is
+        the machine that recorded it; ``where``, the executor's account of where it ran."""
+        row = (kind, image, image_id, spec_hash, lock_hash, socket.gethostname(), gpu, driver, int(ok), summary, started,
+               duration_s, target, json.dumps(where, sort_keys=True) if where else None,
+               json.dumps(document, sort_keys=True) if document is not None else None)
         sql = ("INSERT INTO runs (kind, image, image_id, spec_hash, lock_hash, host, gpu, driver, ok,"
-               " summary, started, duration_s, document) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)")
+               ' summary, started, duration_s, target, "where", document) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)')
         payload = {"table": "runs", "row": dict(zip(
             ("kind", "image", "image_id", "spec_hash", "lock_hash", "host", "gpu", "driver", "ok", "summary",
-             "started", "duration_s"), row[:-1]), document=document)}
+             "started", "duration_s", "target", "where"), row[:-1]), document=document)}
         return int(self._writing(f"the {kind} run of {image}", [(sql, row)], payload) or 0)
 
     def runs(self, image: str | None = None, kind: str | None = None, limit: int = 50) -> list[Run]:
@@ -265,7 +297,7 @@ class Records:
         query += " ORDER BY started DESC, id DESC LIMIT ?"
         args.append(limit)
         with self._reading() as db:
-            return [_run(row) for row in db.execute(query, args)]
+            return [run_from_row(row) for row in db.execute(query, args)]
 
     def latest(self) -> dict[tuple[str, str], Run]:
         """The newest run per (image, kind)."""
@@ -274,9 +306,36 @@ class Records:
             rows = db.execute("SELECT * FROM runs r WHERE id = (SELECT id FROM runs s WHERE s.image = r.image"
                               " AND s.kind = r.kind ORDER BY started DESC, id DESC LIMIT 1)")
             for row in rows:
-                run = _run(row)
+                run = run_from_row(row)
                 out[(run.image, run.kind)] = run
         return out
+
+    def add_push(self, *, image: str, ref: str, registry: str, image_id: str, lock_hash: str) -> None:
+        """Record that ``image`` (built as ``image_id`` from ``lock_hash``) is in ``registry`` as ``ref``."""
+        row = (image, ref, registry, image_id, lock_hash, time.time())
+        self.write("INSERT INTO pushes (image, ref, registry, image_id, lock_hash, pushed) VALUES (?,?,?,?,?,?)", row,
+                   what=f"the push of {image}", payload={"table": "pushes", "row": row})
+
+    def last_push(self, image: str, *, registry: str | None = None) -> dict[str, Any] | None:
+        """The newest recorded push of ``image`` (to ``registry`` when given): ref, registry, image_id,
+        lock_hash, pushed; None when it was never pushed."""
+        query, args = "SELECT * FROM pushes WHERE image = ?", [image]
+        if registry is not None:
+            query += " AND registry = ?"
+            args.append(registry)
+        with self._reading() as db:
+            row = db.execute(query + " ORDER BY pushed DESC, id DESC LIMIT 1", args).fetchone()
+        if row is None:
+            return None
+        return {key: row[key] for key in ("ref", "registry", "image_id", "lock_hash", "pushed")}
+
+    def last_pushes(self) -> dict[str, dict[str, Any]]:
+        """The newest push of every image that was pushed (image name -> as ``last_push``)."""
+        with self._reading() as db:
+            rows = db.execute("SELECT * FROM pushes p WHERE id = (SELECT id FROM pushes q WHERE q.image = p.image"
+                              " ORDER BY pushed DESC, id DESC LIMIT 1)").fetchall()
+        return {row["image"]: {key: row[key] for key in ("ref", "registry", "image_id", "lock_hash", "pushed")}
+                for row in rows}
 
     def execute(self, sql: str, args: tuple = ()) -> Iterator[sqlite3.Row]:
         """A read query for the modules that own the other tables (compat, artifacts)."""
@@ -323,8 +382,19 @@ def save_unsaved(db_path: Path, what: str, payload: Any) -> Path | None:
     return None
 
 
-def _run(row: sqlite3.Row) -> Run:
+def run_from_row(row: sqlite3.Row) -> Run:
+    """A ``runs`` row as a Run (for the modules that query the table themselves)."""
     return Run(id=row["id"], kind=row["kind"], image=row["image"], image_id=row["image_id"],
                spec_hash=row["spec_hash"], lock_hash=row["lock_hash"], host=row["host"], gpu=row["gpu"],
                driver=row["driver"], ok=bool(row["ok"]), summary=row["summary"], started=row["started"],
-               duration_s=row["duration_s"])
+               duration_s=row["duration_s"], target=row["target"],
+               where=_where(row["where"]))
+
+
+def _where(text: str | None) -> dict[str, Any] | None:
+    """A run's ``where`` column; a value no envctl wrote reads as unknown rather than failing history."""
+    try:
+        value = json.loads(text) if text else None
+    except ValueError:
+        return None
+    return value if isinstance(value, dict) else None

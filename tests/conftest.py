@@ -50,3 +50,34 @@ def docker_client():
                     f"or deselect engine tests with -m 'not engine'", pytrace=False)
     yield client
     client.close()
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> str:
+    """A real registry (Debian's docker-registry) on 127.0.0.1, started by scripts/registry-up.sh
+    as a person would (installing it if missing); fails, never skips, when it cannot start."""
+    import os
+    import signal
+    import subprocess
+
+    root = tmp_path_factory.mktemp("registry")
+    env = {**os.environ, "ENVCTL_REGISTRY_ROOT": str(root), "ENVCTL_REGISTRY_PORT": str(free_port())}
+    up = subprocess.run(["bash", str(REPO / "scripts" / "registry-up.sh")], capture_output=True, text=True,
+                        env=env, timeout=300)
+    if up.returncode != 0:
+        pytest.fail(f"scripts/registry-up.sh failed: {up.stderr[-1500:]}", pytrace=False)
+    yield up.stdout.strip()
+    pid = root / "registry.pid"
+    if pid.is_file():  # the registry this fixture started (its own pid file), not any other
+        try:
+            os.kill(int(pid.read_text()), signal.SIGTERM)
+        except ProcessLookupError:
+            pass

@@ -1,4 +1,4 @@
-"""`envctl build` and `envctl images`."""
+"""`envctl build`, `envctl push` and `envctl images`."""
 
 import time
 from typing import Optional
@@ -6,11 +6,13 @@ from typing import Optional
 import typer
 
 from envctl import console
+from envctl.cli.catalog import short_ref
 from envctl.cli.tables import WIDE_OPT, Column, print_table
 
 
 def register(app: typer.Typer) -> None:
     app.command("build")(build)
+    app.command("push")(push)
     app.command("images")(images)
 
 
@@ -129,6 +131,30 @@ def _is_step(line: str) -> bool:
     return bool(re.match(r"^(Step \d+/\d+ :|#\d+ \[[^\]]*\d+/\d+\] )", line))
 
 
+def push(
+    name: str = typer.Argument(..., help="Image to push, e.g. pytorch-2.13-cpu."),
+    registry: str = typer.Option(..., "--registry", metavar="HOST[:PORT][/PREFIX]",
+                                 help="Registry to push to; credentials come from the engine's login (docker login)."),
+    json_out: bool = typer.Option(False, "--json", help="Print a JSON report."),
+) -> None:
+    """Push the built image to a registry and record it by digest (what remote verify runs).
+
+    The same lock pushes the same digest: the image config's times are SOURCE_DATE_EPOCH's."""
+    from envctl.catalog import find_project
+    from envctl.cli.progress import activity
+    from envctl.push import plan_push, run_push
+
+    plan = plan_push(find_project(), name, registry=registry)
+    with activity(f"pushing {plan.name} ({plan.image.short_id}) to {plan.registry}") as progress:
+        pushed = run_push(plan, progress=progress)
+    if json_out:
+        console.print_json(pushed.to_dict())
+        return
+    console.out.print(pushed.ref)
+    verb = "pushed" if pushed.uploaded else "already there:"
+    console.status(f"{verb} {pushed.image} ({pushed.image_id.split(':')[-1][:12]}) in {pushed.seconds:.1f}s")
+
+
 def images(json_out: bool = typer.Option(False, "--json", help="Print JSON."), wide: bool = WIDE_OPT) -> None:
     """List images built by envctl: labels, size, and whether their lock is still current."""
     from envctl.build import LABEL_LOCK_HASH, LABEL_SPEC, LABEL_TREE, image_layers
@@ -137,8 +163,11 @@ def images(json_out: bool = typer.Option(False, "--json", help="Print JSON."), w
     from envctl.errors import EnvctlError
     from envctl.lock.state import lock_state
 
+    from envctl.records import Records, default_path
+
     project = find_project()
     rows = []
+    pushes = Records().last_pushes() if default_path().exists() else {}
     engine = Engine.connect()
     for img in engine.images(LABEL_SPEC):
         name = img.labels.get(LABEL_SPEC, "?")
@@ -154,7 +183,7 @@ def images(json_out: bool = typer.Option(False, "--json", help="Print JSON."), w
                      "torch": img.labels.get("io.envctl.torch"), "cuda": img.labels.get("io.envctl.cuda"),
                      "python": img.labels.get("io.envctl.python"), "lock": lock,
                      "layers": image_layers(engine, img.id), "env_tree": img.labels.get(LABEL_TREE),
-                     "labels": img.labels})
+                     "labels": img.labels, "pushed": _pushed(pushes.get(name), img)})
     rows.sort(key=lambda r: (r["image"], r["created"]))
     if json_out:
         console.print_json(rows)
@@ -162,11 +191,20 @@ def images(json_out: bool = typer.Option(False, "--json", help="Print JSON."), w
     # A tag is one word, never split; several tags or layers wrap between them.
     columns = [Column("image"), Column("id", priority=1), Column("tags", short=False), Column("torch", priority=2),
                Column("cuda", priority=2), Column("python", priority=2), Column("size", priority=3, justify="right"),
-               Column("layers", short=False), Column("created", priority=4), Column("lock", priority=1)]
+               Column("layers", short=False), Column("created", priority=4), Column("lock", priority=1),
+               Column("pushed", priority=5)]
     cells = [[r["image"], r["id"], ", ".join(r["tags"]) or "-", r["torch"] or "-", r["cuda"] or "-", r["python"] or "-",
               _mb(r["size"]), ", ".join(f"{layer['layer']} {_mb(layer['bytes'])}" for layer in r["layers"]) or "-",
-              r["created"], console.styled(r["lock"])] for r in rows]
+              r["created"], console.styled(r["lock"]), short_ref(r["pushed"])] for r in rows]
     print_table(console.out, columns, cells, wide=wide)
+
+
+def _pushed(last: dict | None, img) -> str | None:
+    """The image's last push: the spec's last push when it was of this lock (another build of one
+    lock pushes the same digest)."""
+    from envctl.build import LABEL_LOCK_HASH
+
+    return last["ref"] if last and last["lock_hash"] == img.labels.get(LABEL_LOCK_HASH) else None
 
 
 def _mb(size: int) -> str:

@@ -16,6 +16,14 @@ def register(app: typer.Typer) -> None:
     app.command("show")(show)
 
 
+def short_ref(ref: str | None) -> str:
+    """A reference by digest as a table shows it: the digest cut to 12 hex, as docker shows ids."""
+    if not ref:
+        return "-"
+    name, _, digest = ref.rpartition("@sha256:")
+    return f"{name}@{digest[:12]}" if name else ref
+
+
 def _when(ts: float | None) -> str:
     return time.strftime("%m-%d %H:%M", time.localtime(ts)) if ts else "-"
 
@@ -31,7 +39,8 @@ def catalog(json_out: bool = JSON_OPT, wide: bool = WIDE_OPT) -> None:
     else:
         columns = [Column("image", priority=0), Column("torch", priority=1), Column("cuda", priority=1),
                    Column("python", priority=1), Column("torch from", priority=3), Column("lock", priority=2),
-                   Column("last build", priority=4), Column("last verify", priority=4)]
+                   Column("last build", priority=4), Column("last verify", priority=4),
+                   Column("pushed", priority=5)]
         with_errors = any(r.get("error") for r in rows)
         if with_errors:
             columns.append(Column("error", short=False))
@@ -44,6 +53,7 @@ def catalog(json_out: bool = JSON_OPT, wide: bool = WIDE_OPT) -> None:
                                ("green" if build["ok"] else "red")),
                 console.styled(_when(verify["started"]) + (" ok" if verify["ok"] else " FAILED")
                                if verify else "-", None if not verify else ("green" if verify["ok"] else "red")),
+                short_ref(r["pushed"]),
                 *([console.styled(r["error"] or "", "red")] if with_errors else []),
             ])
         print_table(console.out, columns, cells, wide=wide)

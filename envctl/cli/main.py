@@ -13,8 +13,9 @@ from envctl import __version__
 # them.  A run imports only the module of the command it runs (10-15 ms less than building all).
 COMMANDS = {
     "catalog": "catalog", "show": "catalog", "lock": "lock", "base": "engine_cmds", "build": "build",
-    "images": "build", "verify": "verify", "smoke": "verify", "history": "verify", "setup": "setup_cmds",
-    "export": "setup_cmds", "doctor": "setup_cmds", "artifacts": "compat_cmds", "compat": "compat_cmds",
+    "push": "build", "images": "build", "verify": "verify", "smoke": "verify", "history": "verify",
+    "setup": "setup_cmds", "export": "setup_cmds", "doctor": "setup_cmds", "artifacts": "compat_cmds",
+    "compat": "compat_cmds", "fleet": "fleet_cmds",
     "cache": "cache_cmds", "bench": "bench_cmds", "matrix": "matrix_cmds",
 }
 

@@ -36,19 +36,92 @@ def verify(
     checks_only: bool = typer.Option(False, "--checks-only",
                                      help="Versions, libraries, drift and the file tree only: no benchmarks."),
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
+    on: Optional[str] = typer.Option(None, "--on", help="Where to run: local, slurm or kubernetes.",
+                                     rich_help_panel="Where it runs"),
+    targets: Optional[list[str]] = typer.Option(None, "--target", metavar="NAME",
+                                                help="A target of fleet.yaml (repeatable).",
+                                                rich_help_panel="Where it runs"),
+    all_targets: bool = typer.Option(False, "--all-targets", help="Every target of fleet.yaml.",
+                                     rich_help_panel="Where it runs"),
+    registry: Optional[str] = typer.Option(None, "--registry", metavar="HOST[:PORT][/PREFIX]",
+                                           help="Push there first (remote targets run the image by digest).",
+                                           rich_help_panel="Where it runs"),
+    partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition.", rich_help_panel="Slurm"),
+    gres: Optional[str] = typer.Option(None, "--gres", metavar="gpu[:TYPE]:N", help="Slurm GRES.",
+                                       rich_help_panel="Slurm"),
+    constraint: Optional[str] = typer.Option(None, "--constraint", help="Slurm node features.",
+                                             rich_help_panel="Slurm"),
+    nodelist: Optional[str] = typer.Option(None, "--nodelist", help="Slurm nodes.", rich_help_panel="Slurm"),
+    time_limit: Optional[str] = typer.Option(None, "--time", help="Slurm time limit, e.g. 00:20:00.",
+                                             rich_help_panel="Slurm"),
+    account: Optional[str] = typer.Option(None, "--account", help="Slurm account.", rich_help_panel="Slurm"),
+    wait: Optional[float] = typer.Option(None, "--wait", metavar="SECONDS",
+                                         help="Give up on a job still pending after SECONDS.",
+                                         rich_help_panel="Slurm and Kubernetes"),
+    context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context.", rich_help_panel="Kubernetes"),
+    namespace: Optional[str] = typer.Option(None, "--namespace", help="Kubernetes namespace.",
+                                            rich_help_panel="Kubernetes"),
+    gpu_product: Optional[str] = typer.Option(None, "--gpu-product", metavar="PRODUCT",
+                                              help="GPU feature discovery's nvidia.com/gpu.product, e.g. "
+                                                   "NVIDIA-H100-80GB-HBM3.", rich_help_panel="Kubernetes"),
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Print what would run (the docker run line, the sbatch script, the Job "
+                                      "manifests) and submit nothing."),
 ) -> None:
     """Run the smoke probe inside the built image: versions, GPU, drift, compile-and-benchmark.
 
+    Locally by default; on a Slurm cluster (--on slurm) or fleet.yaml's targets (--target,
+    --all-targets) from the image's last push by digest, on every target named.
+
     Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from envctl.catalog import find_project
-    from envctl.verify import plan_verify, run_verify
+    from envctl.fleet import select_targets
+    from envctl.verify import plan_verifications, run_verifications
 
-    plan = plan_verify(find_project(), name, gpus=gpus, level=_level(quick, full, "") or None,
-                       checks_only=checks_only)
-    with activity(f"verifying {plan.spec.name} ({plan.short_id}, {plan.level})") as progress:
-        v = run_verify(plan, progress=progress)
-    # The report first: a database that refuses the record must not cost the user the run.
-    _show(v.report, json_out, title=f"{v.spec.name} ({plan.short_id})", then=v.record)
+    project = find_project()
+    options = dict(partition=partition, gres=gres, constraint=constraint, nodelist=nodelist, time=time_limit,
+                   account=account, wait=wait, context=context, namespace=namespace, gpu_product=gpu_product)
+    if on == "kubernetes" and gpus not in (None, "all", "none"):
+        options["gpus"] = int(gpus) if gpus.isdigit() else gpus  # the Job's nvidia.com/gpu limit
+    chosen = select_targets(project, on=on, options=options, names=targets or (), all_targets=all_targets)
+    plans = plan_verifications(project, name, targets=chosen, registry=registry, gpus=gpus,
+                               level=_level(quick, full, "") or None, checks_only=checks_only,
+                               progress=lambda m: console.status("  " + m))
+    first = plans[0]
+    if dry_run:
+        from envctl.verify import dry_run as plan_text
+
+        for plan in plans:
+            console.out.print(plan_text(plan), end="", markup=False, highlight=False, soft_wrap=True)
+        return
+    if len(plans) == 1 and first.target is None:
+        with activity(f"verifying {first.spec.name} ({first.short_id}, {first.level})") as progress:
+            [v] = run_verifications(plans, progress=progress, strict=True)
+        # The report first: a database that refuses the record must not cost the user the run.
+        _show(v.report, json_out, title=f"{v.spec.name} ({first.short_id})", then=v.record)
+        return
+    where = ", ".join(p.where for p in plans)
+    with activity(f"verifying {first.spec.name} ({first.short_id}, {first.level}) on {where}") as progress:
+        done = run_verifications(plans, progress=progress)
+    _show_targets(done, json_out)
+
+
+def _show_targets(done, json_out: bool) -> None:
+    """Each target's report (or its one line), each recorded; exit 1 when any failed."""
+    if json_out:
+        console.print_json([{"target": v.target, "where": v.where, "ok": v.ok, "error": v.error,
+                             "document": v.report.document if v.report else None} for v in done])
+    for v in done:
+        title = f"{v.spec.name} on {v.target}" + (f" ({v.where['node']})" if v.where.get("node") else "")
+        if v.report is None:
+            console.error(f"{title}: {v.error}")
+        elif not json_out:
+            _render(v.report, title)
+        v.record()
+    failed = [v.target for v in done if not v.ok]
+    if failed:
+        console.status(f"failed on {len(failed)} of {len(done)} targets: {', '.join(failed)}")
+        raise typer.Exit(1)
 
 
 def smoke(

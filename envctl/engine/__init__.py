@@ -6,6 +6,6 @@ CLI where there is one, else by the SDK's classic builder.  SDK and API errors b
 """
 
 from envctl.engine.builders import BuildOutput, detect_builder
-from envctl.engine.client import Engine, ImageInfo, RunResult, split_ref
+from envctl.engine.client import Engine, ImageInfo, RunResult, registry_login, split_ref
 
-__all__ = ["BuildOutput", "Engine", "ImageInfo", "RunResult", "detect_builder", "split_ref"]
+__all__ = ["BuildOutput", "Engine", "ImageInfo", "RunResult", "detect_builder", "registry_login", "split_ref"]

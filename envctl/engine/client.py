@@ -126,6 +126,11 @@ class Engine:
     def history(self, image_id: str) -> list[dict]:
         return self._call(f"read the history of {image_id}", self.client.api.history, image_id)
 
+    def layer_ids(self, image_id: str) -> list[str]:
+        """The image's layers by content (the config's rootfs diff ids), bottom first."""
+        attrs = self._call(f"inspect {image_id}", self.client.api.inspect_image, image_id)
+        return list((attrs.get("RootFS") or {}).get("Layers") or [])
+
     def read_folder(self, image: str, path: str) -> dict[str, bytes]:
         """The regular files directly in ``path`` of an image (name -> bytes), without running it."""
         import io
@@ -305,6 +310,25 @@ def _info(img) -> ImageInfo:
     attrs = img.attrs
     return ImageInfo(id=img.id, tags=list(img.tags), labels=dict(attrs.get("Config", {}).get("Labels") or {}),
                      size=int(attrs.get("Size", 0)), created=str(attrs.get("Created", "")))
+
+
+def registry_login(host: str) -> str | None:
+    """base64(user:password) of the engine's own login for registry ``host`` (``docker login``:
+    its config file and credential helpers, read as the engine's client reads them); None when
+    there is none.  envctl never takes credentials of its own."""
+    import base64
+
+    try:
+        from docker import auth
+
+        found = auth.resolve_authconfig(auth.load_config(), registry=host) or {}
+    except Exception:  # noqa: BLE001 - an unreadable docker config is no login
+        return None
+    user = found.get("username") or found.get("Username")
+    password = found.get("password") or found.get("Password")
+    if not user or not password:
+        return None
+    return base64.b64encode(f"{user}:{password}".encode()).decode()
 
 
 def split_ref(ref: str) -> tuple[str, str]:

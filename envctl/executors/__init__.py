@@ -8,8 +8,9 @@ submits, waits, collects each task's output and where it ran, and cancels on Ctr
 SIGTERM. The local engine is just another executor, so the workflows are tested locally.
 """
 
-from envctl.executors.base import (Executor, Mount, Sandbox, Submission, Task, TaskResult, run_tasks,
-                                   workflow_labels)
+from envctl.executors.base import (Executor, Mount, Sandbox, Submission, Task, TaskResult, run_each,
+                                   run_tasks, workflow_labels)
 from envctl.executors.local import LocalEngine
 
-__all__ = ["Executor", "LocalEngine", "Mount", "Sandbox", "Submission", "Task", "TaskResult", "run_tasks", "workflow_labels"]
+__all__ = ["Executor", "LocalEngine", "Mount", "Sandbox", "Submission", "Task", "TaskResult", "run_each",
+           "run_tasks", "workflow_labels"]

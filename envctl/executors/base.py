@@ -115,6 +115,31 @@ def run_tasks(executor: Executor, tasks: Sequence[Task], *, timeout: float | Non
     return results
 
 
+def run_each(pairs: Sequence[tuple[Executor, Task]], *, timeout: float | None = None,
+             progress: Callable[[str], None] = lambda _m: None) -> list[TaskResult]:
+    """``run_tasks`` for tasks bound for different executors (one per fleet target): every task
+    submitted first, so the targets queue and run side by side, then each waited for in turn; an
+    interrupt cancels every submission and says so.  A result per pair, in order."""
+    if len(pairs) == 1:
+        return run_tasks(pairs[0][0], [pairs[0][1]], timeout=timeout, progress=progress)
+    started = time.monotonic()
+    submitted: list[tuple[Executor, Submission]] = []
+    try:
+        for executor, task in pairs:
+            submitted.append((executor, executor.submit([task])))
+        results = [executor.wait(submission, timeout=timeout, progress=progress)[0]
+                   for executor, submission in submitted]
+    except BaseException:
+        for executor, submission in submitted:
+            stopped = executor.cancel(submission)
+            if stopped:
+                progress(f"cancelled {', '.join(stopped)} ({executor.kind} {submission.id})")
+        raise
+    for r in results:
+        r.seconds = r.seconds or time.monotonic() - started
+    return results
+
+
 def workflow_labels(*, image: str, lock_hash: str, target: str) -> dict[str, str]:
     """The labels that let ``kubectl get jobs -l envctl.io/image=NAME`` find a workflow's Jobs (the
     lock hash as its first 12 hex digits, as image ids are shown: a label holds 63 characters)."""

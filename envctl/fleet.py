@@ -22,6 +22,7 @@ from typing import Any
 
 from envctl.catalog import Project
 from envctl.errors import SpecError, UsageError
+from envctl.fsio import read_document
 from envctl.spec import _Reader
 
 FILENAME = "fleet.yaml"
@@ -76,7 +77,7 @@ def load_fleet(project: Project) -> Fleet:
                          hint="name the targets there (version: 1, targets: {NAME: {on: slurm, ...}}), "
                               "or give --on slurm with its options")
     try:
-        doc = yamldoc.load(yamldoc.read_document(path), unique_keys=True)
+        doc = yamldoc.load(read_document(path), unique_keys=True)
     except OSError as exc:
         raise SpecError(str(path), None, f"cannot read: {exc.strerror}") from None
     except UnicodeDecodeError as exc:

@@ -6,12 +6,10 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import pytest
 
 from envctl.catalog import Project
-from envctl.engine import Engine
 from envctl.errors import EnvctlError
 from envctl.executors import LocalEngine
 from envctl.records import Records

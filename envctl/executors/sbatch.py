@@ -95,7 +95,7 @@ def render_sbatch(tasks: Sequence[Task], options: SlurmOptions, folder: Path, *,
             directives.append(f"--{key}={value}")
     lines = ["#!/bin/bash",
              f"# Written by envctl: {len(tasks)} task(s) of submission {folder.name}; DO NOT EDIT.",
-             *(f"#SBATCH {shlex.quote(d)}" for d in directives),
+             *(f"#SBATCH {d}" for d in directives),  # SlurmOptions holds no spaces or quotes
              "set -u",
              f"FOLDER={shlex.quote(str(folder))}",
              'INDEX="${SLURM_ARRAY_TASK_ID:-0}"',

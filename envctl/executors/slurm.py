@@ -11,6 +11,7 @@ the nodes must see: a shared file system on a real cluster, the same disk on a o
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import time
@@ -20,7 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from envctl.errors import FleetError
+from envctl.errors import FleetError, UsageError
 from envctl.executors.base import Submission, Task, TaskResult
 from envctl.executors.sbatch import mount_dirs, render_sbatch
 
@@ -31,6 +32,9 @@ ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDE
 # How long a job may be missing from squeue right after sbatch (or after the controller forgot
 # it) before its tasks are declared lost.
 MISSING_GRACE_S = 10.0
+SLURM_VALUE = re.compile(r"^[^\s'\"\\`$;]+$")
+EXAMPLES = {"partition": "gpu", "gres": "gpu:h100:1", "constraint": "h100&ib", "nodelist": "node[01-04]",
+            "time": "30 or 1:00:00", "account": "ml-team"}
 UNREACHABLE = "Unable to contact slurm controller"
 CLIENT_HINT = ("install Slurm's client commands (Debian: slurm-client) with the cluster's slurm.conf, "
                "or run scripts/slurm-up.sh for a one-node cluster")
@@ -48,6 +52,18 @@ class SlurmOptions:
     account: str | None = None
     wait_s: float | None = None
     spool: Path | None = None  # the submission folders' root (default <envctl cache>/slurm)
+
+    def __post_init__(self) -> None:
+        # Each value becomes an #SBATCH line: a space, quote or newline would change the script.
+        for key in ("partition", "gres", "constraint", "nodelist", "time", "account"):
+            value = getattr(self, key)
+            if value is not None and (not value or not SLURM_VALUE.match(value)):
+                raise UsageError(f"slurm {key} {value!r} is not a Slurm value (empty, or a space, quote or "
+                                 f"control character in it)", hint=f"give {key} as Slurm writes it, e.g. "
+                                 f"{EXAMPLES[key]}")
+        if self.wait_s is not None and not self.wait_s > 0:
+            raise UsageError(f"slurm wait {self.wait_s!r} is not a positive number of seconds",
+                             hint="give --wait SECONDS, e.g. 600")
 
 
 @dataclass(frozen=True)

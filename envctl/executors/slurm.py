@@ -276,7 +276,7 @@ def job_name(tasks: Sequence[Task]) -> str:
 
 def last_line(text: str) -> str:
     lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return lines[-1].removeprefix("sbatch: error: ") if lines else ""
+    return lines[-1].removeprefix("sbatch: error: ").removeprefix("Batch job submission failed: ") if lines else ""
 
 
 def read_text(path: Path) -> str:

@@ -15,7 +15,8 @@
 #     line with Gres=gpu:2 registers INVAL (0 < 2). The node line therefore declares no GRES and
 #     this script sets it on the controller after the node registered (`scontrol update
 #     NodeName=... Gres=gpu:2`); `scontrol reconfigure` or a slurmd restart clears it again
-#     (Gres=(null), or drained), which is why a second run checks for gpu:2, not just idle.
+#     (Gres=(null), or drained), and so does a node resumed from DOWN (it re-registers INVAL):
+#     a second run checks for gpu:2, not just idle, and mends such a node in a few seconds.
 #   - no slurmdbd (AccountingStorageType=accounting_storage/none): sacct needs a database, so
 #     envctl follows jobs with squeue, which keeps ended jobs for MinJobAge seconds.
 #   - proctrack/linuxproc and no task plugin: no cgroups needed (containers, VMs).
@@ -136,6 +137,7 @@ fi
 # the node's gpu:2.
 node_state() { timeout 10 sinfo -h -N -n "$NODE" -o '%T|%G' 2>/dev/null | head -n1; }
 deadline=$(( $(date +%s) + TIMEOUT ))
+said=0
 until node_ready; do
   [ "$(date +%s)" -lt "$deadline" ] || die "node $NODE not idle with gpu:2 after ${TIMEOUT}s: $(sinfo -h -N -o '%N %T %G %E' 2>&1 | head -n3)"
   case "$(node_state)" in
@@ -146,7 +148,8 @@ until node_ready; do
       say "resuming node $NODE"
       scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true ;;
     idle\|*|mixed\|*|allocated\|*)
-      say "setting node $NODE's gpu GRES (gpu:2)"
+      [ "$said" = 1 ] || say "setting node $NODE's gpu GRES (gpu:2)"
+      said=1
       scontrol update NodeName="$NODE" Gres=gpu:2 >/dev/null 2>&1 || true ;;
   esac
   sleep 1

@@ -16,12 +16,17 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGE = "envctl/debian:bookworm-minimal"  # python3, no toolchain: made by `envctl base --no-toolchain`
 
 
+def slurm_up() -> subprocess.CompletedProcess:
+    """scripts/slurm-up.sh: starts the cluster, or mends its node (resumed, its GRES set again)."""
+    return subprocess.run(["bash", str(REPO / "scripts" / "slurm-up.sh")], capture_output=True, text=True,
+                          timeout=900)
+
+
 @pytest.fixture(scope="session")
 def slurm_cluster(docker_client) -> str:
     """The cluster is up (slurm-up.sh is idempotent) and the jobs' image is in the engine;
     the node's name."""
-    up = subprocess.run(["bash", str(REPO / "scripts" / "slurm-up.sh")], capture_output=True, text=True,
-                        timeout=900)
+    up = slurm_up()
     if up.returncode != 0:
         pytest.fail(f"the Slurm cluster did not start (scripts/slurm-up.sh exit {up.returncode}): "
                     f"{up.stderr.strip()[-1500:]}", pytrace=False)

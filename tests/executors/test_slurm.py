@@ -18,7 +18,7 @@ from envctl.errors import FleetError
 from envctl.executors import Mount, Task, run_tasks
 from envctl.executors.slurm import SlurmExecutor, SlurmOptions
 
-from .conftest import IMAGE, REPO, squeue
+from .conftest import IMAGE, REPO, slurm_up, squeue
 
 pytestmark = [pytest.mark.slurm, pytest.mark.engine]
 
@@ -129,8 +129,7 @@ def test_a_job_past_its_time_limit_is_one_line(slurm_cluster, tmp_path):
 def node_down(slurm_cluster):
     subprocess.run(["scontrol", "update", f"NodeName={slurm_cluster}", "State=DOWN", "Reason=envctl-test"], check=True)
     yield slurm_cluster
-    subprocess.run(["scontrol", "update", f"NodeName={slurm_cluster}", "State=RESUME"], check=True)
-    subprocess.run(["bash", str(REPO / "scripts" / "slurm-up.sh")], check=True, capture_output=True, timeout=120)
+    assert slurm_up().returncode == 0  # resumes the node and sets its GRES again
 
 
 def test_a_job_pending_on_a_down_node_past_the_wait_is_one_line_and_cancelled(node_down, tmp_path):
@@ -163,3 +162,17 @@ def test_an_unreachable_controller_is_one_line(slurm_cluster, tmp_path, monkeypa
     assert str(err.value) == ("the Slurm controller does not answer "
                               "(sbatch: Unable to contact slurm controller (connect failure))")
     assert list((tmp_path / "spool").iterdir()) == []
+
+
+def test_results_collected_before_a_task_pends_past_the_wait_are_kept(node_down, tmp_path):
+    ex = SlurmExecutor(SlurmOptions(spool=tmp_path, wait_s=8))
+    submission = ex.submit([py_task("quick", "print('done')"), py_task("held", "print('never')")])
+    # Both wait for the node; task 1 is held, then the node comes back: task 0 runs, task 1 pends.
+    subprocess.run(["scontrol", "hold", f"{submission.id}_1"], check=True)
+    assert slurm_up().returncode == 0
+    with pytest.raises(FleetError) as err:
+        ex.wait(submission)
+    assert str(err.value) == f"slurm job {submission.id} still pending after 8s: JobHeldAdmin; cancelled it"
+    [kept] = err.value.results
+    assert (kept.task.name, kept.exit_code, kept.stdout) == ("quick", 0, "done\n")
+    assert squeue(f"--jobs={submission.id}") == ""

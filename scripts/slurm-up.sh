@@ -23,6 +23,9 @@
 #   - OverSubscribe=FORCE:4: the jobs run containers through the engine and mostly wait on it,
 #     so four may share a CPU of these 2-core machines (an array of 4 runs side by side).
 #   - KillWait=5: a cancelled or timed-out job is killed 5 s after SIGTERM, not 30.
+#   - batch_sched_delay=0: a batch job is scheduled at once, not up to 3 s later (Slurm's default,
+#     meant for clusters taking thousands of jobs a second; measured here: pending 0.9-2.2 s
+#     before, 0.1-0.6 s after).
 #
 # Environment knobs (all optional):
 #   SLURM_UP_LOG      log of apt and the daemons   (default /var/log/envctl-slurm)
@@ -100,6 +103,7 @@ JobAcctGatherType=jobacct_gather/none
 AccountingStorageType=accounting_storage/none
 MinJobAge=300
 KillWait=5
+SchedulerParameters=batch_sched_delay=0
 ReturnToService=2
 NodeName=$NODE NodeAddr=127.0.0.1 CPUs=$cpus RealMemory=$mem_mb State=UNKNOWN
 PartitionName=debug Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=FORCE:4

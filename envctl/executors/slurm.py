@@ -32,6 +32,9 @@ ACTIVE = frozenset({"PENDING", "CONFIGURING", "RUNNING", "COMPLETING", "SUSPENDE
 # How long a job may be missing from squeue right after sbatch (or after the controller forgot
 # it) before its tasks are declared lost.
 MISSING_GRACE_S = 10.0
+# squeue polls start fast (a tiny task ends within a second) and back off to this, so a long
+# job costs the controller one query per this many seconds (admins count them).
+MAX_POLL_S = 5.0
 SLURM_VALUE = re.compile(r"^[^\s'\"\\`$;]+$")
 EXAMPLES = {"partition": "gpu", "gres": "gpu:h100:1", "constraint": "h100&ib", "nodelist": "node[01-04]",
             "time": "30 or 1:00:00", "account": "ml-team"}
@@ -80,7 +83,7 @@ class JobRow:
 class SlurmExecutor:
     kind = "slurm"
 
-    def __init__(self, options: SlurmOptions | None = None, *, poll_s: float = 0.5) -> None:
+    def __init__(self, options: SlurmOptions | None = None, *, poll_s: float = 0.25) -> None:
         self.options = options or SlurmOptions()
         self.poll_s = poll_s
 
@@ -133,6 +136,7 @@ class SlurmExecutor:
         start = time.monotonic()
         results: dict[int, TaskResult] = {}
         seen: dict[int, str] = {}
+        interval = self.poll_s
         while True:
             rows = self._rows(submission.id)
             now = time.monotonic()
@@ -168,7 +172,8 @@ class SlurmExecutor:
                 raise FleetError(f"slurm job {submission.id} did not finish in {timeout:g}s; cancelled it",
                                  hint="give it more time (--time, --wait)",
                                  results=[results[i] for i in sorted(results)])
-            time.sleep(self.poll_s)
+            time.sleep(interval)
+            interval = min(interval * 1.3, MAX_POLL_S)
 
     def cancel(self, submission: Submission) -> list[str]:
         """``scancel`` the job; the names of its tasks that were pending or running. Never raises:

@@ -81,6 +81,9 @@ class JobRow:
 
 
 class SlurmExecutor:
+    """Tasks as one sbatch job (an array for several), run through the node's Docker engine.
+    Each result's ``where``: executor, job_id (``ID`` or ``ID_INDEX``), node, gpu, driver, runtime."""
+
     kind = "slurm"
 
     def __init__(self, options: SlurmOptions | None = None, *, poll_s: float = 0.25) -> None:

@@ -154,6 +154,16 @@ class ArtifactError(EnvctlError):
     exit_code = 2
 
 
+class FleetError(EnvctlError):
+    """A cluster could not take or follow tasks: its client commands missing, its controller
+    unreachable, a job refused or still pending past the wait. ``results``: the tasks' results
+    collected before it happened (kept and recorded by the workflow)."""
+
+    def __init__(self, message: str, *, hint: str | None = None, results: list | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.results = list(results or [])
+
+
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is so it unwinds like Ctrl-C: every ``finally`` and
     ``except BaseException`` that stops children, removes containers and temp files runs."""

@@ -122,10 +122,6 @@ class BuildError(EnvctlError):
         self.tail = tail or []
 
 
-class FleetError(EnvctlError):
-    """A fleet run (Slurm, Kubernetes) failed to submit, was lost or refused."""
-
-
 class ProbeError(EnvctlError):
     """The smoke probe could not run or did not print its JSON document."""
 

@@ -94,7 +94,7 @@ class SlurmExecutor:
     def spool(self) -> Path:
         if self.options.spool is not None:
             return self.options.spool
-        from envctl.cache import default_root
+        from envctl.fsio import default_root
 
         return default_root() / "slurm"
 

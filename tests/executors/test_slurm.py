@@ -4,7 +4,6 @@ every way a job can fail to run is one line."""
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess

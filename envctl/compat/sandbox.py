@@ -65,8 +65,8 @@ class Sandbox:
         """Open ``stage`` (a fresh root-owned folder holding what the run reads) to the sandbox user,
         read-only, and make the run's private writable folder in it: HOME, TMPDIR, working directory."""
         stage.chmod(0o755)
-        if self.kind == "unshare":  # bwrap binds it wherever it is; unshare leaves the host's folders
-            check_reachable(f"the staging folder {stage} (under TMPDIR)", [str(stage / "home")])
+        if self.kind == "unshare":  # bwrap binds it wherever it is
+            check_reachable(f"the staging folder {stage} (under TMPDIR)", [str(stage)], above=True)
         home = stage / "home"
         home.mkdir(mode=0o700)
         if self.confined and os.geteuid() == 0:
@@ -112,10 +112,10 @@ def choose(python: str, *, trust: bool = False, kinds: tuple[str, ...] = ("bwrap
     for kind in kinds:
         problem = _try(kind)
         if problem is None:
-            roots = _roots(python)
-            if kind == "unshare":
-                check_reachable(f"the interpreter {python}", [os.path.realpath(python), *roots])
-            return Sandbox(kind, python, roots)
+            # bwrap binds the interpreter's folders wherever they are; unshare leaves the host's
+            check_reachable(f"the interpreter {python}", [os.path.dirname(os.path.abspath(python)),
+                                                          os.path.realpath(python)], above=kind == "unshare")
+            return Sandbox(kind, python, _roots(python))
         why.append(problem)
     root = "" if os.geteuid() == 0 else " or run envctl as root"
     raise SandboxError(f"cannot sandbox the artifacts run by {python}: {'; '.join(why)}",
@@ -193,27 +193,31 @@ def _roots(python: str) -> tuple[str, ...]:
     except (OSError, subprocess.TimeoutExpired, ValueError):
         listed = []
     for entry in listed if isinstance(listed, list) else []:
-        if isinstance(entry, str) and os.path.isabs(entry) and os.path.isdir(entry):
+        if isinstance(entry, str) and os.path.isabs(entry) and os.path.isdir(entry) and entry != "/":
             found.add(os.path.normpath(entry))
     # a folder inside another is bound with it
     return tuple(sorted(p for p in found if not any(p.startswith(q.rstrip("/") + "/") for q in found if q != p)))
 
 
-def check_reachable(what: str, paths: list[str]) -> None:
-    """Without bwrap the sandbox user sees the host's files as they are: every folder above each
-    of ``paths`` must let others pass, or uid 65534 cannot start (or read) it."""
-    for path in paths:
-        for folder in reversed(Path(path).parents):
+def check_reachable(what: str, paths: list[str], *, above: bool) -> None:
+    """The sandbox user must be able to pass each of ``paths`` (a folder, or run it: an executable),
+    and with ``above`` every folder above it too (without bwrap it sees the host's files as they are)."""
+    for path in map(Path, paths):
+        for place in [*(reversed(path.parents) if above else []), path]:
             try:
-                mode = folder.stat().st_mode
+                mode = place.stat().st_mode
             except OSError:
                 continue
-            if not mode & stat.S_IXOTH:
-                raise SandboxError(
-                    f"the sandbox user (uid {NOBODY}) cannot reach {what}: {folder} is mode "
-                    f"{stat.S_IMODE(mode):04o}, and bubblewrap, which would bind it read-only, is not available",
-                    hint=f"install bubblewrap (apt-get install bubblewrap), or use a place outside {folder}; "
-                         f"or {_TRUST}")
+            if mode & stat.S_IXOTH:
+                continue
+            mode_line = f"{place} is mode {stat.S_IMODE(mode):04o}"
+            if above:
+                raise SandboxError(f"the sandbox user (uid {NOBODY}) cannot reach {what}: {mode_line}, and bubblewrap, "
+                                   f"which would bind it read-only, is not available",
+                                   hint=f"install bubblewrap (apt-get install bubblewrap), or use a place outside "
+                                        f"{place}; or {_TRUST}")
+            raise SandboxError(f"the sandbox user (uid {NOBODY}) cannot reach {what}: {mode_line}",
+                               hint=f"let others read it (chmod o+rx {place}); or {_TRUST}")
 
 
 def run_contained(cmd: list[str], *, timeout: float, env: dict[str, str] | None = None,

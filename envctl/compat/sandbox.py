@@ -188,7 +188,7 @@ def _roots(python: str) -> tuple[str, ...]:
     interpreter that does not answer (a wrapper script) gets the folders of its path."""
     found = {os.path.dirname(os.path.abspath(python)), os.path.dirname(os.path.realpath(python))}
     try:
-        proc = subprocess.run([python, "-I", "-c", _ROOTS], capture_output=True, text=True, timeout=15)
+        proc = subprocess.run([python, "-I", "-c", _ROOTS], capture_output=True, text=True, timeout=10)
         listed = json.loads((proc.stdout.strip().splitlines() or ["[]"])[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError):
         listed = []

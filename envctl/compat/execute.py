@@ -71,7 +71,7 @@ def _run_local(box: Sandbox, args: list[str], *, stage: Path, timeout: float, gp
     shutil.copyfile(RUNNER, runner)
     runner.chmod(0o644)
     home = box.prepare(stage)
-    cmd = box.command([*box.interpreter(), str(runner), *args], stage=stage, home=home, seconds=timeout, gpu=gpu)
+    cmd = box.command([box.python, str(runner), *args], stage=stage, home=home, seconds=timeout, gpu=gpu)
     proc = run_contained(cmd, timeout=timeout, env=box.environ(home), cwd=home)
     return proc.stdout, proc.stderr, proc.returncode
 

@@ -93,14 +93,8 @@ class Sandbox:
         """The run's environment (None: the caller's, when trusted)."""
         if not self.confined:
             return None
-        env = {k: v for k, v in os.environ.items() if k in KEPT_ENV}
-        env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
-        return env | {"HOME": str(home), "TMPDIR": str(home), "USER": "nobody", "LOGNAME": "nobody",
-                      "PYTHONDONTWRITEBYTECODE": "1"}
-
-    def interpreter(self) -> list[str]:
-        """The interpreter's command: isolated (-I) in the sandbox, as it always ran when trusted."""
-        return [self.python, "-I"] if self.confined else [self.python]
+        return _kept_env() | {"HOME": str(home), "TMPDIR": str(home), "USER": "nobody", "LOGNAME": "nobody",
+                              "PYTHONDONTWRITEBYTECODE": "1"}
 
 
 def choose(python: str, *, trust: bool = False, kinds: tuple[str, ...] = ("bwrap", "unshare")) -> Sandbox:
@@ -120,6 +114,12 @@ def choose(python: str, *, trust: bool = False, kinds: tuple[str, ...] = ("bwrap
     root = "" if os.geteuid() == 0 else " or run envctl as root"
     raise SandboxError(f"cannot sandbox the artifacts run by {python}: {'; '.join(why)}",
                        hint=f"install bubblewrap (apt-get install bubblewrap){root}; or {_TRUST}")
+
+
+def _kept_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k in KEPT_ENV}
+    env.setdefault("PATH", "/usr/local/bin:/usr/bin:/bin")
+    return env
 
 
 def _tool(name: str) -> str:
@@ -184,19 +184,22 @@ def _binds(paths: list[str], *, readonly: bool) -> list[str]:
 
 
 def _roots(python: str) -> tuple[str, ...]:
-    """The interpreter's folders: its own, its prefixes and everything on its sys.path.  An
-    interpreter that does not answer (a wrapper script) gets the folders of its path."""
-    found = {os.path.dirname(os.path.abspath(python)), os.path.dirname(os.path.realpath(python))}
+    """The interpreter's folders: its own, its prefixes and everything on its sys.path, asked in
+    the environment the run gets (a wrapper script's own PYTHONPATH counts, the caller's does not).
+    An interpreter that does not answer gets the folders of its path."""
+    found = {os.path.dirname(os.path.abspath(python)), os.path.dirname(os.path.realpath(python)),
+             *os.environ.get("LD_LIBRARY_PATH", "").split(":")}  # kept in the run's environment
     try:
-        proc = subprocess.run([python, "-I", "-c", _ROOTS], capture_output=True, text=True, timeout=10)
+        proc = subprocess.run([python, "-c", _ROOTS], capture_output=True, text=True, timeout=10, env=_kept_env())
         listed = json.loads((proc.stdout.strip().splitlines() or ["[]"])[-1])
     except (OSError, subprocess.TimeoutExpired, ValueError):
         listed = []
     for entry in listed if isinstance(listed, list) else []:
-        if isinstance(entry, str) and os.path.isabs(entry) and os.path.isdir(entry) and entry != "/":
+        if isinstance(entry, str):
             found.add(os.path.normpath(entry))
+    found = {p for p in found if os.path.isabs(p) and os.path.isdir(p) and p != "/"}
     # a folder inside another is bound with it
-    return tuple(sorted(p for p in found if not any(p.startswith(q.rstrip("/") + "/") for q in found if q != p)))
+    return tuple(sorted(p for p in found if not any(p.startswith(q + "/") for q in found if q != p)))
 
 
 def check_reachable(what: str, paths: list[str], *, above: bool) -> None:

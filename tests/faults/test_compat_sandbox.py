@@ -130,7 +130,7 @@ def test_the_sandbox_refuses_what_a_hostile_artifact_tries(kind, open_dir, liste
     stage = open_dir / "stage"
     stage.mkdir()
     home = box.prepare(stage)
-    cmd = box.command([*box.interpreter(), "-c", PAYLOAD, str(stage), str(port)], stage=stage, home=home,
+    cmd = box.command([box.python, "-c", PAYLOAD, str(stage), str(port)], stage=stage, home=home,
                       seconds=60, gpu=False)
     proc = sandbox.run_contained(cmd, timeout=180, env=box.environ(home), cwd=home)
     assert proc.returncode == 0, proc.stderr[-2000:]
@@ -204,7 +204,7 @@ def test_bwrap_refuses_an_interpreter_in_a_folder_only_its_owner_may_enter(made_
 
 def test_a_reference_run_that_leaves_a_link_copies_nothing_through_it(made_artifacts, artifact_env, open_dir):
     planter = open_dir / "python"  # stands in for code in the artifact: a link where the outputs go
-    planter.write_text('#!/bin/sh\n[ "$2" = -c ] && exit 1\nfor a; do out="$a"; done\n'
+    planter.write_text('#!/bin/sh\n[ "$1" = -c ] && exit 1\nfor a; do out="$a"; done\n'
                        'ln -s /etc/shadow "$out"\nexit 0\n')
     planter.chmod(0o755)
     result = envctl("artifacts", "add", str(made_artifacts["pt"]), "--inputs", str(made_artifacts["inputs"]),

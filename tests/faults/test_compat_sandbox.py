@@ -244,19 +244,22 @@ def spinning(tmp_path_factory) -> dict:
     return {"pt": folder / "spin.pt", "inputs": folder / "inputs.pt"}
 
 
-@pytest.mark.parametrize("signum,trust", [(signal.SIGTERM, False), (signal.SIGINT, False), (signal.SIGTERM, True)])
-def test_a_signal_ends_the_spinning_model_and_every_process_of_the_run(spinning, artifact_env, tmp_path, signum,
-                                                                       trust):
+@pytest.mark.parametrize("signum,mode", [(signal.SIGTERM, "bwrap"), (signal.SIGINT, "bwrap"),
+                                         (signal.SIGTERM, "unshare"), (signal.SIGTERM, "trust")])
+def test_a_signal_ends_the_spinning_model_and_every_process_of_the_run(spinning, artifact_env, tmp_path, open_dir,
+                                                                       request, signum, mode):
     added = envctl("artifacts", "add", str(spinning["pt"]), "--inputs", str(spinning["inputs"]), "--outputs",
                    str(spinning["inputs"]), env=artifact_env)
     assert added.returncode == 0, added.stderr
-    marker = str(tmp_path / "tmp")  # the run's staged folder is under TMPDIR: in every command line of it
-    Path(marker).mkdir()
-    proc = start_envctl("compat", "run", "--python", sys.executable, "--device", "cpu", "--timeout", "600",
-                        *(["--trust"] if trust else []), env={**artifact_env, "TMPDIR": marker})
+    marker = str(open_dir)  # the run's staged folder is under TMPDIR: in every command line of it
+    python, env = sys.executable, {**artifact_env, "TMPDIR": marker}
+    if mode == "unshare":
+        python, env["PATH"] = request.getfixturevalue("reachable_python"), _only_util_linux(tmp_path)
+    proc = start_envctl("compat", "run", "--python", python, "--device", "cpu", "--timeout", "600",
+                        *(["--trust"] if mode == "trust" else []), env=env)
     # the runner and its forked child (the one running forward) are both the interpreter
     wait_for(lambda: len([p for p in _marked(marker)
-                          if Path(f"/proc/{p}/cmdline").read_bytes().startswith(sys.executable.encode())]) >= 2,
+                          if Path(f"/proc/{p}/cmdline").read_bytes().startswith(python.encode())]) >= 2,
              timeout=120, interval=0.05)
     time.sleep(1)  # into forward's loop
     proc.send_signal(signum)

@@ -3,7 +3,8 @@
 Under ``--image`` the container is the sandbox.  On the host envctl builds the same kind from what
 Debian has, no Docker: bubblewrap where it works (a fresh mount namespace that holds only the
 system's /usr, the interpreter's folders and the staged artifacts, read-only, and a private
-writable home), else util-linux's unshare.  Both cut the network and give the run a pid namespace
+writable home), else util-linux's unshare (the host's mounts, all made read-only in a mount
+namespace of the run's own, but the home).  Both cut the network and give the run a pid namespace
 of its own, and both run it through prlimit (memory, processes, CPU time, file size) and setpriv
 (uid and gid 65534, no groups, no capabilities, no_new_privs).  Where neither can be set up,
 artifacts are refused unless the user passes ``--trust``.
@@ -40,6 +41,13 @@ ETC = ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "passwd", "group", "nsswitch
        "alternatives")
 _ROOTS = ("import json, os, sys; print(json.dumps([sys.prefix, sys.exec_prefix, sys.base_prefix, "
           "sys.base_exec_prefix, os.path.dirname(os.path.realpath(sys.executable)), *sys.path]))")
+# unshare's answer to bwrap's read-only binds: in the run's own mount namespace every mount is
+# made read-only (the host's /tmp, /var/tmp and /dev/shm are writable by anyone), then the home is
+# made writable again.  A mount point whose name /proc/self/mounts escapes (a space) stays as it is.
+_READ_ONLY = ('home=$1; shift; while read -r _ m _; do mount -o remount,bind,ro "$m" 2>/dev/null; done '
+              '</proc/self/mounts; mount --bind "$home" "$home" && mount -o remount,bind,rw "$home" "$home" '
+              '|| exit 121; exec "$@"')
+_UNSHARE = ("--net", "--pid", "--fork", "--kill-child", "--mount", "--propagation", "private")
 _TRUST = "pass --trust to run them unsandboxed (only artifacts you trust)"
 
 
@@ -85,7 +93,7 @@ class Sandbox:
             inner += [_tool("setpriv"), f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups",
                       "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
         if self.kind == "unshare":
-            return [_tool("unshare"), "--net", "--pid", "--fork", "--kill-child", "--", *inner, *argv]
+            return [_tool("unshare"), *_UNSHARE, "--", _tool("sh"), "-c", _READ_ONLY, "sh", str(home), *inner, *argv]
         return [*_bwrap_base(gpu), *_binds([*self.roots, str(stage)], readonly=True),
                 *_binds([str(home)], readonly=False), "--chdir", str(home), "--", *inner, *argv]
 
@@ -133,10 +141,10 @@ def _try(kind: str) -> str | None:
     if kind == "unshare":
         if os.geteuid() != 0:
             return "unshare and setpriv need root to cut the network and drop to uid 65534"
-        missing = [t for t in ("unshare", "setpriv", "prlimit") if shutil.which(t) is None]
+        missing = [t for t in ("unshare", "setpriv", "prlimit", "mount", "sh") if shutil.which(t) is None]
         if missing:
-            return f"{', '.join(missing)} not found (Debian's util-linux)"
-        cmd = [_tool("unshare"), "--net", "--pid", "--fork", "--kill-child", "--", _tool("prlimit")]
+            return f"{', '.join(missing)} not found (Debian's util-linux, mount and dash)"
+        cmd = [_tool("unshare"), *_UNSHARE, "--", _tool("prlimit")]
     else:
         if shutil.which("bwrap") is None or shutil.which("prlimit") is None:
             return "bwrap not found (Debian's bubblewrap)"

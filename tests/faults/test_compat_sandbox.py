@@ -57,6 +57,8 @@ def bomb():
             os.waitpid(pid, 0)
 attempt("write_root", lambda: open("/envctl-sandbox-probe", "w").close())
 attempt("write_stage", lambda: open(stage + "/planted", "w").close())
+for shared in ("/tmp", "/var/tmp", "/dev/shm"):  # anyone may write there on the host
+    attempt("write" + shared, lambda: open(shared + "/" + os.path.basename(os.path.dirname(stage)) + "-planted", "w").close())
 attempt("read_shadow", lambda: open("/etc/shadow").read())
 attempt("docker_sock", docker)
 attempt("network", lambda: socket.create_connection(("127.0.0.1", port), timeout=5).close())
@@ -111,10 +113,10 @@ def reachable_python():
 
 
 def _only_util_linux(tmp_path: Path) -> str:
-    """A PATH with unshare, setpriv and prlimit but no bwrap: envctl must fall back."""
+    """A PATH with what the fallback runs (unshare, mount, setpriv, prlimit, sh) but no bwrap."""
     folder = tmp_path / "util-linux"
     folder.mkdir()
-    for tool in ("unshare", "setpriv", "prlimit"):
+    for tool in ("unshare", "mount", "setpriv", "prlimit", "sh"):
         (folder / tool).symlink_to(shutil.which(tool))
     return str(folder)
 
@@ -142,6 +144,9 @@ def test_the_sandbox_refuses_what_a_hostile_artifact_tries(kind, open_dir, liste
     assert seen["memory_8g"] == "MemoryError" and seen["forks"] < sandbox.PROCESSES, seen
     assert seen["write_home"] == "done"
     assert accepted == [] and not Path("/envctl-sandbox-probe").exists() and not (stage / "planted").exists()
+    for shared in ("/tmp", "/var/tmp", "/dev/shm"):  # bwrap's /tmp is its own: written, but not on the host
+        assert not Path(f"{shared}/{open_dir.name}-planted").exists(), (shared, seen)
+        assert kind == "bwrap" or seen["write" + shared] == "OSError", (shared, seen)  # read-only there
 
 
 def test_the_fallback_refuses_an_interpreter_the_sandbox_user_cannot_reach(made_artifacts, artifact_env, tmp_path):

@@ -9,6 +9,9 @@ from envctl import console
 from envctl.cli.progress import activity
 from envctl.cli.tables import WIDE_OPT, Column, print_table, render_grid
 
+TRUST_OPT = typer.Option(False, "--trust", help="Run artifacts under a local interpreter without its sandbox (uid 65534, "
+                                                   "no network, read-only, capped): only artifacts you trust.")
+
 artifacts_app = typer.Typer(help="Register TorchScript, torch.export and AOTInductor artifacts.", no_args_is_help=True)
 compat_app = typer.Typer(help="Check which artifacts load correctly under which image.", no_args_is_help=True)
 
@@ -62,6 +65,7 @@ def add(
     timeout: float = typer.Option(60.0, "--timeout", help="Seconds for the reference run (as compat's)."),
     replace: bool = typer.Option(False, "--replace", help="Replace the artifact of this name: its file, inputs "
                                                           "and outputs (its compat results go)."),
+    trust: bool = TRUST_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Register an artifact by content hash (adding the same file twice is a no-op; --replace fixes one)."""
@@ -82,7 +86,7 @@ def add(
         def reference(folder, kind, stored):
             with activity(f"computing reference outputs of {label} under {targets[0].label}"):
                 return compute_reference(targets[0], folder, kind, stored, name=label, engine=engine,
-                                         timeout=timeout)
+                                         timeout=timeout, trust=trust)
     art, outcome = registry.add(file, name=name, inputs=inputs, outputs=outputs, reference=reference,
                                 replace=replace)
     if outcome == "unchanged" and (inputs or outputs or image or python):
@@ -148,6 +152,7 @@ def run(
     runtimes: List[str] = typer.Option(["python"], "--runtime",
                                        help="python or libtorch (C++; repeatable: both side by side)."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the results as JUnit XML."),
+    trust: bool = TRUST_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Load and run every selected artifact under each image, each in isolation.
@@ -164,7 +169,8 @@ def run(
     records, registry = _registry()
     arts = registry.select(artifact)
     targets, engine = _targets(images, pythons)
-    results = _run_all(targets, arts, registry, engine, timeout=timeout, device=device, runtimes=runtimes)
+    results = _run_all(targets, arts, registry, engine, timeout=timeout, device=device, runtimes=runtimes,
+                       trust=trust)
     # The results first: a database that refuses them must not cost the user the run.
     if junit is not None:
         console.write_output(junit, render_junit(results, name="envctl compat run"))
@@ -190,7 +196,8 @@ def _check_options(device: str, runtimes: List[str]) -> None:
         check_choice("--runtime", runtime, RUNTIMES)
 
 
-def _run_all(targets, arts, registry, engine, *, timeout: float, device: str, runtimes: List[str]) -> list:
+def _run_all(targets, arts, registry, engine, *, timeout: float, device: str, runtimes: List[str],
+             trust: bool) -> list:
     """Every target under every runtime; the libtorch loader is built (once per image) first."""
     from envctl.compat import ensure_loader
     from envctl.compat import run as run_compat
@@ -207,7 +214,7 @@ def _run_all(targets, arts, registry, engine, *, timeout: float, device: str, ru
                                    f"(cached: {loader.folder})")
             with activity(f"checking {len(arts)} artifacts under {target.label} ({runtime})"):
                 results += run_compat(target, arts, registry, engine=engine, timeout=timeout, device=device,
-                                      runtime=runtime, loader=loader)
+                                      runtime=runtime, loader=loader, trust=trust)
     return results
 
 
@@ -257,6 +264,7 @@ def check(
     device: str = typer.Option("auto", "--device", help="auto (cuda when the target sees a GPU), cpu or cuda."),
     runtime: str = typer.Option("python", "--runtime", help="python or libtorch (C++)."),
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the gate's result as JUnit XML."),
+    trust: bool = TRUST_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """The upgrade gate: exit 1 when an artifact that is ok under --from is not ok under --to.
@@ -275,7 +283,7 @@ def check(
         raise UsageError("no artifacts registered: the gate would check nothing",
                          hint="register them first: envctl artifacts add FILE.pt --inputs SAMPLE.pt")
     targets, engine = _targets([source, dest], [])
-    outcomes = [_run_all([t], arts, registry, engine, timeout=timeout, device=device, runtimes=[runtime])
+    outcomes = [_run_all([t], arts, registry, engine, timeout=timeout, device=device, runtimes=[runtime], trust=trust)
                 for t in targets]
     bad = regressions(outcomes[0], outcomes[1])
     if junit is not None:  # a failure per regression; no baseline (not ok under --from) is a skip

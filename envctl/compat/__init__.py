@@ -4,7 +4,8 @@ A target is a built image or a local interpreter; a run chooses the runtime (Pyt
 libtorch from C++ through a loader compiled in the target) and the device (auto, cpu, cuda).
 Results are kept in the records database keyed by artifact hash, target, runtime and device;
 the upgrade gate compares two targets.  The modules: targets (where), execute (running),
-loader (the C++ loader), results (outcomes, records, matrix, gate), report (HTML, JUnit).
+sandbox (the host's sandbox around a local interpreter), loader (the C++ loader), results
+(outcomes, records, matrix, gate), report (HTML, JUnit).
 """
 
 from __future__ import annotations

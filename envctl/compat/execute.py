@@ -3,7 +3,8 @@
 In an image, one sandboxed container (no network, read-only mounts, memory/CPU/process
 limits) runs probes/compat_runner.py, which checks every artifact in its own child process:
 a forked Python child, or a child of the C++ loader under the libtorch runtime.  GPUs reach
-the container through the engine's device requests.
+the container through the engine's device requests.  Under a local interpreter the runner, the
+artifacts and the loader are copied to a fresh folder and run in the host's sandbox (sandbox.py).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pathlib import Path
 from envctl.artifacts import Artifact, Registry
 from envctl.compat.loader import BINARY, Loader, ensure_loader
 from envctl.compat.results import STATUSES, Outcome
+from envctl.compat.sandbox import Sandbox, choose, read_back, run_contained
 from envctl.compat.targets import Target, check_choice, check_timeout, DEVICES, RUNTIMES
 from envctl.errors import EngineError, EnvctlError, ProbeError
 
@@ -49,6 +51,31 @@ def _clean_message(text: str) -> str:
     return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "?", text).strip()[:MAX_MESSAGE]
 
 
+def _stage(registry: Registry, artifacts: list[Artifact], root: Path) -> None:
+    """Copies of the artifacts' files under ``root``, readable by the sandbox user and by no one
+    able to change them: the store may be in a folder it cannot pass (under /root)."""
+    root.mkdir(mode=0o755)
+    for art in artifacts:
+        folder = root / art.sha256
+        folder.mkdir(mode=0o755)
+        for name in (art.info["file"], art.info.get("inputs"), art.info.get("outputs")):
+            if name:
+                shutil.copyfile(registry.folder(art.sha256) / name, folder / name)
+                (folder / name).chmod(0o644)
+
+
+def _run_local(box: Sandbox, args: list[str], *, stage: Path, timeout: float, gpu: bool) -> tuple[str, str, int]:
+    """The runner copied into ``stage`` and run with ``args`` by the target's interpreter, in its
+    sandbox; (stdout, stderr, exit code).  Raises subprocess.TimeoutExpired and OSError."""
+    runner = stage / RUNNER.name
+    shutil.copyfile(RUNNER, runner)
+    runner.chmod(0o644)
+    home = box.prepare(stage)
+    cmd = box.command([box.python, str(runner), *args], stage=stage, home=home, seconds=timeout, gpu=gpu)
+    proc = run_contained(cmd, timeout=timeout, env=box.environ(home), cwd=home)
+    return proc.stdout, proc.stderr, proc.returncode
+
+
 def gpus_for(engine, device: str) -> str | None:
     """Device requests for a container: all GPUs for cuda; for auto, when the engine has the
     NVIDIA runtime (a CPU-only host gets none, and auto then resolves to the CPU)."""
@@ -61,8 +88,10 @@ def gpus_for(engine, device: str) -> str | None:
 
 
 def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine=None, timeout: float = 60.0,
-        device: str = "auto", runtime: str = "python", loader: Loader | None = None) -> list[Outcome]:
-    """Check every artifact under one target on one device with one runtime."""
+        device: str = "auto", runtime: str = "python", loader: Loader | None = None,
+        trust: bool = False) -> list[Outcome]:
+    """Check every artifact under one target on one device with one runtime.  Under a local
+    interpreter they run sandboxed (refused where no sandbox can be made) unless ``trust``."""
     if not artifacts:
         return []
     check_timeout(timeout)
@@ -70,6 +99,7 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
     check_choice("--runtime", runtime, RUNTIMES)
     for art in artifacts:  # a swapped or missing stored file must not earn a verdict under the good hash
         registry.verify(art)
+    box = choose(target.ref, trust=trust) if target.kind == "python" else None
     if runtime == "libtorch" and loader is None:
         loader = ensure_loader(target, engine=engine)
     overall = timeout * len(artifacts) + 120
@@ -101,18 +131,20 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
             if result.timed_out:
                 raise ProbeError(f"compat run in {target.label} ran past {overall:.0f}s")
         else:
-            manifest.write_text(json.dumps(_manifest(registry, artifacts, str(registry.root))))
+            _stage(registry, artifacts, Path(tmp) / "artifacts")
+            manifest.write_text(json.dumps(_manifest(registry, artifacts, str(Path(tmp) / "artifacts"))))
+            manifest.chmod(0o644)
             if loader is not None:
-                options += ["--loader", str(loader.folder / BINARY)]
+                shutil.copy(loader.folder / BINARY, Path(tmp) / BINARY)
+                options += ["--loader", str(Path(tmp) / BINARY)]
             try:
-                proc = subprocess.run([target.ref, str(RUNNER), "--manifest", str(manifest), *options],
-                                      capture_output=True, text=True, timeout=overall)
+                stdout, stderr, code = _run_local(box, ["--manifest", str(manifest), *options], stage=Path(tmp),
+                                                  timeout=overall, gpu=device != "cpu")
             except subprocess.TimeoutExpired:
                 raise ProbeError(f"compat run with {target.label} ran past {overall:.0f}s") from None
             except OSError as exc:
                 raise ProbeError(f"cannot run {target.ref}: {exc.strerror}") from None
-            stdout, stderr, code = proc.stdout, proc.stderr, proc.returncode
-    doc = _parse(stdout, stderr, code, target.label)
+    doc = _parse(stdout, stderr, code, target.label, sandboxed=box is not None and box.confined)
     by_id = {r["id"]: r for r in doc["results"]}
     ran_on = doc.get("device") or ("cpu" if device == "auto" else device)
     out = []
@@ -124,33 +156,46 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
     return out
 
 
-def _parse(stdout: str, stderr: str, code: int | None, where: str) -> dict:
+def _parse(stdout: str, stderr: str, code: int | None, where: str, *, sandboxed: bool = False) -> dict:
     for line in reversed(stdout.strip().splitlines()):
         try:
             doc = json.loads(line)
         except ValueError:
             continue
         if isinstance(doc, dict) and doc.get("schema") == SCHEMA and "error" in doc:
-            raise ProbeError(f"the compat runner in {where} refused: {_clean(doc['error'])}",
-                             hint="use --device cpu, or a target that sees a GPU" if "--device" in str(doc["error"])
-                             else None)
+            error = str(doc["error"])
+            raise ProbeError(f"the compat runner in {where} refused: {_clean(error)}",
+                             hint=_refusal_hint(error, sandboxed))
         if isinstance(doc, dict) and doc.get("schema") == SCHEMA and "results" in doc:
             return doc
     tail = " | ".join(stderr.strip().splitlines()[-3:]) or "no output"
     raise ProbeError(f"the compat runner in {where} gave no result (exit {code}): {tail}")
 
 
+def _refusal_hint(error: str, sandboxed: bool) -> str | None:
+    if "--device" in error:
+        return "use --device cpu, or a target that sees a GPU"
+    if "cannot import torch" in error and sandboxed and "Permission denied" in error:
+        return ("the sandbox runs it as uid 65534: make the environment readable by others (chmod -R o+rX), "
+                "or pass --trust for artifacts you trust")
+    if "cannot import torch" in error:
+        return "give an interpreter that has torch installed"
+    return None
+
+
 def compute_reference(target: Target, folder: Path, kind: str, file: str, *, name: str, engine=None,
-                      timeout: float = 60.0) -> Path:
+                      timeout: float = 60.0, trust: bool = False) -> Path:
     """Run the artifact in ``folder`` on its sample inputs under ``target``; write folder/outputs.pt.
 
-    ``timeout`` is the same per-artifact limit as compat's, plus 30 s for the start."""
+    ``timeout`` is the same per-artifact limit as compat's, plus 30 s for the start; a local
+    interpreter runs it sandboxed unless ``trust``, as ``run`` does."""
     check_timeout(timeout)
+    box = choose(target.ref, trust=trust) if target.kind == "python" else None
     limit = timeout + 30  # the interpreter (or container) start and the torch import
     with tempfile.TemporaryDirectory(prefix="envctl-ref-") as tmp:
         out = Path(tmp) / "outputs.pt"
-        Path(tmp).chmod(0o777)
         if target.kind == "image":
+            Path(tmp).chmod(0o777)
             result = engine.run(
                 target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--reference", kind,
                              f"/artifact/{file}", "/artifact/inputs.pt", "/out/outputs.pt"],
@@ -159,21 +204,30 @@ def compute_reference(target: Target, folder: Path, kind: str, file: str, *, nam
                 exec_tmp=kind == "aoti", **LIMITS)
             stdout, code, timed_out = result.stdout, result.exit_code, result.timed_out
         else:
+            stage = Path(tmp)
+            (stage / "artifact").mkdir(mode=0o755)
+            for given in (file, "inputs.pt"):
+                shutil.copyfile(folder / given, stage / "artifact" / given)
+                (stage / "artifact" / given).chmod(0o644)
+            out = stage / "home" / "outputs.pt"  # the one folder the sandbox may write
             try:
-                proc = subprocess.run([target.ref, str(RUNNER), "--reference", kind, str(folder / file),
-                                       str(folder / "inputs.pt"), str(out)], capture_output=True, text=True,
-                                      timeout=limit)
-                stdout, code, timed_out = proc.stdout, proc.returncode, False
+                stdout, _, code = _run_local(box, ["--reference", kind, str(stage / "artifact" / file),
+                                                   str(stage / "artifact" / "inputs.pt"), str(out)],
+                                             stage=stage, timeout=limit, gpu=False)
+                timed_out = False
             except subprocess.TimeoutExpired:
                 stdout, code, timed_out = "", None, True
             except OSError as exc:
                 stdout, code, timed_out = f"cannot run {target.ref}: {exc.strerror}", None, False
-        if timed_out or code != 0 or not out.exists():
-            detail = f"no answer within {limit:.0f}s" if timed_out else _reference_failure(stdout, code)
+        # What the run left is read as a regular file, never through a link it may have put there.
+        data = None if timed_out or code != 0 else read_back(out)
+        if data is None:
+            detail = (f"no answer within {limit:.0f}s" if timed_out else
+                      "it left no regular file of outputs" if code == 0 else _reference_failure(stdout, code))
             raise EnvctlError(f"cannot compute reference outputs of {name} under {target.label}: {detail}; "
                               f"nothing was registered",
                               hint="give them with --outputs FILE, or pick an environment where it runs")
-        shutil.copyfile(out, folder / "outputs.pt")
+        (folder / "outputs.pt").write_bytes(data)
     return folder / "outputs.pt"
 
 

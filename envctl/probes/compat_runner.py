@@ -380,7 +380,10 @@ def main(argv):
         import warnings
 
         warnings.simplefilter("ignore")
-        import torch  # imported once here; every forked child inherits it
+        try:
+            import torch  # imported once here; every forked child inherits it
+        except ImportError as exc:  # a torch the sandbox user may not read says so in one line
+            raise RuntimeError(f"cannot import torch: {exc}") from None
 
         device, gpu = resolve_device(opts["--device"])
     except (ValueError, OSError, RuntimeError) as exc:

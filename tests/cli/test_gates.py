@@ -77,7 +77,8 @@ def test_compat_check_exits_1_on_a_regression_only(registry, tmp_path):
         "import torch.jit\n"
         "def _gone(*a, **k):\n    raise RuntimeError('torch.jit.load is not supported in this build')\n"
         "torch.jit.load = _gone\n")
-    broken = tmp_path / "python-broken"
+    broken = tmp_path / "bin" / "python-broken"  # in a folder the sandbox user may enter
+    broken.parent.mkdir(mode=0o755)
     broken.write_text(f"#!/bin/sh\nPYTHONPATH={site} exec {sys.executable} \"$@\"\n")
     broken.chmod(0o755)
     same = envctl("compat", "check", "--from", f"python:{sys.executable}", "--to", f"python:{sys.executable}",

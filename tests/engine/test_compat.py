@@ -84,11 +84,12 @@ def test_gate_passes_without_regressions_and_fails_on_a_planted_one(registry_env
                       *ok_names, env=registry_env)
     assert same.returncode == 0, same.stdout + same.stderr
     # Planted regression: an interpreter whose torch cannot load torch.export archives.
-    broken = tmp_path / "python-broken-export"
-    broken.write_text(f"#!/bin/sh\nPYTHONPATH={tmp_path / 'site'} exec {sys.executable} \"$@\"\n")
+    folder = tmp_path / "bin"  # a folder the sandbox user may enter
+    broken = folder / "python-broken-export"
+    (folder / "site").mkdir(parents=True)
+    broken.write_text(f"#!/bin/sh\nPYTHONPATH={folder / 'site'} exec {sys.executable} \"$@\"\n")
     broken.chmod(0o755)
-    (tmp_path / "site").mkdir()
-    (tmp_path / "site" / "sitecustomize.py").write_text(
+    (folder / "site" / "sitecustomize.py").write_text(
         "import torch.export\n"
         "def _gone(*a, **k):\n    raise RuntimeError('torch.export.load is not supported in this build')\n"
         "torch.export.load = _gone\n")

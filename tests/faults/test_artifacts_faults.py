@@ -69,7 +69,8 @@ def test_garbage_outputs_are_refused_at_add_and_a_bare_tensor_reference_compares
 
 
 def test_a_failed_reference_run_registers_nothing(made_artifacts, artifact_env, tmp_path):
-    failing = tmp_path / "python"
+    failing = tmp_path / "bin" / "python"  # in a folder the sandbox user may enter
+    failing.parent.mkdir(mode=0o755)
     failing.write_text("#!/bin/sh\necho 'RuntimeError: \x1b[31mout of memory\x1b[0m'\nexit 1\n")
     failing.chmod(0o755)
     result = envctl("artifacts", "add", str(made_artifacts["pt"]), "--inputs", str(made_artifacts["inputs"]),
@@ -96,7 +97,8 @@ def test_a_reference_run_that_fails_in_the_runner_says_why_in_one_line(made_arti
 
 
 def test_a_hanging_reference_run_ends_at_the_timeout(made_artifacts, artifact_env, tmp_path):
-    hang = tmp_path / "python"
+    hang = tmp_path / "bin" / "python"  # in a folder the sandbox user may enter
+    hang.parent.mkdir(mode=0o755)
     hang.write_text("#!/bin/sh\nexec sleep 600\n")
     hang.chmod(0o755)
     started = time.monotonic()

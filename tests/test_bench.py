@@ -267,3 +267,34 @@ def test_cpu_times_compare_only_at_the_same_host_speed():
     assert slow_host.exit_code == 0 and slow_host.rows[0].abs_verdict == "not comparable"
     same_host = compare([BenchRun("a", cpu(6.0, 3.0))], [BenchRun("b", cpu(9.0, 3.1))], gate_modes=("eager",))
     assert same_host.exit_code == 1 and same_host.rows[0].abs_verdict == "B slower"
+
+
+def test_a_mode_that_fails_in_b_is_a_regression_not_a_gap():
+    broken = _doc(1.80)
+    broken["benchmarks"][1] = {"model": "resnet50", "dtype": "fp32", "batch": 1, "mode": "compile-default",
+                               "status": "error", "error": "InvalidCxxCompiler: No working C++ compiler found"}
+    c = compare([BenchRun("a", _doc(1.80))], [BenchRun("b", broken)])
+    row = next(r for r in c.rows if r.key[3] == "compile-default")
+    assert row.verdict == "B failed" and "InvalidCxxCompiler" in row.notes[0]
+    assert c.exit_code == 1 and [r.key[3] for r in c.gate] == ["compile-default"]
+
+
+def test_runs_on_other_hardware_draw_no_verdict():
+    cpu = _doc(1.20)
+    cpu["device"], cpu["env"]["gpus"] = "cpu", []
+    c = compare([BenchRun("a", _doc(1.80))], [BenchRun("b", cpu)])
+    assert c.exit_code == 0 and {r.verdict for r in c.rows if r.key[3] != "eager"} == {"withheld"}
+    assert c.rows[1].withheld[0].startswith("A ran on H100, B on cpu")
+    nameless = _doc(1.20)
+    nameless["env"]["gpus"] = []  # a CUDA run that names no GPU compares with nothing
+    assert compare([BenchRun("a", nameless)], [BenchRun("b", nameless)]).rows[0].abs_verdict == "not comparable"
+
+
+def test_cpu_times_without_a_recorded_host_speed_are_not_compared():
+    def cpu(eager_ms):
+        d = _doc(1.5, eager_ms=eager_ms)
+        d["device"], d["env"]["gpus"] = "cpu", []
+        return d
+
+    c = compare([BenchRun("a", cpu(6.0))], [BenchRun("b", cpu(9.0))], gate_modes=("eager",))
+    assert c.exit_code == 0 and c.rows[0].abs_verdict == "not comparable"

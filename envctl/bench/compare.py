@@ -198,10 +198,10 @@ def compare_row(key: Key, a: dict, b: dict, noise_pct: float, *, abs_noise_pct: 
         rc.abs_verdict = "no intervals"
         return rc
     rc.abs_change = (b["median_ms"] / a["median_ms"], blo / ahi, bhi / alo)
-    if rc.withheld:
-        rc.abs_verdict = "withheld"
-    elif abs_noise_pct is None:
+    if abs_noise_pct is None:
         rc.abs_verdict = "not comparable"
+    elif rc.withheld:
+        rc.abs_verdict = "withheld"
     elif not (a.get("conclusive") and b.get("conclusive")):
         rc.abs_verdict = "intervals wide"
     else:
@@ -248,36 +248,52 @@ def compare(a_runs: list[BenchRun], b_runs: list[BenchRun], *, threshold_pct: fl
         spread_note = (f"run-to-run spread: one run each, so the floor measured for {_device_kind(a)} runs "
                        f"applies ({floors['speedup_pct']:.0f}% for speedups, {floors['abs_pct']:.0f}% for "
                        f"times); record more runs of an image to measure its own")
-    same_gpu = _device_kind(a) == _device_kind(b) and (a.gpu == b.gpu)
+    kind = _device_kind(a)
+    same_device = kind == _device_kind(b) and a.gpu == b.gpu and (kind == "cpu" or a.gpu is not None)
+    other_hardware = ([] if same_device else
+                      [f"A ran on {a.gpu or _device_kind(a)}, B on {b.gpu or _device_kind(b)}: a speedup "
+                       f"differs between devices whatever the image"])
     rows = []
     ra, rb = a.rows, b.rows
     for key in sorted(set(ra) & set(rb), key=lambda k: (k[0], k[1], k[2], k[3] != "eager", k[3])):
         noise = max([floors["speedup_pct"]] + [s.get(key, {}).get("speedup_pct", 0.0) for s in (spread, spread_b)])
         abs_noise = max([floors["abs_pct"]] + [s.get(key, {}).get("abs_pct", 0.0) for s in (spread, spread_b)])
-        withheld: list[str] = []
+        withheld: list[str] = list(other_hardware)
         base_key = key[:3] + ("eager",)
         for side, run, table in (("A", a, ra), ("B", b, rb)):
             rows_here = [table[key]] + ([table[base_key]] if base_key in table and base_key != key else [])
             for row in rows_here:
                 contended, host = row_flags(side, run, row)
                 withheld += contended + ([] if include_host_bound else host)
-        if _device_kind(a) == "cpu" and same_gpu:  # CPU times compare only at the same host speed
-            ha, hb = _host_us(a, ra[key]), _host_us(b, rb[key])
-            if ha and hb and _pct(ha, hb) > floors["abs_pct"]:
-                abs_noise = None
-        elif not same_gpu:
+        if not same_device:
             abs_noise = None
+        elif kind == "cpu":  # CPU times compare only at a known, agreeing host speed
+            ha, hb = _host_us(a, ra[key]), _host_us(b, rb[key])
+            if not (ha and hb) or _pct(ha, hb) > floors["abs_pct"]:
+                abs_noise = None
         rc = compare_row(key, ra[key], rb[key], noise, abs_noise_pct=abs_noise, withheld=list(dict.fromkeys(withheld)))
         for side, run, row in (("A", a, ra[key]), ("B", b, rb[key])):
             state = _state_line(run, row)
             if state and rc.abs_verdict.startswith("B "):
                 rc.notes.append(f"{side} state: {state}")
         rows.append(rc)
+    rows += _broken_in_b(ra, b.failed_rows)
     gate = [r for r in rows if (gate_modes is None or r.key[3] in gate_modes) and (
+        r.verdict == "B failed" or
         (r.verdict == "slower" and r.change and r.change[0] < 1.0 - threshold_pct / 100.0)
         or (r.abs_verdict == "B slower" and r.abs_change and r.abs_change[0] > 1.0 + threshold_pct / 100.0))]
     return Comparison(a.label, b.label, a.where, b.where, spread_note, rows, gate, threshold_pct,
                       include_host_bound)
+
+
+def _broken_in_b(ra: dict[Key, dict], failed_b: dict[Key, dict]) -> list[RowChange]:
+    """Modes that ran in A and failed in B: the worst regression of all, never a silent gap."""
+    out = []
+    for key in sorted(set(ra) & set(failed_b)):
+        rc = RowChange(key, ra[key], failed_b[key], verdict="B failed", abs_verdict="B failed")
+        rc.notes.append(f"B: {failed_b[key].get('error') or failed_b[key].get('status')}")
+        out.append(rc)
+    return out
 
 
 def comparison_dict(c: Comparison) -> dict[str, Any]:

@@ -29,6 +29,12 @@ class BenchRun:
                 for r in self.document.get("benchmarks") or [] if r.get("status") == "ok"}
 
     @property
+    def failed_rows(self) -> dict[Key, dict]:
+        """Rows the probe ran and that failed (an error building or running the mode)."""
+        return {(r.get("model"), r.get("dtype"), r.get("batch"), r.get("mode")): r
+                for r in self.document.get("benchmarks") or [] if r.get("status") not in (None, "ok")}
+
+    @property
     def gpu(self) -> str | None:
         gpus = (self.document.get("env") or {}).get("gpus") or []
         return ", ".join(sorted({g.get("name", "?") for g in gpus})) or None
@@ -64,13 +70,16 @@ def check_document(doc: Any, where: str) -> dict[str, Any]:
     env = need(doc.get("env"), (dict,), "env")
     need(env.get("torch"), (dict,), "env.torch")
     for i, gpu in enumerate(need(env.get("gpus"), (list,), "env.gpus")):
-        need(gpu, (dict,), f"env.gpus[{i}]", required=True)
+        need(need(gpu, (dict,), f"env.gpus[{i}]", required=True).get("name"), (str,), f"env.gpus[{i}].name")
     for i, group in enumerate(need(need(doc.get("machine"), (dict,), "machine").get("groups"), (list,),
                                    "machine.groups")):
         key = f"machine.groups[{i}]"
         window = need(need(group, (dict,), key, required=True).get("window"), (dict,), f"{key}.window")
         need(need(window.get("after"), (dict,), f"{key}.window.after").get("gpu"), (dict,), f"{key}.window.after.gpu")
         need(window.get("other_cpu_cores"), _NUMBER, f"{key}.window.other_cpu_cores")
+        need(window.get("cores"), (int,), f"{key}.window.cores")
+        for j, note in enumerate(need(group.get("notes"), (list,), f"{key}.notes")):
+            need(note, (str,), f"{key}.notes[{j}]", required=True)
         host = need(need(group.get("timing"), (dict,), f"{key}.timing").get("host_us"), (dict,), f"{key}.timing.host_us")
         need(host.get("median"), _NUMBER, f"{key}.timing.host_us.median")
     for i, row in enumerate(need(doc.get("benchmarks"), (list,), "benchmarks")):
@@ -84,10 +93,17 @@ def check_document(doc: Any, where: str) -> dict[str, Any]:
         for field_ in ("compile_s", "warm_compile_s"):
             need(row.get(field_), _NUMBER, f"{key}.{field_}")
         need(row.get("group"), (int,), f"{key}.group")
+        need(row.get("host_share"), _NUMBER, f"{key}.host_share", required=row.get("host_bound") is True)
+        if row.get("host_bound") not in (None, True, False):
+            raise DamagedDocumentError(f"{where}: {key}.host_bound is {row['host_bound']!r}, not true or false",
+                                       hint=_HINT)
         speedup = need(row.get("speedup"), (dict,), f"{key}.speedup")
         for field_ in ("median", "low", "high"):
             need(speedup.get(field_), _NUMBER, f"{key}.speedup.{field_}", required=bool(speedup), positive=True)
         need(speedup.get("verdict"), (str,), f"{key}.speedup.verdict")
+        hd = need(speedup.get("host_dependent"), (dict,), f"{key}.speedup.host_dependent")
+        for field_ in ("fast_host", "slow_host", "fast_host_us", "slow_host_us"):
+            need(hd.get(field_), _NUMBER, f"{key}.speedup.host_dependent.{field_}", required=bool(hd))
         for j, why in enumerate(need(speedup.get("why"), (list,), f"{key}.speedup.why")):
             need(why, (str,), f"{key}.speedup.why[{j}]", required=True)
     return doc

@@ -106,9 +106,7 @@ def run_tasks(executor: Executor, tasks: Sequence[Task], *, timeout: float | Non
     try:
         results = executor.wait(submission, timeout=timeout, progress=progress)
     except BaseException:
-        stopped = executor.cancel(submission)
-        if stopped:
-            progress(f"cancelled {', '.join(stopped)} ({executor.kind} {submission.id})")
+        _cancel(executor, submission, progress)
         raise
     for r in results:
         r.seconds = r.seconds or time.monotonic() - started
@@ -127,17 +125,39 @@ def run_each(pairs: Sequence[tuple[Executor, Task]], *, timeout: float | None = 
     try:
         for executor, task in pairs:
             submitted.append((executor, executor.submit([task])))
-        results = [executor.wait(submission, timeout=timeout, progress=progress)[0]
-                   for executor, submission in submitted]
+        results = [_wait_one(executor, submission, timeout, progress) for executor, submission in submitted]
     except BaseException:
         for executor, submission in submitted:
-            stopped = executor.cancel(submission)
-            if stopped:
-                progress(f"cancelled {', '.join(stopped)} ({executor.kind} {submission.id})")
+            _cancel(executor, submission, progress)
         raise
     for r in results:
         r.seconds = r.seconds or time.monotonic() - started
     return results
+
+
+def _wait_one(executor: Executor, submission: Submission, timeout: float | None,
+              progress: Callable[[str], None]) -> TaskResult:
+    """One target's result; a target that cannot take or follow its task (a job pending past the
+    wait, a lost controller) is that task's error, not the end of the other targets' runs."""
+    from envctl.errors import FleetError
+
+    try:
+        return executor.wait(submission, timeout=timeout, progress=progress)[0]
+    except FleetError as exc:
+        collected = getattr(exc, "results", None) or []
+        return collected[0] if collected else TaskResult(submission.tasks[0], None, "", "", error=exc.message)
+
+
+def _cancel(executor: Executor, submission: Submission, progress: Callable[[str], None]) -> None:
+    """Cancel a submission on the way out of an interrupt or failure: a cancel that fails itself
+    is said, never raised over the interrupt that called it (the others are still cancelled)."""
+    try:
+        stopped = executor.cancel(submission)
+    except Exception as exc:  # noqa: BLE001 - the original interrupt is the one to propagate
+        progress(f"could not cancel {executor.kind} {submission.id}: {exc}")
+        return
+    if stopped:
+        progress(f"cancelled {', '.join(stopped)} ({executor.kind} {submission.id})")
 
 
 def workflow_labels(*, image: str, lock_hash: str, target: str) -> dict[str, str]:

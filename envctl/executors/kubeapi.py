@@ -63,14 +63,17 @@ class KubeApi:
             for job in manifests.jobs:
                 made = self._call(f"create job {job.metadata.name}", self.batch.create_namespaced_job, ns, job)
                 created.append(made)
-        except BaseException:
-            self.delete([job.metadata.name for job in created], config_map=cm_name)
+            owners = [client.V1OwnerReference(api_version="batch/v1", kind="Job", name=j.metadata.name,
+                                              uid=j.metadata.uid) for j in created]
+            self._call(f"own configmap {cm_name}", self.core.patch_namespaced_config_map, cm_name, ns,
+                       {"metadata": {"ownerReferences": [self.core.api_client.sanitize_for_serialization(o)
+                                                         for o in owners]}})
+        except BaseException:  # nothing envctl made may outlive a failed submit: no one would stop it
+            try:
+                self.delete([job.metadata.name for job in created], config_map=cm_name)
+            except FleetError:
+                pass  # the failure that brought us here is the one to report
             raise
-        owners = [client.V1OwnerReference(api_version="batch/v1", kind="Job", name=j.metadata.name,
-                                          uid=j.metadata.uid) for j in created]
-        self._call(f"own configmap {cm_name}", self.core.patch_namespaced_config_map, cm_name, ns,
-                   {"metadata": {"ownerReferences": [self.core.api_client.sanitize_for_serialization(o)
-                                                     for o in owners]}})
 
     def look(self, job_name: str) -> Look:
         """The Job, its pods and the events about either."""
@@ -112,21 +115,27 @@ class KubeApi:
         from kubernetes import client
         from kubernetes.client.rest import ApiException
 
-        deleted = []
+        deleted, failed = [], []
         body = client.V1DeleteOptions(propagation_policy="Foreground")
-        for name in job_names:
+        calls = [(f"delete job {n}", n, lambda n=n: self.batch.delete_namespaced_job(n, self.namespace, body=body))
+                 for n in job_names]
+        if config_map is not None:
+            calls.append((f"delete configmap {config_map}", None,
+                          lambda: self.core.delete_namespaced_config_map(config_map, self.namespace)))
+        for doing, job, call in calls:  # every one tried: one refused delete must not leave the rest running
             try:
-                self.batch.delete_namespaced_job(name, self.namespace, body=body)
-                deleted.append(name)
+                call()
+                if job is not None:
+                    deleted.append(job)
             except ApiException as exc:
                 if exc.status != 404:  # already gone: nothing to stop
-                    raise api_error(exc, doing=f"delete job {name}", namespace=self.namespace) from None
-        try:
-            if config_map is not None:
-                self.core.delete_namespaced_config_map(config_map, self.namespace)
-        except ApiException as exc:
-            if exc.status != 404:
-                raise api_error(exc, doing=f"delete configmap {config_map}", namespace=self.namespace) from None
+                    failed.append(api_error(exc, doing=doing, namespace=self.namespace).message)
+            except Exception as exc:  # noqa: BLE001 - the connection itself (urllib3): said, not raised midway
+                failed.append(f"{doing}: {exc}")
+        if failed:
+            raise FleetError(failed[0] + (f" (+{len(failed) - 1} more)" if len(failed) > 1 else ""),
+                             hint=f"delete them by hand: kubectl delete jobs -n {self.namespace} -l "
+                                  f"app.kubernetes.io/managed-by=envctl")
         return deleted
 
     def _call(self, doing: str, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:

@@ -189,6 +189,12 @@ class RegistryClient:
         if scheme.lower() != "bearer":
             return False
         fields = dict(re.findall(r'(\w+)="([^"]*)"', params))
+        realm = urllib.parse.urlsplit(fields.get("realm", ""))
+        loopback = realm.hostname in ("localhost", "127.0.0.1", "::1")
+        if not (realm.scheme == "https" or (realm.scheme == "http" and loopback)):  # the login goes there
+            raise RegistryError(f"registry {self.registry.host} asks for a token from {fields.get('realm')!r}: "
+                                f"not https, so envctl sends no login there",
+                                hint="check the registry's address; its token service must use https")
         query = urllib.parse.urlencode({"service": fields.get("service", ""),
                                         "scope": f"repository:{repo}:pull,push"})
         request = urllib.request.Request(f"{fields.get('realm', '')}?{query}")

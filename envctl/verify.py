@@ -87,19 +87,20 @@ class VerifyPlan:
 
 def plan_verify(project: Project, name: str, *, executor=None, image: str | None = None,
                 gpus: str | None = None, level: str | None = None, checks_only: bool = False,
-                target: str | None = None, registry: str | None = None,
+                target: str | None = None, registry: str | None = None, push: bool = True,
                 progress: Callable[[str], None] = lambda _m: None) -> VerifyPlan:
     """The spec, its current lock, the image built from them and the probe's config.
 
     ``executor``: where the probe's container will run (default: the local engine); ``target``
     its fleet name, kept in the record.  ``gpus`` and ``level`` default to the spec's smoke
     settings.  A remote executor runs ``image`` (a registry reference by digest) when given, else
-    the lock's last recorded push; with ``registry``, the image is pushed there first.
+    the lock's last recorded push; with ``registry``, the image is pushed there first (``push``
+    False, for a dry run: never; the last push of this lock is planned instead).
     """
     from envctl.build import LABEL_TREE, require_built
     from envctl.executors import LocalEngine
     from envctl.lock import require_current_lock
-    from envctl.errors import UsageError
+    from envctl.errors import EnvctlError, UsageError
     from envctl.probe import check_gpus, probe_config
     from envctl.spec import LEVELS
 
@@ -116,7 +117,14 @@ def plan_verify(project: Project, name: str, *, executor=None, image: str | None
         built = require_built(executor.engine, spec, lock)
         image_id, labels = built.id, built.labels
     else:
-        image_id, labels = remote_image(project, spec.name, lock.lock_hash, registry=registry, progress=progress)
+        try:
+            image_id, labels = remote_image(project, spec.name, lock.lock_hash, registry=registry if push else None,
+                                            progress=progress)
+        except EnvctlError as exc:
+            if push or registry is None:
+                raise
+            raise EnvctlError(exc.message, hint=f"a dry run pushes nothing: envctl push {spec.name} --registry "
+                                                f"{registry}, then the dry run again") from None
     config = probe_config(spec, lock, gpus=gpus, level=level, env_tree=labels.get(LABEL_TREE))
     return VerifyPlan(spec, lock, image_id, level, gpus, config, checks_only, executor, target)
 
@@ -141,11 +149,13 @@ def dry_run(plan: VerifyPlan) -> str:
 
 def plan_verifications(project: Project, name: str, *, targets: Sequence[Any], registry: str | None = None,
                        gpus: str | None = None, level: str | None = None, checks_only: bool = False,
-                       progress: Callable[[str], None] = lambda _m: None) -> list[VerifyPlan]:
-    """A plan per fleet target (``envctl.fleet.Target``); the local engine alone when none is named."""
+                       push: bool = True, progress: Callable[[str], None] = lambda _m: None) -> list[VerifyPlan]:
+    """A plan per fleet target (``envctl.fleet.Target``); the local engine alone when none is named.
+    ``push`` False (a dry run): nothing is pushed, the last push of the lock is planned."""
     from envctl.fleet import executor_for
 
-    options = dict(gpus=gpus, level=level, checks_only=checks_only, registry=registry, progress=progress)
+    options = dict(gpus=gpus, level=level, checks_only=checks_only, registry=registry, push=push,
+                   progress=progress)
     if not targets:
         return [plan_verify(project, name, **options)]
     return [plan_verify(project, name, executor=executor_for(t), target=t.name, **options) for t in targets]

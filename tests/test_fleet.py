@@ -69,3 +69,23 @@ def test_command_line_targets_are_checked_like_the_file(tmp_path):
         select_targets(Project(tmp_path), on=None, options={}, all_targets=True)
     with pytest.raises(UsageError, match="--gres needs --on slurm"):
         select_targets(Project(tmp_path), on=None, options={"gres": "gpu:1"})
+
+
+def test_a_dry_run_with_a_registry_pushes_nothing(tmp_path, monkeypatch):
+    """--dry-run --registry R plans the last push of the lock; with none, one line says to push
+    first, and nothing was pushed (the records hold no push)."""
+    import os
+    import subprocess
+    import sys
+
+    repo = Path(__file__).resolve().parent.parent
+    env = {**os.environ, "ENVCTL_RECORDS": str(tmp_path / "records.db"), "NO_COLOR": "1",
+           "ENVCTL_PROJECT": str(repo)}
+    result = subprocess.run([sys.executable, "-m", "envctl", "verify", "pytorch-2.13-cpu", "--on", "kubernetes",
+                             "--registry", "127.0.0.1:9/none", "--dry-run"], capture_output=True, text=True,
+                            env=env, timeout=120)
+    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert "a dry run pushes nothing: envctl push pytorch-2.13-cpu --registry 127.0.0.1:9/none" in result.stderr
+    from envctl.records import Records
+
+    assert Records(tmp_path / "records.db").last_push("pytorch-2.13-cpu") is None

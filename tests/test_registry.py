@@ -38,3 +38,13 @@ def test_configs_of_two_builds_normalize_to_one_digest():
     assert data["config"]["Labels"]["org.opencontainers.image.created"] == "1980-01-01T00:00:00Z"
     other_layer = _config("2026-12-01T10:00:00.1Z", "c1") | {"rootfs": {"type": "layers", "diff_ids": ["sha256:2"]}}
     assert normalize_config(other_layer, epoch=315532800) != one
+
+
+@pytest.mark.parametrize("realm", ["http://tokens.example.org/token", "file:///etc/passwd", "ftp://x/y"])
+def test_a_token_realm_that_is_not_https_gets_no_login(realm, monkeypatch):
+    from envctl.registry import RegistryClient, RegistryError
+
+    monkeypatch.setattr("envctl.engine.registry_login", lambda host: "dXNlcjpwYXNz")  # user:pass
+    client = RegistryClient(Registry("registry.example.org", ""))
+    with pytest.raises(RegistryError, match="not https, so envctl sends no login there"):
+        client._answer(f'Bearer realm="{realm}",service="registry"', "ml/pytorch-2.13-cpu")

@@ -86,7 +86,7 @@ def verify(
     chosen = select_targets(project, on=on, options=options, names=targets or (), all_targets=all_targets)
     plans = plan_verifications(project, name, targets=chosen, registry=registry, gpus=gpus,
                                level=_level(quick, full, "") or None, checks_only=checks_only,
-                               progress=lambda m: console.status("  " + m))
+                               push=not dry_run, progress=lambda m: console.status("  " + m))
     first = plans[0]
     if dry_run:
         from envctl.verify import dry_run as plan_text

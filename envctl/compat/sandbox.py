@@ -236,7 +236,8 @@ def run_contained(cmd: list[str], *, timeout: float, env: dict[str, str] | None 
     """``cmd`` in a session of its own.  A timeout (subprocess.TimeoutExpired), Ctrl-C or SIGTERM
     (errors.Terminated) kills its whole process group and waits before it is re-raised: the
     runner's forked children would otherwise go on spinning."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=cwd,
+    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=cwd,
                             start_new_session=True)
     try:
         out, err = proc.communicate(timeout=timeout)

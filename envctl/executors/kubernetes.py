@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import secrets
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from typing import Any
 
 from envctl.executors.base import Submission, Task, TaskResult
 from envctl.executors.k8sjobs import config_map_name
@@ -116,21 +115,3 @@ class KubernetesExecutor:
                  if t.name in submission.handles and submission.handles[t.name] not in self._ended]
         deleted = set(self.api.delete(names, config_map=config_map_name(submission.id)))
         return [t.name for t in submission.tasks if submission.handles.get(t.name) in deleted]
-
-
-def pushed_reference(push: Mapping[str, Any] | None, *, image: str, lock_hash: str) -> str:
-    """The registry reference by digest a cluster pulls for ``image``: its last push as the records
-    keep it (``Records.last_push``), refused when there is none or it was built from another lock."""
-    from envctl.errors import UsageError
-
-    if push is None:
-        raise UsageError(f"{image} was never pushed: a cluster pulls its image from a registry",
-                         hint=f"run envctl push {image} first")
-    if push.get("lock_hash") != lock_hash:
-        raise UsageError(f"the last push of {image} ({push.get('ref')}) was built from another lock than "
-                         f"the current one", hint=f"build and push it again: envctl build {image}; envctl push {image}")
-    return push["ref"]
-
-
-def _gpus(options: KubernetesOptions) -> str | None:
-    return str(options.gpus) if options.gpus else None

@@ -139,6 +139,7 @@ class SlurmExecutor:
         start = time.monotonic()
         results: dict[int, TaskResult] = {}
         seen: dict[int, str] = {}
+        last_seen: dict[int, float] = {}  # when squeue last listed the task: a job may drop out late
         interval = self.poll_s
         while True:
             rows = self._rows(submission.id)
@@ -148,9 +149,11 @@ class SlurmExecutor:
                     continue
                 row = rows.get(index)
                 if row is None:
-                    if (submission.folder / f"task-{index}" / "exit_code").exists() or now - start > MISSING_GRACE_S:
+                    gone_for = now - last_seen.get(index, start)
+                    if (submission.folder / f"task-{index}" / "exit_code").exists() or gone_for > MISSING_GRACE_S:
                         results[index] = self._collect(submission, index, JobRow("UNKNOWN", "", "", "", ""))
                     continue
+                last_seen[index] = now
                 if seen.get(index) != row.state:
                     seen[index] = row.state
                     on = f" on {row.node}" if row.node else f" ({row.reason})" if row.reason not in ("", "None") else ""
@@ -158,6 +161,7 @@ class SlurmExecutor:
                 if row.state in ENDED:
                     results[index] = self._collect(submission, index, row)
             if len(results) == len(submission.tasks):
+                shutil.rmtree(submission.folder, ignore_errors=True)  # collected: the copies and outputs go
                 return [results[i] for i in range(len(submission.tasks))]
             waited = now - start
             pending = [rows[i] for i in range(len(submission.tasks)) if i not in results and i in rows

@@ -197,10 +197,13 @@ def run_group(name, model, x, ref, dtype_name, batch, device, settings, jit_warn
             ratio = result["ratios"].get(mode)
             verdict = ratio_verdict(ratio, policy, notes, deciding) if ratio is not None else None
             _fill_timing(row, result["candidates"][mode], ratio, verdict, policy, batch)
-            try:
-                if cuda:  # launch-bound rows follow the host's speed between runs (bench compare withholds them)
+            if cuda:  # launch-bound rows follow the host's speed between runs (bench compare withholds them)
+                try:
                     row["host_share"] = host_share(call)
                     row["host_bound"] = row["host_share"] is not None and row["host_share"] >= HOST_BOUND_SHARE
+                except Exception:  # an extra measurement: its failure leaves a row that was timed fine
+                    row["host_share"] = row["host_bound"] = None
+            try:
                 out = first_tensor(call()).clone()
                 if ref is not None:
                     abs_err, rel_err, agree = compare_outputs(out, ref, dtype_name)

@@ -86,3 +86,4 @@ def test_a_remote_target_runs_the_recorded_push_by_digest(cpu_image, engine_env,
     assert run.where == {"executor": "registry-node", "node": "node-a", "runtime": "docker", "job_id": "1",
                          "host": run.where["host"]}
     docker_client.images.remove(ref, force=True)
+

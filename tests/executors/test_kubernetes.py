@@ -299,19 +299,6 @@ def test_only_kubeapi_talks_to_a_cluster_and_nothing_imports_the_client_early():
     assert loaded.strip() == "[]"  # the client loads when a manifest is built, not with envctl
 
 
-def test_the_image_is_the_last_push_of_the_current_lock():
-    from envctl.executors.kubernetes import pushed_reference
-
-    push = {"ref": IMAGE, "registry": "registry.example:5000", "image_id": "sha256:" + "cd" * 32,
-            "lock_hash": "sha256:8ca5", "pushed": 1796000000.0}
-    assert pushed_reference(push, image="pytorch-2.13-cpu", lock_hash="sha256:8ca5") == IMAGE
-    with pytest.raises(UsageError, match="^pytorch-2.13-cpu was never pushed: a cluster pulls its image from a "):
-        pushed_reference(None, image="pytorch-2.13-cpu", lock_hash="sha256:8ca5")
-    with pytest.raises(UsageError, match=r"^the last push of pytorch-2.13-cpu \(registry.example:5000/.*\) was "
-                                         r"built from another lock than the current one$"):
-        pushed_reference(push, image="pytorch-2.13-cpu", lock_hash="sha256:0000")
-
-
 def test_long_and_clashing_task_names_make_distinct_dns_names(tmp_path):
     long = "pytorch-2.14-cu130-pypi/" + "resnet_" * 10
     tasks = [probe_task(tmp_path, long + "a", gpus=None), probe_task(tmp_path, long + "b", gpus=None),

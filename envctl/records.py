@@ -383,12 +383,18 @@ def save_unsaved(db_path: Path, what: str, payload: Any) -> Path | None:
 
 
 def run_from_row(row: sqlite3.Row) -> Run:
-    """A ``runs`` row as a Run (for the modules that query the table themselves)."""
+    """A ``runs`` row as a Run (for the modules that query the table themselves); a row whose
+    times are not times (the database was edited) is one DamagedRecordsError naming it."""
+    started, duration = row["started"], row["duration_s"]
+    if not (isinstance(started, (int, float)) and 0 <= started < 4e9) or not (
+            duration is None or (isinstance(duration, (int, float)) and 0 <= duration < 1e9)):
+        raise DamagedRecordsError(f"run #{row['id']} in the records database has started={started!r}, "
+                                  f"duration_s={duration!r}: not times",
+                                  hint="the records database was altered; delete that row or the database")
     return Run(id=row["id"], kind=row["kind"], image=row["image"], image_id=row["image_id"],
                spec_hash=row["spec_hash"], lock_hash=row["lock_hash"], host=row["host"], gpu=row["gpu"],
-               driver=row["driver"], ok=bool(row["ok"]), summary=row["summary"], started=row["started"],
-               duration_s=row["duration_s"], target=row["target"],
-               where=_where(row["where"]))
+               driver=row["driver"], ok=bool(row["ok"]), summary=row["summary"], started=started,
+               duration_s=duration, target=row["target"], where=_where(row["where"]))
 
 
 def _where(text: str | None) -> dict[str, Any] | None:

@@ -237,6 +237,11 @@ def compare(a_runs: list[BenchRun], b_runs: list[BenchRun], *, threshold_pct: fl
     """
     check_threshold(threshold_pct)
     a, b = a_runs[0], b_runs[0]
+    modes = sorted({k[3] for k in (*a.rows, *b.rows, *b.failed_rows)})
+    unknown = [m for m in gate_modes or () if m not in modes]
+    if unknown:  # a typo would gate nothing and pass
+        raise UsageError(f"--fail-on {unknown[0]}: no run here has that mode",
+                         hint=f"the modes of these runs: {', '.join(modes)}")
     floors = noise_floors()[_device_kind(a)]
     spread, spread_b = run_spread(a_runs), run_spread(b_runs)
     if spread or spread_b:

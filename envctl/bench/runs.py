@@ -113,7 +113,7 @@ def _stored(row, where: str) -> dict[str, Any]:
     """A run's document as the records database holds it: JSON that envctl wrote, checked."""
     try:
         doc = json.loads(row["document"])
-    except ValueError as exc:
+    except (ValueError, RecursionError) as exc:
         raise DamagedRecordsError(f"{where}: the stored probe document is not JSON ({exc})",
                                   hint="the records database was altered; envctl history lists the runs") from None
     return check_document(doc, where)
@@ -134,6 +134,8 @@ def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
     if ref.endswith(".json") or path.is_file():
         try:
             doc = json.loads(read_document(path))
+        except RecursionError:  # arrays nested past the parser's depth: no probe wrote that
+            raise UsageError(f"{ref}: not a readable probe JSON document (nested too deep)") from None
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise UsageError(f"{ref}: not a readable probe JSON document ({reason})") from None

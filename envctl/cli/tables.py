@@ -100,6 +100,19 @@ def _full_fits(columns: list[Column], rows: list[list[str | Text]], width: int) 
     return need <= width
 
 
+def visible(cell):
+    """A cell with control bytes as visible escapes (``\x1b``): a value read from a document
+    (a model name in a bench file) must not move the cursor or clear the screen."""
+    from rich.text import Text
+
+    from envctl.console import _CONTROLS
+
+    if isinstance(cell, Text):
+        return Text(_CONTROLS.sub(lambda m: repr(m.group())[1:-1], cell.plain), style=cell.style) \
+            if _CONTROLS.search(cell.plain) else cell
+    return _CONTROLS.sub(lambda m: repr(m.group())[1:-1], cell) if isinstance(cell, str) else cell
+
+
 def render(columns: list[Column], rows: list[list[str | Text]], *, width: int,
            wide: bool = False) -> RenderableType:
     """The table for a terminal ``width`` columns wide (``wide``: everything in one table)."""
@@ -108,6 +121,7 @@ def render(columns: list[Column], rows: list[list[str | Text]], *, width: int,
     from rich.table import Table
     from rich.text import Text
 
+    rows = [[visible(c) for c in r] for r in rows]
     if wide:
         return full_table(columns, rows)
     if _full_fits(columns, rows, width):
@@ -147,6 +161,9 @@ def render_grid(corner: str, labels: list[str], rows: list[list[str | Text]], *,
     their headers; when the grid is still too wide, the columns are numbered under a legend."""
     from rich.console import Group
     from rich.text import Text
+
+    rows = [[visible(c) for c in r] for r in rows]
+    labels = [visible(label) for label in labels]
 
     first = max([len(corner)] + [len(_plain(r[0])) for r in rows])
     cells = [max([1] + [len(_plain(r[j + 1])) for r in rows]) for j in range(len(labels))]

@@ -34,6 +34,9 @@ PLATFORM = re.compile(r"[a-z0-9_-]+")
 FILENAME = re.compile(r"[A-Za-z0-9_.+!-]+")
 # http: a local index (tests, a team's mirror) serves plain HTTP; the sha256 vouches for the bytes.
 URL_SCHEMES = ("https", "http", "file")
+# A requirement's specifier as locks record it: pip's (">=2.0,<3", "==1.0") and conda's
+# (">=3.11,<3.12.0a0", "3.11.* *_cpython"); never an option, a marker or a second line.
+DEP_SPEC = re.compile(r"[A-Za-z0-9_.*!=<>~,|+ ]*")
 CONDA_SUFFIXES = (".conda", ".tar.bz2")
 
 
@@ -62,6 +65,9 @@ def check_entry(d: dict[str, Any]) -> str | None:
     if deps is not None and not (isinstance(deps, dict) and all(
             isinstance(k, str) and isinstance(v, str) for k, v in deps.items())):
         return "dependencies is not a mapping of package names to version specifiers"
+    for dep, spec in (deps or {}).items():
+        if not (CONDA_NAME if conda else PIP_NAME).fullmatch(dep) or not DEP_SPEC.fullmatch(spec) or "--" in spec:
+            return f"dependency {dep!r}: {spec!r} is not a package name with a version specifier"
     try:
         filename = package_filename(d.get("url"))
     except ValueError as exc:
@@ -132,6 +138,9 @@ def package_filename(url: Any) -> str:
         raise ValueError(f"url {url!r} is not a URL ({exc})")
     if parts.scheme not in URL_SCHEMES:
         raise ValueError(f"url {url!r} is not an {'/'.join(URL_SCHEMES)} URL")
+    if "@" in parts.netloc:  # a lock is committed and shared: credentials come from the environment
+        raise ValueError(f"url of {parts.hostname} carries credentials (user@host); a lock must not: "
+                         f"give them to pip or conda through their own configuration")
     filename = unquote(parts.path.rsplit("/", 1)[-1])
     if not filename_ok(filename):
         raise ValueError(f"url {url!r} does not end in a plain wheel (.whl) or conda (.conda, .tar.bz2) file name")

@@ -322,3 +322,22 @@ def test_show_keeps_hashes_and_paths_whole_at_80(project):
     lines = result.stdout.splitlines()
     assert lines[0].split() == ["image", "pytorch-2.14-cu130-pypi"]  # a value that fits stays beside its key
     assert lines[lines.index("content hash") + 1].split()[0] == info["spec_hash"]  # one too wide goes under it
+
+
+def test_control_bytes_from_a_document_reach_no_terminal(tmp_path):
+    """A bench document's model name with ESC sequences (clear screen, red) is shown escaped."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    doc = {"schema": "envctl.probe/1", "device": "cpu", "level": "quick", "env": {"gpus": [], "torch": {}},
+           "machine": {"groups": []},
+           "benchmarks": [{"model": "\x1b[2J\x1b[31mevil", "dtype": "fp32", "batch": 1, "mode": "eager",
+                           "status": "ok", "median_ms": 1.0, "ci_low_ms": 0.9, "ci_high_ms": 1.1}]}
+    path = tmp_path / "ansi.json"
+    path.write_text(json.dumps(doc))
+    out = subprocess.run([sys.executable, "-m", "envctl", "bench", "show", str(path)], capture_output=True,
+                         text=True, timeout=60, env={**os.environ, "NO_COLOR": "1", "COLUMNS": "80"})
+    assert out.returncode == 0, out.stderr
+    assert "\x1b" not in out.stdout and "\\x1b[2J\\x1b[31mevil" in out.stdout

@@ -42,3 +42,20 @@ def test_a_threshold_that_switches_the_gate_off_is_refused(regressed, value):
 def test_a_repeat_below_one_is_refused(value):
     result = envctl("bench", "compare", "pytorch-2.13-cpu", "pytorch-2.13-cpu", "--run", "--repeat", value)
     assert_one_line_error(result, 2, f"--repeat {value}", "1 or more")
+
+
+def test_a_document_nested_past_the_parsers_depth_is_one_line(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text("[" * 100_000 + "]" * 100_000)
+    for args in (["bench", "show", str(deep)], ["bench", "compare", str(deep), str(deep), "--json"]):
+        assert_one_line_error(envctl(*args, timeout=60), 2, "nested too deep")
+
+
+def test_a_gated_mode_no_run_has_is_refused(tmp_path):
+    """--fail-on warp-drive would gate nothing and pass: a typo must not switch the gate off."""
+    from tests.test_bench import _doc
+
+    a = tmp_path / "a.json"
+    a.write_text(json.dumps(_doc(1.8)))
+    assert_one_line_error(envctl("bench", "compare", str(a), str(a), "--fail-on", "warp-drive", timeout=60), 2,
+                          "--fail-on warp-drive", "no run here has that mode")

@@ -93,6 +93,12 @@ ATTACKS = {  # id -> (how the mpmath entry is forged, what the one error line sa
     "dependencies-list": (_set("dependencies", ["numpy"]), "dependencies is not a mapping"),
     "hash-not-mapping": (_set("hash", "sha256:abc"), "hash.sha256 None"),
     "platform-list": (_set("platform", ["linux-64"]), "is not a platform name"),
+    "dependency-option": (_set("dependencies", {"markupsafe --index-url https://evil": ">=2.0"}),
+                          "is not a package name with a version specifier"),
+    "dependency-spec-option": (_set("dependencies", {"markupsafe": ">=2.0 --find-links /tmp"}),
+                               "is not a package name with a version specifier"),
+    "url-credentials": (_set("url", "https://user:s3cret@evil.example/mpmath-1.3.0-py3-none-any.whl"),
+                        "carries credentials"),
 }
 
 COMMANDS = {  # id -> the command line, given the world's root

@@ -95,3 +95,16 @@ def test_a_read_only_database_is_still_read_and_a_write_is_one_line(tmp_path, re
     written = envctl("smoke", "--python", str(fake), env={"ENVCTL_RECORDS": str(db)})
     line = assert_one_line_error(written, 1, str(db), "cannot record")
     assert json.loads(_saved_file(line).read_text())["data"]["row"]["kind"] == "smoke"
+
+
+def test_a_run_whose_times_are_not_times_is_one_line_for_history_and_fleet(tmp_path):
+    from envctl.records import Records
+
+    db = tmp_path / "records.db"
+    Records(db).add_run(kind="verify", image="pytorch-2.13-cpu", ok=True, started=1.0e9, duration_s=3.0)
+    env = {"ENVCTL_RECORDS": str(db), "ENVCTL_PROJECT": str(Path(__file__).resolve().parents[2])}
+    for started, duration in (("'yesterday'", "3.0"), ("1e308", "3.0"), ("1.0e9", "'long'")):
+        with sqlite3.connect(db) as con:
+            con.execute(f"UPDATE runs SET started = {started}, duration_s = {duration}")
+        for command in (["history"], ["fleet"]):
+            assert_one_line_error(envctl(*command, env=env, timeout=60), 2, "in the records database has started=")

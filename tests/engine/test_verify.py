@@ -37,9 +37,9 @@ def test_release_smoke_checks_pass_in_the_cpu_image(cpu_image, docker_client):
     inductor's CPU ISA detection runs too): the CPU ones pass, the GPU ones say there is no GPU."""
     project = Project(REPO)
     spec = project.resolve("pytorch-2.13-cpu")
-    report = run_in_image(Engine(docker_client), cpu_image["image_id"],
-                          probe_config(spec, load_lock(project.lock_path(spec.name)), gpus="none", level="standard"),
-                          gpus="none", level="standard", checks_only=True)
+    config = probe_config(spec, load_lock(project.lock_path(spec.name)), gpus="none", level="standard")
+    report, _where = run_in_image(LocalEngine(Engine(docker_client)), cpu_image["image_id"], config,
+                                  gpus="none", level="standard", checks_only=True)
     checks = {c["name"]: c for c in report.checks}
     for name in ("openmp", "linalg cpu", "conv2d cpu", "cpu vec isa"):
         assert checks[name]["status"] == "pass", checks[name]

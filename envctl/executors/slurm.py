@@ -161,7 +161,6 @@ class SlurmExecutor:
                 if row.state in ENDED:
                     results[index] = self._collect(submission, index, row)
             if len(results) == len(submission.tasks):
-                shutil.rmtree(submission.folder, ignore_errors=True)  # collected: the copies and outputs go
                 return [results[i] for i in range(len(submission.tasks))]
             waited = now - start
             pending = [rows[i] for i in range(len(submission.tasks)) if i not in results and i in rows

@@ -12,6 +12,7 @@ this module; the CLI only parses its options and renders what it returns.
 from __future__ import annotations
 
 import json
+import re
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -23,6 +24,11 @@ from envctl.catalog import Project
 from envctl.lock import LockedEnv
 from envctl.probe import ProbeReport
 from envctl.spec import ImageSpec
+
+
+# A registry reference by digest as envctl push records it: HOST[:PORT]/REPO[/...]@sha256:64 hex.
+PUSHED_REF = re.compile(r"[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?(:[0-9]{1,5})?"
+                        r"(/[a-z0-9]+([._-][a-z0-9]+)*)+@sha256:[0-9a-f]{64}")
 
 
 @dataclass
@@ -182,6 +188,12 @@ def remote_image(project: Project, name: str, lock_hash: str, *, registry: str |
             raise EnvctlError(f"{name} {why}: a remote target runs the image from a registry",
                               hint=f"push it first: envctl push {name} --registry R (or give --registry R)")
         ref = last["ref"]
+    if not isinstance(ref, str) or not PUSHED_REF.fullmatch(ref):  # it becomes a job's command line
+        from envctl.errors import DamagedRecordsError
+
+        raise DamagedRecordsError(f"the recorded push of {name} is {str(ref)[:120]!r}, "
+                                  f"not HOST/REPO@sha256:DIGEST",
+                                  hint=f"the records database was altered; push again: envctl push {name} --registry R")
     location, digest = ref.rsplit("@", 1)
     host, repo = location.split("/", 1)
     client = RegistryClient(Registry(host, ""))

@@ -89,3 +89,25 @@ def test_a_dry_run_with_a_registry_pushes_nothing(tmp_path, monkeypatch):
     from envctl.records import Records
 
     assert Records(tmp_path / "records.db").last_push("pytorch-2.13-cpu") is None
+
+
+@pytest.mark.parametrize("ref", ["--privileged@sha256:" + "0" * 64, "reg.io/ml/x@sha256:0; touch /tmp/pwned",
+                                 "-evil.io/ml/x@sha256:" + "0" * 64])
+def test_a_recorded_push_that_is_no_reference_by_digest_never_reaches_a_job(ref, tmp_path):
+    """The records are untrusted too: a push row's ref becomes a job's command line."""
+    import os
+    import subprocess
+    import sys
+
+    from envctl.lock import load_lock
+    from envctl.records import Records
+
+    repo = Path(__file__).resolve().parent.parent
+    lock = load_lock(repo / "locks" / "pytorch-2.13-cpu.conda-lock.yml")
+    Records(tmp_path / "records.db").add_push(image="pytorch-2.13-cpu", ref=ref, registry="reg.io/ml",
+                                              image_id="sha256:" + "1" * 64, lock_hash=lock.lock_hash)
+    env = {**os.environ, "ENVCTL_RECORDS": str(tmp_path / "records.db"), "NO_COLOR": "1", "ENVCTL_PROJECT": str(repo)}
+    result = subprocess.run([sys.executable, "-m", "envctl", "verify", "pytorch-2.13-cpu", "--on", "kubernetes",
+                             "--dry-run"], capture_output=True, text=True, env=env, timeout=120)
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr
+    assert "not HOST/REPO@sha256:DIGEST" in result.stderr and "privileged" not in result.stdout

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import subprocess
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -153,15 +152,3 @@ def report_from(result, where: str) -> ProbeReport:
         raise ProbeError(f"the probe ran past {result.task.timeout_s:.0f}s in {where}", hint="try --quick")
     doc = parse_output(result.stdout, result.stderr, result.exit_code, where)
     return ProbeReport(doc, result.exit_code, result.seconds)
-
-
-def run_in_image(executor, image: str, config: dict[str, Any], *, gpus: str, level: str,
-                 checks_only: bool = False, progress=lambda _m: None) -> tuple[ProbeReport, dict]:
-    """Run the probe in a fresh container of ``image`` wherever ``executor`` runs it; the report
-    and where it ran."""
-    from envctl.executors import run_tasks
-
-    with tempfile.TemporaryDirectory(prefix="envctl-probe-") as tmp:
-        task = probe_task(image, config, Path(tmp), gpus=gpus, level=level, checks_only=checks_only)
-        [result] = run_tasks(executor, [task], progress=progress)
-    return report_from(result, image), result.where

@@ -10,9 +10,8 @@ import pytest
 
 from envctl.catalog import Project
 from envctl.engine import Engine
-from envctl.lock import load_lock
 from envctl.executors import LocalEngine
-from envctl.probe import probe_config, run_in_image
+from envctl.verify import plan_verify, run_verify
 
 from .conftest import REPO, project_with_base, run_envctl
 
@@ -35,11 +34,9 @@ def test_verify_cpu_image_passes_and_is_recorded(cpu_image, engine_env):
 def test_release_smoke_checks_pass_in_the_cpu_image(cpu_image, docker_client):
     """PyTorch's release smoke test as the probe's checks, in the real image at standard (where
     inductor's CPU ISA detection runs too): the CPU ones pass, the GPU ones say there is no GPU."""
-    project = Project(REPO)
-    spec = project.resolve("pytorch-2.13-cpu")
-    config = probe_config(spec, load_lock(project.lock_path(spec.name)), gpus="none", level="standard")
-    report, _where = run_in_image(LocalEngine(Engine(docker_client)), cpu_image["image_id"], config,
-                                  gpus="none", level="standard", checks_only=True)
+    plan = plan_verify(Project(REPO), "pytorch-2.13-cpu", executor=LocalEngine(Engine(docker_client)),
+                       image=cpu_image["image_id"], gpus="none", level="standard", checks_only=True)
+    report = run_verify(plan).report
     checks = {c["name"]: c for c in report.checks}
     for name in ("openmp", "linalg cpu", "conv2d cpu", "cpu vec isa"):
         assert checks[name]["status"] == "pass", checks[name]
@@ -85,13 +82,11 @@ def test_extra_pip_package_fails_drift_naming_it(cpu_image, docker_client, tmp_p
                                     f"RUN python -m pip install -q --no-index /tmp/{wheel} && rm /tmp/{wheel}\n")
     image, _ = docker_client.images.build(path=str(ctx), rm=True, forcerm=True, network_mode="none")
     try:
-        project = Project(REPO)
-        spec = project.resolve("pytorch-2.13-cpu")
-        lock = load_lock(project.lock_path(spec.name))
-        report, where = run_in_image(LocalEngine(Engine(docker_client)), image.id,
-                                     probe_config(spec, lock, gpus="none", level="quick"),
-                                     gpus="none", level="quick", checks_only=True)
-        assert where["executor"] == "local"
+        plan = plan_verify(Project(REPO), "pytorch-2.13-cpu", executor=LocalEngine(Engine(docker_client)),
+                           image=image.id, gpus="none", level="quick", checks_only=True)
+        v = run_verify(plan)
+        report = v.report
+        assert v.where["executor"] == "local"
         drift = next(c for c in report.checks if c["name"] == "pip drift")
         assert drift["status"] == "fail"
         assert "six" in drift["message"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -102,16 +103,22 @@ def test_gate_passes_without_regressions_and_fails_on_a_planted_one(registry_env
 
 
 @pytest.fixture(scope="module")
-def torch_2_14(tmp_path_factory) -> Path:
-    """A second environment with another torch: a venv with torch 2.14.1 (from the local index)."""
+def torch_2_14(tmp_path_factory) -> Iterator[Path]:
+    """A second environment with another torch: a venv with torch 2.14.1 (from the local index).
+    It is a CUDA build (5.5 GB installed): removed once the module is done, not at the session's
+    end, so that it does not add to the suite's peak disk use."""
+    import shutil
     import subprocess
 
     venv = tmp_path_factory.mktemp("torch-2.14") / "venv"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "torch==2.14.1"],
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stderr[-2000:]
-    return venv / "bin" / "python"
+    try:
+        proc = subprocess.run([str(venv / "bin" / "python"), "-m", "pip", "install", "-q", "--no-cache-dir",
+                               "torch==2.14.1"], capture_output=True, text=True)
+        assert proc.returncode == 0, proc.stderr[-2000:]
+        yield venv / "bin" / "python"
+    finally:
+        shutil.rmtree(venv, ignore_errors=True)
 
 
 @pytest.mark.slow

@@ -52,7 +52,8 @@ class HostExecutor:
         for task in tasks:
             if task.image is not None:
                 raise UsageError(f"task {task.name} names the image {task.image[:71]}: this host runs tasks "
-                                 f"natively, not in containers", hint="run it on the local engine or a fleet target (envctl verify)")
+                                 f"natively, not in containers",
+                                 hint="run it on the local engine or a fleet target (envctl verify)")
             if task.sandbox is not None:
                 raise UsageError(f"task {task.name} asks for a sandbox: this host would run it natively, "
                                  f"without one", hint="run it in a container (the local engine)")

@@ -108,8 +108,10 @@ def plan_smoke(project: Project | None, *, python: str | None = None, image: str
     level = level or (spec.smoke.level if spec is not None else "quick")
     if target is None:
         python, why = find_interpreter(python)
-    else:  # the node's interpreter: nothing on this host can say whether it has torch
-        python, why = python or "python3", "given by --python" if python else "python3 on the node's PATH"
+    elif python:  # the node's interpreter: nothing on this host can say whether it has torch
+        python, why = os.path.expanduser(python), "given by --python"  # a home the nodes share
+    else:
+        python, why = "python3", "python3 on the node's PATH"
     return SmokePlan(python, why, spec, lock, level, gpus, checks_only,
                      probe_config(spec, lock, gpus=gpus, level=level), executor, target)
 

@@ -1,15 +1,14 @@
-"""Run the smoke probe (``envctl/probes/smoke.py``) in an image or a local interpreter.
+"""The smoke probe (``envctl/probes/smoke.py``) as a task, in an image or an interpreter.
 
 The probe depends on the standard library and torch alone; it is mounted
-read-only into the container (never baked into the image) and prints one JSON
-document, which this module parses into a ``ProbeReport``.
+read-only into the container (never baked into the image), or read where it is
+by a native interpreter, and prints one JSON document, which this module parses
+into a ``ProbeReport``.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
-import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -110,27 +109,11 @@ def parse_output(stdout: str, stderr: str, exit_code: int | None, where: str) ->
     return doc
 
 
-def run_local(python: str, config: dict[str, Any], *, level: str, checks_only: bool = False) -> ProbeReport:
-    """Run the probe with a local interpreter (the host's, or a prefix's)."""
-    start = time.monotonic()
-    try:
-        proc = subprocess.run([python, str(PROBE_DIR / "smoke.py"), "--config", "-", "--level", level]
-                              + (["--checks-only"] if checks_only else []),
-                              input=json.dumps(config), capture_output=True, text=True,
-                              timeout=TIMEOUTS[level])
-    except OSError as exc:
-        raise ProbeError(f"cannot run {python}: {exc.strerror}",
-                         hint="give --python the path of a python executable") from None
-    except subprocess.TimeoutExpired:
-        raise ProbeError(f"the probe ran past {TIMEOUTS[level]}s with {python}") from None
-    doc = parse_output(proc.stdout, proc.stderr, proc.returncode, python)
-    return ProbeReport(doc, proc.returncode, time.monotonic() - start)
-
-
-def probe_task(image: str, config: dict[str, Any], config_dir: Path, *, gpus: str, level: str,
-               checks_only: bool = False, labels: dict[str, str] | None = None):
+def probe_task(image: str | None, config: dict[str, Any], config_dir: Path, *, gpus: str, level: str,
+               checks_only: bool = False, labels: dict[str, str] | None = None, python: str = "python"):
     """The probe as a task any executor runs: probe files and its config mounted read-only (they
-    travel with a remote job), no network. Writes ``config.json`` into ``config_dir``."""
+    travel with a remote job), no network. Writes ``config.json`` into ``config_dir``.  ``image``
+    None: run natively by ``python`` (an interpreter where it runs), reading the same files."""
     from envctl.executors import Mount, Task
 
     cfg = config_dir / "config.json"
@@ -138,7 +121,7 @@ def probe_task(image: str, config: dict[str, Any], config_dir: Path, *, gpus: st
     cfg.chmod(0o644)
     config_dir.chmod(0o755)
     return Task(name="probe", image=image,
-                command=("python", f"{IN_CONTAINER}/smoke.py", "--config", "/opt/envctl-config/config.json",
+                command=(python, f"{IN_CONTAINER}/smoke.py", "--config", "/opt/envctl-config/config.json",
                          "--level", level) + (("--checks-only",) if checks_only else ()),
                 mounts=(Mount(PROBE_DIR, IN_CONTAINER), Mount(config_dir, "/opt/envctl-config")),
                 gpus=gpus, network="none", timeout_s=TIMEOUTS[level], labels=labels or {})

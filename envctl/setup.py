@@ -11,6 +11,11 @@ the final check): an interrupted setup is never called "up to date", and a
 non-empty folder envctl did not make is never mixed into.  A setup that fails
 removes the prefix it made; pip runs with the host's pip configuration left out,
 and every child process under a deadline.
+
+The workflow ``envctl setup`` calls: ``plan_setup`` (the spec, its current lock,
+the prefix) then ``run_setup`` (``setup_prefix``, then the smoke probe in the
+prefix's python through the host executor) returns a ``SetupRun``, which the CLI
+renders and then records.
 """
 
 from __future__ import annotations
@@ -19,18 +24,26 @@ import asyncio
 import shutil
 import sys
 import tempfile
+import time
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 from envctl.activate import activation_script
 from envctl.cache import PackageCache
+from envctl.catalog import Project
 from envctl.errors import EnvctlError, UsageError
 from envctl.lock import LockedEnv
 from envctl.fsio import inside
 from envctl.lock.pins import isolated_pip_env, normalize
 from envctl.prefixstate import ACTIVATE, MARKER, PrefixState, conda_meta, dist_name, inspect_prefix, run_step
+from envctl.smoke import SmokeRun
 from envctl.spec import ImageSpec
+
+# A step of the workflow: opened with its title, it yields the callback for the step's progress
+# (the CLI's spinner, or status lines when stderr is no terminal).
+Stage = Callable[[str], AbstractContextManager[Callable[[str], None]]]
 
 
 def check_target(prefix: Path, *, force: bool = False) -> None:
@@ -96,6 +109,109 @@ def setup_prefix(spec: ImageSpec, lock: LockedEnv, prefix: Path, *, cache: Packa
             exc.message += f" ({prefix} is left incomplete, without {ACTIVATE}, until a setup succeeds)"
         raise
     return SetupResult(prefix, True, before, after, activate)
+
+
+def prefix_root() -> Path:
+    """Where setup makes a prefix by default: a folder per image under the user's data dir."""
+    from platformdirs import user_data_dir
+
+    return Path(user_data_dir("envctl")) / "envs"
+
+
+@dataclass(frozen=True)
+class SetupPlan:
+    """What a setup will do, settled before anything is written."""
+
+    spec: ImageSpec
+    lock: LockedEnv
+    prefix: Path  # absolute
+    repair: bool = False
+    force: bool = False
+    probe: bool = True
+
+
+@dataclass
+class SetupRun:
+    """A finished setup: what changed in the prefix and, when the probe ran, its run."""
+
+    plan: SetupPlan
+    result: SetupResult
+    smoke: SmokeRun | None
+    started: float
+
+    @property
+    def ok(self) -> bool:
+        return self.smoke is None or self.smoke.ok
+
+    def to_dict(self) -> dict[str, Any]:
+        r = self.result
+        return {"image": self.plan.spec.name, "prefix": str(r.prefix), "changed": r.changed,
+                "activate": str(r.activate), "probe_ok": None if self.smoke is None else self.smoke.ok,
+                "drift_before": {"pip": r.before.pip_drift.describe(), "conda": r.before.conda_drift.describe()}}
+
+    def record(self) -> int | None:
+        """Add a setup that changed the prefix to the records (after it was shown: a database that
+        refuses the record must not hide the report); nothing for a prefix already up to date."""
+        from envctl.records import record_run
+
+        if not self.result.changed:
+            return None
+        plan, report = self.plan, self.smoke.report if self.smoke is not None else None
+        return record_run(kind="setup", image=plan.spec.name, ok=self.ok, image_id=str(plan.prefix),
+                          spec_hash=plan.spec.content_hash(), lock_hash=plan.lock.lock_hash, started=self.started,
+                          duration_s=time.time() - self.started, summary="repaired" if plan.repair else "created",
+                          document=report.document if report is not None else None)
+
+
+def plan_setup(project: Project | None, name: str, *, prefix: str | None = None, repair: bool = False,
+               force: bool = False, probe: bool = True) -> SetupPlan:
+    """The spec, its current lock and the prefix (default: ``prefix_root()/NAME``); ``project``
+    found when None, after the prefix given was checked."""
+    from envctl.catalog import find_project
+    from envctl.lock import require_current_lock
+
+    if prefix is not None and not prefix.strip():
+        raise UsageError("--prefix is empty: it would name the current folder",
+                         hint="give the folder to make, e.g. --prefix ~/envs/NAME")
+    project = project or find_project()
+    spec = project.resolve(name)
+    lock = require_current_lock(spec, project.lock_path(spec.name))
+    where = Path(prefix) if prefix is not None else prefix_root() / spec.name
+    return SetupPlan(spec, lock, where.expanduser().resolve(), repair, force, probe)
+
+
+@contextmanager
+def _quiet(_title: str) -> Iterator[Callable[[str], None]]:
+    yield lambda _m: None
+
+
+def run_setup(plan: SetupPlan, *, cache: PackageCache | None = None, stage: Stage = _quiet,
+              say: Callable[[str], None] = lambda _m: None) -> SetupRun:
+    """Make or repair the prefix, then (when it changed and holds torch) run the smoke probe in its
+    python on this host: quick, or only its checks after a repair.  ``stage`` opens each step,
+    ``say`` tells what the probe will run."""
+    from envctl.executors import HostExecutor
+    from envctl.probe import probe_config
+    from envctl.smoke import SmokePlan, run_smoke
+
+    spec, lock, prefix = plan.spec, plan.lock, plan.prefix
+    started = time.time()
+    with stage(f"setting up {spec.name} in {prefix}") as progress:
+        result = setup_prefix(spec, lock, prefix, cache=cache or PackageCache(), repair=plan.repair,
+                              force=plan.force, progress=progress)
+    smoke = None
+    if plan.probe and result.changed and any(p.name == "torch" for p in lock.pip):
+        # A repair fixed a few packages: the probe's checks (versions, drift, compile) say whether the
+        # prefix works again; the benchmarks would only repeat what the first setup measured.
+        python = str(prefix / "bin" / "python")
+        what = "the probe's checks (no benchmarks)" if plan.repair else "the quick smoke probe"
+        full = f"; the full probe: envctl smoke --python {python}" if plan.repair else ""
+        say(f"running {what} in {prefix}{full}")
+        probe = SmokePlan(python, "the prefix's python", spec, lock, "quick", "all", plan.repair,
+                          probe_config(spec, lock, gpus="all", level="quick"), HostExecutor())
+        with stage(f"probing {python}") as progress:
+            smoke = run_smoke(probe, progress=progress)
+    return SetupRun(plan, result, smoke, started)
 
 
 def _apply(spec: ImageSpec, lock: LockedEnv, prefix: Path, before: PrefixState, *, cache: PackageCache,

@@ -21,8 +21,8 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("where it runs", ("envctl.engine", "envctl.registry", "envctl.executors", "envctl.build", "envctl.base",
                        "envctl.imagesize")),
     ("workflows", ("envctl.records", "envctl.probe", "envctl.artifacts", "envctl.compat", "envctl.bench",
-                   "envctl.verify", "envctl.setup", "envctl.prefixstate", "envctl.activate", "envctl.doctor",
-                   "envctl.export", "envctl.overview", "envctl.push", "envctl.fleet", "envctl.fleetview")),
+                   "envctl.verify", "envctl.smoke", "envctl.setup", "envctl.prefixstate", "envctl.activate",
+                   "envctl.doctor", "envctl.export", "envctl.overview", "envctl.push", "envctl.fleet", "envctl.fleetview")),
     ("cli", ("envctl.cli", "envctl.__main__")),
 ]
 # Run inside images or builds with the standard library (and torch) alone: no envctl imports at all.

@@ -13,6 +13,7 @@ import yaml
 
 from envctl.catalog import Project
 from envctl.lock import load_lock
+from tests.faults.conftest import pip_project  # noqa: F401 - the fixture: a pip prefix made in seconds
 
 try:
     from tests.fixtures.conda_channel import build_channel
@@ -176,3 +177,33 @@ def test_activation_leaves_a_venv_but_never_runs_a_deactivate_program_on_path(tm
     venv_first = f'deactivate() {{ echo left the venv; unset -f deactivate; }}; . {script}; echo "$PATH"'
     venv = subprocess.run([shell, "-c", venv_first], capture_output=True, text=True, env={"PATH": base}, check=True)
     assert venv.stdout.splitlines() == ["left the venv", f"{prefix}/bin:{base}"]
+
+
+def test_the_setup_workflow_says_its_steps_returns_what_changed_and_records_it(pip_project, tmp_path, monkeypatch):
+    from contextlib import contextmanager
+
+    from envctl.records import Records
+    from envctl.setup import plan_setup, run_setup
+
+    for key, value in {**pip_project, "ENVCTL_RECORDS": str(tmp_path / "records.db")}.items():
+        monkeypatch.setenv(key, value)
+    said: list[str] = []
+
+    @contextmanager
+    def stage(title):
+        said.append(title)
+        yield lambda message: said.append("  " + message)
+
+    plan = plan_setup(None, "fixture-pip", prefix=str(tmp_path / "P"), probe=True)
+    assert (plan.spec.name, plan.prefix, plan.repair) == ("fixture-pip", tmp_path / "P", False)
+    done = run_setup(plan, stage=stage, say=said.append)
+    assert said[0] == f"setting up fixture-pip in {tmp_path / 'P'}" and "installing pip packages" in said[1]
+    assert done.result.changed and done.smoke is None and done.ok  # no torch in the lock: no probe to run
+    assert done.to_dict() == {"image": "fixture-pip", "prefix": str(tmp_path / "P"), "changed": True,
+                              "activate": str(tmp_path / "P" / "envctl-activate.sh"), "probe_ok": None,
+                              "drift_before": {"pip": done.result.before.pip_drift.describe(), "conda": "none"}}
+    done.record()
+    [row] = Records().runs(kind="setup")
+    assert (row.image, row.image_id, row.ok, row.summary) == ("fixture-pip", str(tmp_path / "P"), True, "created")
+    again = run_setup(plan)
+    assert not again.result.changed and again.record() is None and len(Records().runs(kind="setup")) == 1

@@ -1,6 +1,5 @@
 """`envctl setup`, `envctl export` and `envctl doctor`: the environment on a workstation."""
 
-import time
 from pathlib import Path
 from typing import Optional
 
@@ -25,66 +24,28 @@ def setup(
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
 ) -> None:
     """Install an image's locked environment into a local prefix, without Docker."""
-    from envctl.cache import PackageCache
-    from envctl.catalog import find_project
-    from envctl.lock import require_current_lock
-    from envctl.records import record_run
-    from envctl.setup import setup_prefix
+    from envctl.setup import plan_setup, run_setup
 
-    if prefix_arg is not None and not prefix_arg.strip():
-        from envctl.errors import UsageError
-
-        raise UsageError("--prefix is empty: it would name the current folder",
-                         hint="give the folder to make, e.g. --prefix ~/envs/NAME")
-    prefix = Path(prefix_arg) if prefix_arg is not None else None
-    project = find_project()
-    spec = project.resolve(name)
-    lock = require_current_lock(spec, project.lock_path(spec.name))
-    if prefix is None:
-        from platformdirs import user_data_dir
-
-        prefix = Path(user_data_dir("envctl")) / "envs" / spec.name
-    prefix = prefix.expanduser().resolve()
-    started = time.time()
-    with activity(f"setting up {spec.name} in {prefix}") as progress:
-        result = setup_prefix(spec, lock, prefix, cache=PackageCache(), repair=repair, force=force,
-                              progress=progress)
-    report = None
-    if probe and result.changed and any(p.name == "torch" for p in lock.pip):
-        from envctl.probe import probe_config, run_local
-
-        # A repair fixed a few packages: the probe's checks (versions, drift, compile) say whether the
-        # prefix works again; the benchmarks would only repeat what the first setup measured.
-        what = "the probe's checks (no benchmarks)" if repair else "the quick smoke probe"
-        console.status(f"running {what} in {prefix}"
-                       + (f"; the full probe: envctl smoke --python {prefix}/bin/python" if repair else ""))
-        with activity(f"probing {prefix}/bin/python") as progress:
-            report = run_local(str(prefix / "bin" / "python"), probe_config(spec, lock, gpus="all", level="quick"),
-                               level="quick", checks_only=repair)
-    ok = report is None or report.ok
-    data = {"image": spec.name, "prefix": str(prefix), "changed": result.changed, "activate": str(result.activate),
-            "probe_ok": None if report is None else report.ok,
-            "drift_before": {"pip": result.before.pip_drift.describe(), "conda": result.before.conda_drift.describe()}}
+    plan = plan_setup(None, name, prefix=prefix_arg, repair=repair, force=force, probe=probe)
+    done = run_setup(plan, stage=activity, say=console.status)
+    data, prefix = done.to_dict(), plan.prefix
     if json_out:
         console.print_json(data)
     else:
-        if not result.changed:
-            console.status(f"{prefix} is up to date with the lock of {spec.name} (nothing to do)")
+        if not done.result.changed:
+            console.status(f"{prefix} is up to date with the lock of {plan.spec.name} (nothing to do)")
         elif repair:
             console.status(f"repaired {prefix}: was pip {data['drift_before']['pip']}; "
                            f"conda {data['drift_before']['conda']}")
         else:
-            console.status(f"created {prefix} from the lock of {spec.name}")
-        if report is not None:
+            console.status(f"created {prefix} from the lock of {plan.spec.name}")
+        if done.smoke is not None:
             from envctl.cli.verify import _render
 
-            _render(report, str(prefix))
-        console.status(f"use it: source {result.activate}")
-    if result.changed:  # after the report: a database that refuses the record must not hide it
-        record_run(kind="setup", image=spec.name, ok=ok, image_id=str(prefix), spec_hash=spec.content_hash(),
-                   lock_hash=lock.lock_hash, started=started, duration_s=time.time() - started,
-                   summary="repaired" if repair else "created", document=report.document if report else None)
-    if not ok:
+            _render(done.smoke.report, str(prefix))
+        console.status(f"use it: source {done.result.activate}")
+    done.record()  # after the report: a database that refuses the record must not hide it
+    if not done.ok:
         raise typer.Exit(1)
 
 
@@ -137,11 +98,11 @@ def doctor(
         image = image_facts(spec, project.lock_path(spec.name))
     findings = evaluate(gather(), spec, image, use=use)
     if spec is not None:
-        from platformdirs import user_data_dir
-
         from envctl.fsio import default_root
-        findings += evaluate_setup(gather_setup(spec, prefix_root=Path(user_data_dir("envctl")) / "envs",
-                                                cache_root=default_root()), spec, use=use, image=image)
+        from envctl.setup import prefix_root
+
+        findings += evaluate_setup(gather_setup(spec, prefix_root=prefix_root(), cache_root=default_root()),
+                                   spec, use=use, image=image)
     blocking = [f for f in findings if f.blocking and f.status == "fail"]
     if json_out:
         console.print_json({"image": name, "for": use, "findings": to_dicts(findings), "ok": not blocking})

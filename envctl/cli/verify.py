@@ -1,7 +1,6 @@
 """`envctl verify`, `envctl smoke` and `envctl history`: run the smoke probe, show and record it."""
 
 import time
-from pathlib import Path
 from typing import Optional
 
 import typer
@@ -12,6 +11,15 @@ from envctl.cli.tables import WIDE_OPT, Column, print_table
 
 
 RUN_KINDS = ("build", "verify", "smoke", "bench", "setup")
+# Slurm's options, declared once: verify and smoke take them alike (checked by envctl.fleet).
+PARTITION_OPT = typer.Option(None, "--partition", help="Slurm partition.", rich_help_panel="Slurm")
+GRES_OPT = typer.Option(None, "--gres", metavar="gpu[:TYPE]:N", help="Slurm GRES.", rich_help_panel="Slurm")
+CONSTRAINT_OPT = typer.Option(None, "--constraint", help="Slurm node features.", rich_help_panel="Slurm")
+NODELIST_OPT = typer.Option(None, "--nodelist", help="Slurm nodes.", rich_help_panel="Slurm")
+TIME_OPT = typer.Option(None, "--time", help="Slurm time limit, e.g. 00:20:00.", rich_help_panel="Slurm")
+ACCOUNT_OPT = typer.Option(None, "--account", help="Slurm account.", rich_help_panel="Slurm")
+WAIT_OPT = typer.Option(None, "--wait", metavar="SECONDS", help="Give up on a job still pending after SECONDS.",
+                        rich_help_panel="Slurm and Kubernetes")
 
 
 def register(app: typer.Typer) -> None:
@@ -46,18 +54,13 @@ def verify(
     registry: Optional[str] = typer.Option(None, "--registry", metavar="HOST[:PORT][/PREFIX]",
                                            help="Push there first (remote targets run the image by digest).",
                                            rich_help_panel="Where it runs"),
-    partition: Optional[str] = typer.Option(None, "--partition", help="Slurm partition.", rich_help_panel="Slurm"),
-    gres: Optional[str] = typer.Option(None, "--gres", metavar="gpu[:TYPE]:N", help="Slurm GRES.",
-                                       rich_help_panel="Slurm"),
-    constraint: Optional[str] = typer.Option(None, "--constraint", help="Slurm node features.",
-                                             rich_help_panel="Slurm"),
-    nodelist: Optional[str] = typer.Option(None, "--nodelist", help="Slurm nodes.", rich_help_panel="Slurm"),
-    time_limit: Optional[str] = typer.Option(None, "--time", help="Slurm time limit, e.g. 00:20:00.",
-                                             rich_help_panel="Slurm"),
-    account: Optional[str] = typer.Option(None, "--account", help="Slurm account.", rich_help_panel="Slurm"),
-    wait: Optional[float] = typer.Option(None, "--wait", metavar="SECONDS",
-                                         help="Give up on a job still pending after SECONDS.",
-                                         rich_help_panel="Slurm and Kubernetes"),
+    partition: Optional[str] = PARTITION_OPT,
+    gres: Optional[str] = GRES_OPT,
+    constraint: Optional[str] = CONSTRAINT_OPT,
+    nodelist: Optional[str] = NODELIST_OPT,
+    time_limit: Optional[str] = TIME_OPT,
+    account: Optional[str] = ACCOUNT_OPT,
+    wait: Optional[float] = WAIT_OPT,
     context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context.", rich_help_panel="Kubernetes"),
     namespace: Optional[str] = typer.Option(None, "--namespace", help="Kubernetes namespace.",
                                             rich_help_panel="Kubernetes"),
@@ -135,76 +138,30 @@ def smoke(
     checks_only: bool = typer.Option(False, "--checks-only",
                                      help="Versions, libraries and drift only: no benchmarks."),
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
+    on: Optional[str] = typer.Option(None, "--on", help="Where to run: host (default) or slurm (the node's own "
+                                                        "interpreter, no container).", rich_help_panel="Where it runs"),
+    partition: Optional[str] = PARTITION_OPT,
+    gres: Optional[str] = GRES_OPT,
+    constraint: Optional[str] = CONSTRAINT_OPT,
+    nodelist: Optional[str] = NODELIST_OPT,
+    time_limit: Optional[str] = TIME_OPT,
+    account: Optional[str] = ACCOUNT_OPT,
+    wait: Optional[float] = WAIT_OPT,
 ) -> None:
-    """Run the smoke probe in a local interpreter: the host's, or a prefix made by envctl setup.
+    """Run the smoke probe in an interpreter: the host's, a prefix made by envctl setup, or a Slurm node's.
 
     Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
-    from envctl.probe import check_gpus, probe_config, run_local
-    from envctl.records import record_run
-    from envctl.verify import summarize
+    from envctl.smoke import plan_smoke, run_smoke
 
-    check_gpus(gpus)
-    spec = lock = None
-    if name:
-        from envctl.catalog import find_project
-        from envctl.lock import require_current_lock
-
-        project = find_project()
-        spec = project.resolve(name)
-        lock = require_current_lock(spec, project.lock_path(spec.name))
-    level = _level(quick, full, "quick" if spec is None else spec.smoke.level)
-    python, why = _interpreter(python)
-    config = probe_config(spec, lock, gpus=gpus, level=level)
-    started = time.time()
-    with activity(f"probing {python} ({why}, {level})") as progress:
+    options = dict(partition=partition, gres=gres, constraint=constraint, nodelist=nodelist, time=time_limit,
+                   account=account, wait=wait)
+    plan = plan_smoke(None, python=python, image=name, on=on, options=options, gpus=gpus,
+                      level=_level(quick, full, "") or None, checks_only=checks_only)
+    where = "" if plan.target is None else f" on {plan.executor.describe()}"
+    with activity(f"probing {plan.python} ({plan.why}, {plan.level}){where}") as progress:
         progress("running the probe")
-        report = run_local(python, config, level=level, checks_only=checks_only)
-    _show(report, json_out, title=python, then=lambda: record_run(
-        kind="smoke", image=name or "local", ok=report.ok, image_id=python, gpu=report.gpu, driver=report.driver,
-        summary=summarize(report), started=started, duration_s=report.seconds, document=report.document))
-
-
-def _interpreter(python: str | None) -> tuple[str, str]:
-    """The interpreter to probe and why that one; a usage error naming it when it cannot work."""
-    import os
-    import shutil
-    import subprocess
-
-    from envctl.errors import UsageError
-
-    if python is None:
-        found, why = shutil.which("python3"), "python3 on PATH"
-        if found is None:
-            raise UsageError("no --python given and no python3 on PATH",
-                             hint="give the interpreter to probe: --python /path/to/bin/python")
-    elif os.sep in python or python.startswith("~"):
-        found, why = str(Path(python).expanduser()), "given by --python"
-        if not Path(found).is_file() or not os.access(found, os.X_OK):
-            raise UsageError(f"--python {python}: " + ("no such file" if not Path(found).exists()
-                                                       else "not an executable file"),
-                             hint="give the path of a python executable, or a command on PATH such as python3")
-    else:
-        found, why = shutil.which(python), f"{python} on PATH"
-        if found is None:
-            raise UsageError(f"--python {python}: no such command on PATH",
-                             hint="give the path of a python executable, or a command on PATH such as python3")
-    try:
-        probe = subprocess.run([found, "-c", "import importlib.util, sys; "
-                                "print(sys.version.split()[0], importlib.util.find_spec('torch') is not None)"],
-                               capture_output=True, text=True, timeout=60)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        reason = getattr(exc, "strerror", None) or "it did not answer within 60s"
-        raise UsageError(f"{found} ({why}) cannot run: {reason}",
-                         hint="give --python the path of a python executable") from None
-    answer = probe.stdout.split()
-    if len(answer) != 2 or answer[1] not in ("True", "False"):
-        return found, why  # not a plain answer (a wrapper, a stand-in): the probe itself will tell
-    version, has_torch = answer
-    if has_torch != "True":
-        raise UsageError(f"{found} ({why}, Python {version}) cannot import torch, which the probe needs",
-                         hint="give --python an interpreter with torch, e.g. a prefix made by envctl setup: "
-                              "--python ~/envs/NAME/bin/python")
-    return found, f"{why}, Python {version}"
+        run = run_smoke(plan, progress=progress)
+    _show(run.report, json_out, title=run.title, then=run.record)
 
 
 def history(

@@ -1,6 +1,11 @@
 """The "where it runs" seam: what a task is, what an executor does with it, and the one loop
 that submits, waits and cancels on an interrupt (submitit's executor/job shape, with container
-images and probe files in place of pickled functions)."""
+images and probe files in place of pickled functions).
+
+A task without an image runs natively: its command names an interpreter where it runs (a
+workstation's, a node's) and refers to its files by their mount targets, which the executor maps
+to where the files are there (``host_command``): their sources on this host, their copies in a
+Slurm job's folder."""
 
 from __future__ import annotations
 
@@ -9,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
+
+from envctl.errors import UsageError
 
 
 @dataclass(frozen=True)
@@ -33,10 +40,12 @@ class Sandbox:
 
 @dataclass(frozen=True)
 class Task:
-    """One container run: ``command`` in ``image`` with ``mounts``, its stdin and its limits."""
+    """One run: ``command`` in ``image`` (or natively, without one) with ``mounts`` and its limits."""
 
     name: str  # unique within a submission (an array task's label)
-    image: str  # an image id or tag locally; a registry reference by digest elsewhere
+    # An image id or tag locally; a registry reference by digest elsewhere; None: no container, the
+    # command runs natively (an executor that runs only containers refuses it: ``require_images``).
+    image: str | None
     command: tuple[str, ...]
     mounts: tuple[Mount, ...] = ()
     gpus: str | None = None  # "all", a count, or None
@@ -45,6 +54,28 @@ class Task:
     environment: Mapping[str, str] = field(default_factory=dict)
     sandbox: Sandbox | None = None
     labels: Mapping[str, str] = field(default_factory=dict)
+
+
+def host_command(task: Task) -> tuple[str, ...]:
+    """A native task's command with each mount target (and any path under one) replaced by the
+    mount's source: the same files, where they are on the machine that runs it (pure)."""
+    def mapped(arg: str) -> str:
+        for m in task.mounts:
+            target = m.target.rstrip("/")
+            if arg == target or arg.startswith(target + "/"):
+                return str(m.source) + arg[len(target):]
+        return arg
+
+    return tuple(mapped(arg) for arg in task.command)
+
+
+def require_images(tasks: Sequence[Task], *, where: str) -> None:
+    """Refuse a task without an image where only containers run (one line naming the task)."""
+    for task in tasks:
+        if task.image is None:
+            raise UsageError(f"task {task.name} has no image: {where} runs only containers",
+                             hint="give the task an image, or run it natively: on this host or on a "
+                                  "Slurm node (envctl smoke --on host|slurm)")
 
 
 @dataclass
@@ -76,7 +107,7 @@ class Submission:
 class Executor(Protocol):
     """Where tasks run. ``plan`` is pure (``--dry-run`` prints it); the rest act."""
 
-    kind: str  # "local", "slurm", "kubernetes"
+    kind: str  # "local", "host", "slurm", "kubernetes"
 
     def describe(self) -> str:
         """One line: where this executor runs tasks (for progress and records)."""

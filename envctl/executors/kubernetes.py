@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from envctl.executors.base import Submission, Task, TaskResult
+from envctl.executors.base import Submission, Task, TaskResult, require_images
 from envctl.executors.k8sjobs import config_map_name
 
 
@@ -63,11 +63,13 @@ class KubernetesExecutor:
         """The ConfigMap and Jobs as YAML for ``kubectl apply -f -``."""
         from envctl.executors.k8sjobs import content_id, submission_manifests, to_yaml
 
+        require_images(tasks, where="a Kubernetes Job")
         return to_yaml(submission_manifests(tasks, self.options, content_id(tasks, self.options)))
 
     def submit(self, tasks: Sequence[Task]) -> Submission:
         from envctl.executors.k8sjobs import content_id, submission_manifests
 
+        require_images(tasks, where="a Kubernetes Job")
         # a fresh id on every submit: the cluster keeps the last run's Jobs (and names) an hour
         sub_id = content_id(tasks, self.options)[:4] + secrets.token_hex(2)
         manifests = submission_manifests(tasks, self.options, sub_id)

@@ -11,7 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from envctl.engine.runline import docker_run_argv
-from envctl.executors.base import Submission, Task, TaskResult
+from envctl.executors.base import Submission, Task, TaskResult, require_images
 
 
 class LocalEngine:
@@ -33,9 +33,11 @@ class LocalEngine:
 
     def plan(self, tasks: Sequence[Task]) -> str:
         """The ``docker run`` line of each task (what the SDK call amounts to)."""
+        require_images(tasks, where=self.describe())
         return "\n".join(shlex.join(docker_run_argv(t)) for t in tasks) + "\n"
 
     def submit(self, tasks: Sequence[Task]) -> Submission:
+        require_images(tasks, where=self.describe())
         return Submission(self.kind, uuid.uuid4().hex[:12], list(tasks))
 
     def wait(self, submission: Submission, *, timeout: float | None = None,

@@ -9,8 +9,11 @@ is installed there. Each array task writes into ``task-N/`` of the folder: the c
 when Slurm signalled it, ``signal``.
 
 Docker is the runtime here (the nodes of these machines have an engine): ``docker pull REF``
-when the image is a registry reference, then the task's ``docker run`` line. HPC sites without
-Docker would run the same task with the same mounts (designed, not installable here):
+when the image is a registry reference, then the task's ``docker run`` line.  A task without an
+image runs natively with the node's own interpreter (nodes with a Python and torch but no
+container runtime), its mount targets replaced by the copies in the folder; ``where.json`` then
+says ``"runtime": "native"``.  HPC sites without Docker would run an image's task with the same
+mounts (designed, not installable here):
 
 - Apptainer: ``apptainer exec --nv --containall --bind SRC:TARGET:ro ... docker://REF COMMAND``
   (``--nv`` only when the task wants GPUs; the image is converted to SIF on first pull).
@@ -28,7 +31,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from envctl.executors.base import Mount, Task
+from envctl.executors.base import Mount, Task, host_command
 from envctl.executors.local import docker_run_argv
 
 if TYPE_CHECKING:
@@ -73,6 +76,14 @@ def time_limit(options: SlurmOptions, tasks: Sequence[Task]) -> str:
     return str(math.ceil((max(t.timeout_s for t in tasks) + PULL_ALLOWANCE_S) / 60))
 
 
+def node_argv(task: Task) -> list[str]:
+    """A native task's command on the node: its files at their copies in the folder (the task is
+    ``staged``), its environment set by ``env`` (the job's own is the submitter's, as sbatch's
+    default ``--export=ALL`` passes it)."""
+    env = [f"{key}={value}" for key, value in sorted(task.environment.items())]
+    return (["env", *env] if env else []) + list(host_command(task))
+
+
 def container_name(folder: Path, index: int) -> str:
     """The container's name on the node: known before the job runs, so a cancel can remove it."""
     return f"envctl-{folder.name}-{index}"
@@ -102,32 +113,39 @@ def render_sbatch(tasks: Sequence[Task], options: SlurmOptions, folder: Path, *,
              'OUT="$FOLDER/task-$INDEX"',
              'mkdir -p "$OUT"',
              "",
-             "# Where it runs: the node, its first GPU and driver (when nvidia-smi is there).",
-             'gpu=""; driver=""',
-             "if command -v nvidia-smi >/dev/null 2>&1; then",
-             "  line=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null"
-             " | head -n1 | tr -d '\"\\\\')",
-             '  gpu="${line%%,*}"; driver="${line##*, }"',
-             "fi",
-             "host=$(hostname | tr -d '\"\\\\')",
-             "printf '{\"host\": \"%s\", \"gpu\": \"%s\", \"driver\": \"%s\", \"runtime\": \"docker\"}\\n'"
-             ' "$host" "$gpu" "$driver" >"$OUT/where.json"',
-             "",
              "case \"$INDEX\" in"]
     for index, task in enumerate(staged(tasks, folder)):
-        name = container_name(folder, index)
-        argv = docker_run_argv(task)
-        argv[3:3] = ["--name", name]  # after `docker run --rm`
+        if task.image is None:  # natively, with the node's interpreter and the copies in the folder
+            name = pull = ""
+            runtime, argv = "native", node_argv(task)
+        else:
+            name = container_name(folder, index)
+            pull = task.image if is_registry_ref(task.image) else ""
+            runtime, argv = "docker", docker_run_argv(task)
+            argv[3:3] = ["--name", name]  # after `docker run --rm`
         lines += [f"  {index})  # {task.name}",
                   f"    NAME={shlex.quote(name)}",
-                  f"    PULL={shlex.quote(task.image if is_registry_ref(task.image) else '')}",
+                  f"    PULL={shlex.quote(pull)}",
+                  f"    RUNTIME={runtime}",
                   f"    set -- {shlex.join(argv)} ;;"]
     lines += ['  *) echo "no task $INDEX in this submission" >&2; exit 2 ;;',
               "esac",
               "",
+              "# Where it runs: the node, its first GPU and driver (when nvidia-smi is there).",
+              'gpu=""; driver=""',
+              "if command -v nvidia-smi >/dev/null 2>&1; then",
+              "  line=$(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader 2>/dev/null"
+              " | head -n1 | tr -d '\"\\\\')",
+              '  gpu="${line%%,*}"; driver="${line##*, }"',
+              "fi",
+              "host=$(hostname | tr -d '\"\\\\')",
+              "printf '{\"host\": \"%s\", \"gpu\": \"%s\", \"driver\": \"%s\", \"runtime\": \"%s\"}\\n'"
+              ' "$host" "$gpu" "$driver" "$RUNTIME" >"$OUT/where.json"',
+              "",
               "# Cancelled or out of time (TERM), or the limit is near (USR1): say so, and remove the",
-              "# container: the engine, not this job, runs it, so Slurm's kill would not reach it.",
-              'stop() { echo "$1" >"$OUT/signal"; docker rm -f "$NAME" >/dev/null 2>&1; }',
+              "# container: the engine, not this job, runs it, so Slurm's kill would not reach it (a",
+              "# native command is this job's own child: Slurm's kill reaches it).",
+              'stop() { echo "$1" >"$OUT/signal"; [ -z "$NAME" ] || docker rm -f "$NAME" >/dev/null 2>&1; }',
               "trap 'stop TERM' TERM",
               "trap 'echo USR1 >\"$OUT/signal\"' USR1",
               'if [ -n "$PULL" ] && ! docker pull -q "$PULL" >&2; then',

@@ -81,8 +81,8 @@ class JobRow:
 
 
 class SlurmExecutor:
-    """Tasks as one sbatch job (an array for several), run through the node's Docker engine.
-    Each result's ``where``: executor, job_id (``ID`` or ``ID_INDEX``), node, gpu, driver, runtime."""
+    """Tasks as one sbatch job (an array for several), run through the node's Docker engine (a
+    task without an image: natively, by the node's interpreter).  Each result's ``where``: executor, job_id (``ID`` or ``ID_INDEX``), node, gpu, driver, runtime."""
 
     kind = "slurm"
 

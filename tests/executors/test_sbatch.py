@@ -108,3 +108,16 @@ def test_a_wait_that_is_no_positive_number_is_refused():
 
     with pytest.raises(UsageError, match="slurm wait"):
         SlurmOptions(wait_s=0)
+
+
+def test_a_task_without_an_image_runs_natively_on_the_node_with_the_copies_of_its_files():
+    probes, config = Path("/home/me/envctl/probes"), Path("/tmp/cfg")
+    native = Task(name="probe", image=None, mounts=(Mount(probes, "/opt/envctl-probe"), Mount(config, "/opt/cfg")),
+                  command=("python3", "/opt/envctl-probe/smoke.py", "--config", "/opt/cfg/config.json"),
+                  environment={"A": "it's"})
+    script = render_sbatch([native], SlurmOptions(), FOLDER, job_name="x")
+    assert (f"    set -- env 'A=it'\"'\"'s' python3 {FOLDER}/mounts/0/smoke.py --config "
+            f"{FOLDER}/mounts/1/config.json ;;\n") in script
+    assert "    NAME=''\n    PULL=''\n    RUNTIME=native\n" in script
+    assert "docker run" not in script and str(probes) not in script
+    assert "RUNTIME=docker\n" in render_sbatch([task()], SlurmOptions(), FOLDER, job_name="x")

@@ -50,6 +50,24 @@ def test_a_task_reads_the_files_that_travelled_with_it(slurm_cluster, tmp_path):
     assert (submission.folder / "job_id").read_text().strip() == submission.id
 
 
+def test_a_task_without_an_image_runs_natively_on_the_node(slurm_cluster, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "msg.txt").write_text("hello from the submit host")
+    code = "import sys; print(open(sys.argv[1]).read(), sys.executable); sys.exit(4)"
+    task = Task(name="native", image=None, command=(sys.executable, "-c", code, "/data/msg.txt"),
+                mounts=(Mount(data, "/data"),), timeout_s=60)
+    ex = SlurmExecutor(SlurmOptions(spool=tmp_path / "spool"))
+    submission = ex.submit([task])
+    (data / "msg.txt").unlink()  # the node reads the copy in the submission folder
+    [result] = ex.wait(submission)
+    assert (result.exit_code, result.stdout) == (4, f"hello from the submit host {sys.executable}\n")
+    assert result.error is None
+    assert result.where == {"executor": "slurm", "job_id": submission.id, "node": slurm_cluster, "gpu": None,
+                            "driver": None, "runtime": "native"}
+    assert f"{submission.folder}/mounts/0/msg.txt" in (submission.folder / "job.sbatch").read_text()
+
+
 def test_three_tasks_run_as_one_array_side_by_side(slurm_cluster, tmp_path):
     code = "import time; start = time.time(); time.sleep(3); print(start, time.time())"
     tasks = [py_task(f"t{i}", code) for i in range(3)]

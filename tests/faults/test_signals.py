@@ -48,3 +48,19 @@ def test_sigterm_during_lock_stops_pip_and_keeps_the_lock(pip_project, tmp_path)
     assert not alive(pip)
     assert list(tmp.iterdir()) == []  # envctl-uv-* / envctl-pip-* gone
     assert lock.read_bytes() == before
+
+
+def test_sigterm_during_smoke_stops_the_probe_and_the_children_it_started(tmp_path):
+    # A stand-in interpreter: answers envctl's look at it at once, then as the probe starts a child
+    # (as torch's compile workers are) and waits on it.
+    python = tmp_path / "python"
+    python.write_text('#!/bin/sh\ncase "$1" in -c) echo a stand-in; exit 0 ;; esac\nsleep 313 &\nwait\n')
+    python.chmod(0o755)
+    proc = start_envctl("smoke", "--python", str(python), "--gpus", "none")
+    worker = wait_for(lambda: child_with(proc.pid, "sleep 313"), timeout=60, interval=0.01)
+    probe = child_with(proc.pid, "smoke.py")
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 143, err
+    assert "Traceback" not in err and "terminated" in err
+    wait_for(lambda: not alive(worker) and not alive(probe), timeout=10)

@@ -1,0 +1,92 @@
+"""This host as an executor: a task without an image runs natively, as a child of envctl (the
+host's python3, a prefix made by ``envctl setup``), one after another, reading its files where
+they are (``host_command`` maps the mount targets to their sources).
+
+There is no container here, so nothing to isolate the task: a task with an image belongs to the
+engine, and one that asks for a sandbox (untrusted input) is refused rather than run bare.  The
+host's GPUs are all visible; the task's network setting has no effect.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import time
+import uuid
+from collections.abc import Callable, Sequence
+
+from envctl.errors import UsageError
+from envctl.executors.base import Submission, Task, TaskResult, host_command
+
+
+class HostExecutor:
+    kind = "host"
+
+    def describe(self) -> str:
+        return f"this host ({socket.gethostname()})"
+
+    def plan(self, tasks: Sequence[Task]) -> str:
+        """Each task's command line as it will run here."""
+        self._check(tasks)
+        return "\n".join(shlex.join(host_command(t)) for t in tasks) + "\n"
+
+    def submit(self, tasks: Sequence[Task]) -> Submission:
+        self._check(tasks)
+        return Submission(self.kind, uuid.uuid4().hex[:12], list(tasks))
+
+    def wait(self, submission: Submission, *, timeout: float | None = None,
+             progress: Callable[[str], None] = lambda _m: None) -> list[TaskResult]:
+        """Run each task in turn (no queue here, so nothing to report through ``progress``)."""
+        return [self._run(task) for task in submission.tasks]
+
+    def cancel(self, submission: Submission) -> list[str]:
+        return []  # the run that was interrupted kills its own process group on the way out
+
+    def where(self) -> dict[str, str]:
+        return {"executor": self.kind, "host": socket.gethostname(), "runtime": "native"}
+
+    def _check(self, tasks: Sequence[Task]) -> None:
+        for task in tasks:
+            if task.image is not None:
+                raise UsageError(f"task {task.name} names the image {task.image[:71]}: this host runs tasks "
+                                 f"natively, not in containers",
+                                 hint="run it on the local engine or a fleet target (envctl verify)")
+            if task.sandbox is not None:
+                raise UsageError(f"task {task.name} asks for a sandbox: this host would run it natively, "
+                                 f"without one", hint="run it in a container (the local engine)")
+
+    def _run(self, task: Task) -> TaskResult:
+        argv = host_command(task)
+        start = time.monotonic()
+        try:
+            # A session of its own: a timeout or an interrupt kills the task's children too (torch's
+            # compile workers), not only the interpreter.
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                    text=True, errors="replace", env={**os.environ, **task.environment},
+                                    start_new_session=True)
+        except OSError as exc:
+            return TaskResult(task, None, "", "", where=self.where(),
+                              error=f"cannot run {argv[0]}: {exc.strerror or exc}")
+        timed_out = False
+        try:
+            stdout, stderr = proc.communicate(timeout=task.timeout_s)
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            _kill_group(proc)
+            stdout, stderr = proc.communicate()
+        except BaseException:
+            _kill_group(proc)
+            proc.wait()
+            raise
+        return TaskResult(task, proc.returncode, stdout, stderr, timed_out=timed_out,
+                          seconds=time.monotonic() - start, where=self.where())
+
+
+def _kill_group(proc: subprocess.Popen) -> None:
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # it ended on its own meanwhile

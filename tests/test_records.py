@@ -1,5 +1,6 @@
-"""The records database's schema 3: runs carry their fleet target and where they ran, pushes are
-recorded by digest, and a schema 2 database is migrated in place (real SQLite files)."""
+"""The records database: runs carry their fleet target and where they ran (schema 3), pushes are
+recorded by digest, compat results carry their target too (schema 4), and older databases are
+migrated in place (real SQLite files)."""
 
 from __future__ import annotations
 
@@ -36,7 +37,7 @@ def test_a_schema_2_database_gains_targets_and_pushes(tmp_path):
                                         "lock_hash": "sha256:c", "pushed": records.last_push("new")["pushed"]}
     assert records.last_push("new", registry="elsewhere:5000") is None
     version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
-    assert int(version) == SCHEMA_VERSION == 3
+    assert int(version) == SCHEMA_VERSION == 4
 
 
 def test_a_where_no_envctl_wrote_reads_as_unknown(tmp_path):

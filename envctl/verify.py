@@ -162,13 +162,14 @@ def plan_verifications(project: Project, name: str, *, targets: Sequence[Any], r
 
 
 def pushed_image(project: Project, name: str, lock_hash: str, *, registry: str | None, push: bool = True,
-                 progress: Callable[[str], None] = lambda _m: None) -> tuple[str, dict[str, str]]:
+                 labels: bool = True, progress: Callable[[str], None] = lambda _m: None) -> tuple[str, dict[str, str]]:
     """``remote_image`` as a workflow plans it: with ``push`` False (a dry run) nothing is pushed to
     ``registry``, and the last push of the lock is planned instead; one line when there is none."""
     from envctl.errors import EnvctlError
 
     try:
-        return remote_image(project, name, lock_hash, registry=registry if push else None, progress=progress)
+        return remote_image(project, name, lock_hash, registry=registry if push else None, labels=labels,
+                            progress=progress)
     except EnvctlError as exc:
         if push or registry is None:
             raise
@@ -176,11 +177,12 @@ def pushed_image(project: Project, name: str, lock_hash: str, *, registry: str |
                                           f"{registry}, then the dry run again") from None
 
 
-def remote_image(project: Project, name: str, lock_hash: str, *, registry: str | None,
+def remote_image(project: Project, name: str, lock_hash: str, *, registry: str | None, labels: bool = True,
                  progress: Callable[[str], None] = lambda _m: None) -> tuple[str, dict[str, str]]:
     """The reference by digest a remote executor runs, and the image's labels (read from the
-    registry: no local engine needed).  With ``registry`` the image is pushed there first (a
-    no-op when the registry has it); else the last recorded push must be of the current lock."""
+    registry: no local engine needed; ``labels`` False: not read, none returned).  With
+    ``registry`` the image is pushed there first (a no-op when the registry has it); else the
+    last recorded push must be of the current lock."""
     from envctl.errors import NotPushedError
     from envctl.records import Records
     from envctl.registry import Registry, RegistryClient
@@ -203,6 +205,8 @@ def remote_image(project: Project, name: str, lock_hash: str, *, registry: str |
         raise DamagedRecordsError(f"the recorded push of {name} is {str(ref)[:120]!r}, "
                                   f"not HOST/REPO@sha256:DIGEST",
                                   hint=f"the records database was altered; push again: envctl push {name} --registry R")
+    if not labels:
+        return ref, {}
     location, digest = ref.rsplit("@", 1)
     host, repo = location.split("/", 1)
     client = RegistryClient(Registry(host, ""))

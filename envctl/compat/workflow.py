@@ -153,8 +153,8 @@ def _fleet_placements(images: Sequence[str], pythons: Sequence[str], runtimes: t
     for name in dict.fromkeys(images):
         spec = project.resolve(name)
         lock = require_current_lock(spec, project.lock_path(spec.name))
-        ref, _labels = pushed_image(project, spec.name, lock.lock_hash, registry=registry, push=push,
-                                    progress=progress)
+        ref, _ = pushed_image(project, spec.name, lock.lock_hash, registry=registry, push=push, labels=False,
+                              progress=progress)
         pushed.append((Target(label=spec.name, kind="image", ref=ref), lock.lock_hash))
     executors = [(t, executor_for(t)) for t in targets]
     return tuple(Placement(target, executor, t.name, lock_hash) for t, executor in executors

@@ -149,16 +149,23 @@ def _fleet_placements(images: Sequence[str], pythons: Sequence[str], runtimes: t
         raise UsageError("--runtime libtorch runs only on this machine's engine (its loader is compiled "
                          "in a local container)", hint="use --runtime python with --on/--target")
     project = find_project()
-    pushed = []
+    executors = [(t, executor_for(t)) for t in targets]
+    remote = any(executor.kind != "local" for _, executor in executors)
+    here = next((executor for _, executor in executors if executor.kind == "local"), None)
+    images_of: dict[str, list[tuple[Target, str]]] = {"local": [], "remote": []}
     for name in dict.fromkeys(images):
         spec = project.resolve(name)
         lock = require_current_lock(spec, project.lock_path(spec.name))
-        ref, _ = pushed_image(project, spec.name, lock.lock_hash, registry=registry, push=push, labels=False,
-                              progress=progress)
-        pushed.append((Target(label=spec.name, kind="image", ref=ref), lock.lock_hash))
-    executors = [(t, executor_for(t)) for t in targets]
+        if remote:
+            ref, _ = pushed_image(project, spec.name, lock.lock_hash, registry=registry, push=push, labels=False,
+                                  progress=progress)
+            images_of["remote"].append((Target(label=spec.name, kind="image", ref=ref), lock.lock_hash))
+        if here is not None:  # a target `on: local` runs the image built here, as verify's does
+            from envctl.compat.targets import image_target
+
+            images_of["local"].append((image_target(project, here.engine, spec.name), lock.lock_hash))
     return tuple(Placement(target, executor, t.name, lock_hash) for t, executor in executors
-                 for target, lock_hash in pushed)
+                 for target, lock_hash in images_of["local" if executor.kind == "local" else "remote"])
 
 
 def run_compat(plan: CompatPlan, *, progress: Callable[[str], None] = lambda _m: None) -> CompatRun:
@@ -238,6 +245,10 @@ def fleet_gpus(executor: Any, device: str) -> str | None:
     count or product), where the runner then finds them."""
     if device == "cpu":
         return None
+    if executor.kind == "local":
+        from envctl.compat.execute import gpus_for
+
+        return gpus_for(executor.engine, device)
     options = executor.options
     if executor.kind == "slurm":
         return "all" if device == "cuda" or (options.gres or "").startswith("gpu") else None

@@ -1,8 +1,8 @@
 """``envctl compat run`` on the real one-node Slurm cluster (issues #23, #24): a real TorchScript
 artifact under pytorch-2.13-cpu pushed to the real registry, run by the compat workflow as an
 sbatch job (the image pulled by digest through the node's engine, the runner and the artifact
-travelling in the submission folder), its outcome recorded with the target and where it ran,
-and the matrix showing this machine's column beside the target's."""
+travelling in the submission folder) beside a target `on: local`, each outcome recorded with
+its target and where it ran, and the matrix showing this machine's column beside the targets'."""
 
 from __future__ import annotations
 
@@ -33,7 +33,8 @@ def test_compat_run_on_a_slurm_target_is_recorded_with_it_and_shown_in_the_matri
     project = tmp_path / "project"
     for folder in ("images", "locks"):
         shutil.copytree(REPO / folder, project / folder)
-    (project / "fleet.yaml").write_text('version: 1\ntargets:\n  cpu-pool: {on: slurm, time: "00:20:00", wait: 600}\n')
+    (project / "fleet.yaml").write_text('version: 1\ntargets:\n  cpu-pool: {on: slurm, time: "00:20:00", wait: 600}\n'
+                                        '  here: {on: local}\n')
     env = {"ENVCTL_PROJECT": str(project), "ENVCTL_RECORDS": str(tmp_path / "records.db"),
            "ENVCTL_CACHE": str(tmp_path / "cache"), "ENVCTL_ARTIFACTS": str(tmp_path / "store")}
     built = envctl("build", "pytorch-2.13-cpu", "--json", env=env)
@@ -56,9 +57,11 @@ def test_compat_run_on_a_slurm_target_is_recorded_with_it_and_shown_in_the_matri
     assert pushed.returncode == 0, pushed.stderr[-2000:]
     ref = json.loads(pushed.stdout)["ref"]
     try:
-        remote = envctl("compat", "run", "--image", "pytorch-2.13-cpu", "--target", "cpu-pool", "--json", env=env)
+        remote = envctl("compat", "run", "--image", "pytorch-2.13-cpu", "--all-targets", "--json", env=env)
         assert remote.returncode == 0, remote.stderr[-3000:]
-        [cell] = json.loads(remote.stdout)
+        cell, here = json.loads(remote.stdout)  # both targets submitted, then collected in order
+        assert here["on"] == "here" and here["status"] == "ok" and here["where"]["executor"] == "local"
+        assert here["image_id"] == json.loads(built.stdout)["image_id"]  # `on: local` runs the local build
         assert cell["artifact"] == "model" and cell["status"] == "ok", cell
         assert cell["on"] == "cpu-pool" and cell["image_id"] == ref and cell["device"] == "cpu"
         assert cell["where"]["executor"] == "slurm" and cell["where"]["job_id"]
@@ -73,13 +76,14 @@ def test_compat_run_on_a_slurm_target_is_recorded_with_it_and_shown_in_the_matri
 
     rows = {r["target"]: r for r in Records(tmp_path / "records.db").execute(
         'SELECT target, "where", image_id, status FROM compat')}
-    assert set(rows) == {"", "cpu-pool"}
+    assert set(rows) == {"", "cpu-pool", "here"}
     assert rows["cpu-pool"]["image_id"] == ref and json.loads(rows["cpu-pool"]["where"])["node"] == slurm_cluster
     assert rows[""]["where"] is None
 
     matrix = json.loads(envctl("compat", "matrix", "--json", env=env).stdout)
-    assert matrix["targets"] == ["pytorch-2.13-cpu python/cpu", "pytorch-2.13-cpu on cpu-pool python/cpu"]
-    assert [c["on"] for c in matrix["columns"]] == [None, "cpu-pool"]
+    assert matrix["targets"] == ["pytorch-2.13-cpu python/cpu", "pytorch-2.13-cpu on cpu-pool python/cpu",
+                                 "pytorch-2.13-cpu on here python/cpu"]
+    assert [c["on"] for c in matrix["columns"]] == [None, "cpu-pool", "here"]
     remote_cell = matrix["cells"]["model"]["pytorch-2.13-cpu on cpu-pool python/cpu"]
     assert remote_cell["status"] == "ok" and remote_cell["where"]["job_id"] == cell["where"]["job_id"]
     table = envctl("compat", "matrix", env=env)

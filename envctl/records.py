@@ -416,7 +416,8 @@ def run_from_row(row: sqlite3.Row) -> Run:
 
 
 def read_where(text: str | None) -> dict[str, Any] | None:
-    """A ``where`` column (of a run or a compat result); a value no envctl wrote reads as unknown rather than failing history."""
+    """A ``where`` column (of a run or a compat result); a value no envctl wrote reads as unknown
+    rather than failing history or the compat matrix."""
     try:
         value = json.loads(text) if text else None
     except ValueError:

@@ -18,7 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from envctl.artifacts import Artifact, Registry
 from envctl.compat.loader import BINARY, Loader, ensure_loader
@@ -26,6 +26,9 @@ from envctl.compat.results import STATUSES, Outcome
 from envctl.compat.sandbox import Sandbox, choose, read_back, run_contained
 from envctl.compat.targets import Target, check_choice, check_timeout, DEVICES, RUNTIMES
 from envctl.errors import EngineError, EnvctlError, ProbeError
+
+if TYPE_CHECKING:
+    from envctl.executors import Task, TaskResult
 
 RUNNER = Path(__file__).resolve().parent.parent / "probes" / "compat_runner.py"
 SCHEMA = "envctl.compat/1"
@@ -95,7 +98,7 @@ def gpus_for(engine, device: str) -> str | None:
 
 def compat_task(target: Target, artifacts: list[Artifact], registry: Registry, folder: Path, *,
                 artifacts_root: Path, timeout: float, device: str, runtime: str, loader: Loader | None = None,
-                gpus: str | None = None, labels: dict[str, str] | None = None):
+                gpus: str | None = None, labels: dict[str, str] | None = None) -> Task:
     """The runner in ``target``'s image as a task any executor runs: the probe files, the artifacts
     (``artifacts_root``: the store, or the selected artifacts staged by ``stage``), the manifest
     (written into ``folder``) and the loader mounted read-only; sandboxed, no network, a timeout
@@ -119,7 +122,7 @@ def compat_task(target: Target, artifacts: list[Artifact], registry: Registry, f
                 sandbox=Sandbox(exec_tmp=any(a.kind == "aoti" for a in artifacts), **LIMITS), labels=labels or {})
 
 
-def outcomes_from(result, target: Target, artifacts: list[Artifact], *, runtime: str, device: str,
+def outcomes_from(result: TaskResult, target: Target, artifacts: list[Artifact], *, runtime: str, device: str,
                   where: str, on: str | None = None) -> list[Outcome]:
     """Each artifact's outcome from a finished runner task (``where``: how errors name the place);
     ProbeError when the runner did not run or printed no document."""

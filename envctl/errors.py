@@ -150,6 +150,13 @@ class ArtifactError(EnvctlError):
     exit_code = 2
 
 
+class NotPushedError(EnvctlError):
+    """A remote target runs an image from a registry, and this lock's image was never pushed: bad
+    input (push it first, or give --registry), exit 2."""
+
+    exit_code = 2
+
+
 class FleetError(EnvctlError):
     """A cluster could not take or follow tasks: its client commands missing, its controller
     unreachable, a job refused or still pending past the wait. ``results``: the tasks' results

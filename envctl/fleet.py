@@ -1,4 +1,4 @@
-"""The fleet: named places to run verify, read once from ``fleet.yaml`` at the project root.
+"""The fleet: named places to run verify and compat run, read once from ``fleet.yaml`` at the project root.
 
     version: 1
     targets:
@@ -44,7 +44,7 @@ _WORD = re.compile(r"^[A-Za-z0-9_.,:\[\]=|&()!*-]+$")  # a partition, constraint
 
 @dataclass(frozen=True)
 class Target:
-    """A place verify runs: its kind (``on``) and its executor's options."""
+    """A place the workflows (verify, compat run) run: its kind (``on``) and its executor's options."""
 
     name: str
     on: str
@@ -115,7 +115,7 @@ def target_from_options(on: str, options: Mapping[str, Any]) -> Target:
     """The target ``--on KIND --partition ...`` describes, checked as fleet.yaml's are; the
     command line's unset options (None) are left out."""
     if on not in KINDS:
-        raise UsageError(f"--on {on}: not a place verify runs", hint=f"use one of: {', '.join(KINDS)}")
+        raise UsageError(f"--on {on}: not a place envctl runs tasks", hint=f"use one of: {', '.join(KINDS)}")
     given = {k: v for k, v in options.items() if v is not None}
     extra = sorted(set(given) - set(OPTIONS[on]))
     if extra:

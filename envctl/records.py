@@ -26,7 +26,7 @@ from typing import Any, Iterator
 
 from envctl.errors import DamagedRecordsError, RecordsError
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -76,7 +76,9 @@ CREATE TABLE IF NOT EXISTS compat (
     detail TEXT,                     -- the one line that says what went wrong
     message TEXT,                    -- the whole message
     checked REAL NOT NULL,
-    PRIMARY KEY (artifact_sha256, image_id, runtime, device)
+    target TEXT NOT NULL DEFAULT '', -- the fleet target it ran on (fleet.yaml); '' for this machine
+    "where" TEXT,                    -- JSON: executor, node, gpu, driver, runtime, job id
+    PRIMARY KEY (artifact_sha256, image_id, runtime, device, target)
 );
 """
 # Schema 1 -> 2: compat results gain the runtime and device (schema 1 ran everything from Python on
@@ -100,14 +102,30 @@ ALTER TABLE runs ADD COLUMN target TEXT;
 ALTER TABLE runs ADD COLUMN "where" TEXT;
 UPDATE meta SET value = '3' WHERE key = 'schema';
 """
+# Schema 3 -> 4: compat results gain the fleet target and where they ran; one image by digest on two
+# targets is two results, so the target joins the key ('' for this machine: a key holds no NULL).
+_MIGRATE_3_4 = """
+ALTER TABLE compat RENAME TO compat_v3;
+CREATE TABLE compat (
+    artifact_sha256 TEXT NOT NULL, image TEXT NOT NULL, image_id TEXT NOT NULL,
+    runtime TEXT NOT NULL DEFAULT 'python', device TEXT NOT NULL DEFAULT 'cpu', status TEXT NOT NULL,
+    detail TEXT, message TEXT, checked REAL NOT NULL, target TEXT NOT NULL DEFAULT '', "where" TEXT,
+    PRIMARY KEY (artifact_sha256, image_id, runtime, device, target)
+);
+INSERT INTO compat (artifact_sha256, image, image_id, runtime, device, status, detail, message, checked)
+    SELECT artifact_sha256, image, image_id, runtime, device, status, detail, message, checked FROM compat_v3;
+DROP TABLE compat_v3;
+UPDATE meta SET value = '4' WHERE key = 'schema';
+"""
 
 
 def _migrate(db: sqlite3.Connection, version: int) -> None:
     """Bring a database of schema ``version`` to SCHEMA_VERSION, one step per transaction."""
     for step in range(version, SCHEMA_VERSION):
-        script = {1: _MIGRATE_1_2, 2: _MIGRATE_2_3}[step]
-        if step == 2 and db.execute("SELECT 1 FROM sqlite_master WHERE name = 'runs'").fetchone() is None:
-            script = "UPDATE meta SET value = '3' WHERE key = 'schema';"
+        script = {1: _MIGRATE_1_2, 2: _MIGRATE_2_3, 3: _MIGRATE_3_4}[step]
+        table = {2: "runs", 3: "compat"}.get(step)  # a table the step alters but the database never made
+        if table and db.execute("SELECT 1 FROM sqlite_master WHERE name = ?", (table,)).fetchone() is None:
+            script = f"UPDATE meta SET value = '{step + 1}' WHERE key = 'schema';"
         db.executescript("BEGIN;" + script + "COMMIT;")
     db.executescript(_SCHEMA)  # tables and indexes a step added only as new (IF NOT EXISTS)
 
@@ -394,11 +412,12 @@ def run_from_row(row: sqlite3.Row) -> Run:
     return Run(id=row["id"], kind=row["kind"], image=row["image"], image_id=row["image_id"],
                spec_hash=row["spec_hash"], lock_hash=row["lock_hash"], host=row["host"], gpu=row["gpu"],
                driver=row["driver"], ok=bool(row["ok"]), summary=row["summary"], started=started,
-               duration_s=duration, target=row["target"], where=_where(row["where"]))
+               duration_s=duration, target=row["target"], where=read_where(row["where"]))
 
 
-def _where(text: str | None) -> dict[str, Any] | None:
-    """A run's ``where`` column; a value no envctl wrote reads as unknown rather than failing history."""
+def read_where(text: str | None) -> dict[str, Any] | None:
+    """A ``where`` column (of a run or a compat result); a value no envctl wrote reads as unknown
+    rather than failing history or the compat matrix."""
     try:
         value = json.loads(text) if text else None
     except ValueError:

@@ -106,7 +106,7 @@ def plan_verify(project: Project, name: str, *, executor=None, image: str | None
     from envctl.build import LABEL_TREE, require_built
     from envctl.executors import LocalEngine
     from envctl.lock import require_current_lock
-    from envctl.errors import EnvctlError, UsageError
+    from envctl.errors import UsageError
     from envctl.probe import check_gpus, probe_config
     from envctl.spec import LEVELS
 
@@ -123,14 +123,8 @@ def plan_verify(project: Project, name: str, *, executor=None, image: str | None
         built = require_built(executor.engine, spec, lock)
         image_id, labels = built.id, built.labels
     else:
-        try:
-            image_id, labels = remote_image(project, spec.name, lock.lock_hash, registry=registry if push else None,
-                                            progress=progress)
-        except EnvctlError as exc:
-            if push or registry is None:
-                raise
-            raise EnvctlError(exc.message, hint=f"a dry run pushes nothing: envctl push {spec.name} --registry "
-                                                f"{registry}, then the dry run again") from None
+        image_id, labels = pushed_image(project, spec.name, lock.lock_hash, registry=registry, push=push,
+                                        progress=progress)
     config = probe_config(spec, lock, gpus=gpus, level=level, env_tree=labels.get(LABEL_TREE))
     return VerifyPlan(spec, lock, image_id, level, gpus, config, checks_only, executor, target)
 
@@ -167,12 +161,29 @@ def plan_verifications(project: Project, name: str, *, targets: Sequence[Any], r
     return [plan_verify(project, name, executor=executor_for(t), target=t.name, **options) for t in targets]
 
 
-def remote_image(project: Project, name: str, lock_hash: str, *, registry: str | None,
+def pushed_image(project: Project, name: str, lock_hash: str, *, registry: str | None, push: bool = True,
+                 labels: bool = True, progress: Callable[[str], None] = lambda _m: None) -> tuple[str, dict[str, str]]:
+    """``remote_image`` as a workflow plans it: with ``push`` False (a dry run) nothing is pushed to
+    ``registry``, and the last push of the lock is planned instead; one line when there is none."""
+    from envctl.errors import EnvctlError
+
+    try:
+        return remote_image(project, name, lock_hash, registry=registry if push else None, labels=labels,
+                            progress=progress)
+    except EnvctlError as exc:
+        if push or registry is None:
+            raise
+        raise type(exc)(exc.message, hint=f"a dry run pushes nothing: envctl push {name} --registry "
+                                          f"{registry}, then the dry run again") from None
+
+
+def remote_image(project: Project, name: str, lock_hash: str, *, registry: str | None, labels: bool = True,
                  progress: Callable[[str], None] = lambda _m: None) -> tuple[str, dict[str, str]]:
     """The reference by digest a remote executor runs, and the image's labels (read from the
-    registry: no local engine needed).  With ``registry`` the image is pushed there first (a
-    no-op when the registry has it); else the last recorded push must be of the current lock."""
-    from envctl.errors import EnvctlError
+    registry: no local engine needed; ``labels`` False: not read, none returned).  With
+    ``registry`` the image is pushed there first (a no-op when the registry has it); else the
+    last recorded push must be of the current lock."""
+    from envctl.errors import NotPushedError
     from envctl.records import Records
     from envctl.registry import Registry, RegistryClient
 
@@ -185,7 +196,7 @@ def remote_image(project: Project, name: str, lock_hash: str, *, registry: str |
         last = Records().last_push(name)
         if last is None or last["lock_hash"] != lock_hash:
             why = "was never pushed" if last is None else f"was last pushed from another lock ({last['ref']})"
-            raise EnvctlError(f"{name} {why}: a remote target runs the image from a registry",
+            raise NotPushedError(f"{name} {why}: a remote target runs the image from a registry",
                               hint=f"push it first: envctl push {name} --registry R (or give --registry R)")
         ref = last["ref"]
     if not isinstance(ref, str) or not PUSHED_REF.fullmatch(ref):  # it becomes a job's command line
@@ -194,6 +205,8 @@ def remote_image(project: Project, name: str, lock_hash: str, *, registry: str |
         raise DamagedRecordsError(f"the recorded push of {name} is {str(ref)[:120]!r}, "
                                   f"not HOST/REPO@sha256:DIGEST",
                                   hint=f"the records database was altered; push again: envctl push {name} --registry R")
+    if not labels:
+        return ref, {}
     location, digest = ref.rsplit("@", 1)
     host, repo = location.split("/", 1)
     client = RegistryClient(Registry(host, ""))

@@ -80,7 +80,7 @@ def test_records_of_schema_1_are_migrated(tmp_path):
     cell = data["cells"]["m"]["img python/cpu"]
     assert cell["status"] == "ok" and cell["runtime"] == "python" and cell["device"] == "cpu"
     version = sqlite3.connect(path).execute("SELECT value FROM meta WHERE key='schema'").fetchone()[0]
-    assert int(version) == SCHEMA_VERSION == 3
+    assert int(version) == SCHEMA_VERSION == 4
 
 
 def test_an_aoti_package_for_another_device_is_unsupported_without_loading_it(tmp_path):

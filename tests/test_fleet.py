@@ -84,7 +84,7 @@ def test_a_dry_run_with_a_registry_pushes_nothing(tmp_path, monkeypatch):
     result = subprocess.run([sys.executable, "-m", "envctl", "verify", "pytorch-2.13-cpu", "--on", "kubernetes",
                              "--registry", "127.0.0.1:9/none", "--dry-run"], capture_output=True, text=True,
                             env=env, timeout=120)
-    assert result.returncode == 1 and "Traceback" not in result.stderr
+    assert result.returncode == 2 and "Traceback" not in result.stderr
     assert "a dry run pushes nothing: envctl push pytorch-2.13-cpu --registry 127.0.0.1:9/none" in result.stderr
     from envctl.records import Records
 

@@ -8,6 +8,9 @@ import typer
 from envctl import console
 from envctl.cli.progress import activity
 from envctl.cli.tables import WIDE_OPT, Column, print_table, render_grid
+from envctl.cli.where_opts import (ACCOUNT_OPT, ALL_TARGETS_OPT, CONSTRAINT_OPT, CONTEXT_OPT, GPU_PRODUCT_OPT,
+                                   GRES_OPT, NAMESPACE_OPT, NODELIST_OPT, ON_OPT, PARTITION_OPT, REGISTRY_OPT,
+                                   TARGET_OPT, TIME_OPT, WAIT_OPT, chosen_targets)
 
 TRUST_OPT = typer.Option(False, "--trust", help="Run artifacts under a local interpreter without its sandbox (uid 65534, "
                                                    "no network, read-only, capped): only artifacts you trust.")
@@ -27,31 +30,6 @@ def _registry():
 
     records = Records()
     return records, Registry(records)
-
-
-def _targets(images: List[str], pythons: List[str]):
-    """Targets from image names (built images) and local interpreters (python:PATH accepted too)."""
-    from envctl.compat import image_target, python_target
-
-    out, engine, project = [], None, None
-    names = [n for n in images if not n.startswith("python:")]
-    if names:
-        from envctl.catalog import find_project
-
-        project = find_project()
-        for name in names:
-            project.resolve(name)  # an impossible name is answered before any engine is asked
-    for name in images:
-        if name.startswith("python:"):
-            out.append(python_target(name.split(":", 1)[1]))
-            continue
-        if engine is None:
-            from envctl.engine import Engine
-
-            engine = Engine.connect()
-        out.append(image_target(project, engine, name))
-    out += [python_target(p) for p in pythons]
-    return out, engine
 
 
 @artifacts_app.command("add")
@@ -80,7 +58,9 @@ def add(
     _, registry = _registry()
     reference = None
     if inputs is not None and outputs is None and (image or python):
-        targets, engine = _targets([image] if image else [], [python] if python else [])
+        from envctl.compat.workflow import resolve_targets
+
+        targets, engine = resolve_targets([image] if image else [], [python] if python else [])
         label = name or file.stem
 
         def reference(folder, kind, stored):
@@ -154,23 +134,55 @@ def run(
     junit: Optional[Path] = typer.Option(None, "--junit", help="Also write the results as JUnit XML."),
     trust: bool = TRUST_OPT,
     json_out: bool = typer.Option(False, "--json", help="Print JSON."),
+    on: Optional[str] = ON_OPT,
+    targets: Optional[list[str]] = TARGET_OPT,
+    all_targets: bool = ALL_TARGETS_OPT,
+    registry: Optional[str] = REGISTRY_OPT,
+    partition: Optional[str] = PARTITION_OPT,
+    gres: Optional[str] = GRES_OPT,
+    constraint: Optional[str] = CONSTRAINT_OPT,
+    nodelist: Optional[str] = NODELIST_OPT,
+    time_limit: Optional[str] = TIME_OPT,
+    account: Optional[str] = ACCOUNT_OPT,
+    wait: Optional[float] = WAIT_OPT,
+    context: Optional[str] = CONTEXT_OPT,
+    namespace: Optional[str] = NAMESPACE_OPT,
+    gpu_product: Optional[str] = GPU_PRODUCT_OPT,
+    dry_run: bool = typer.Option(False, "--dry-run",
+                                 help="Print what would run (the docker run line, the sbatch script, the Job "
+                                      "manifests) and submit nothing."),
 ) -> None:
     """Load and run every selected artifact under each image, each in isolation.
 
+    Locally by default; on a Slurm cluster (--on slurm), a Kubernetes cluster (--on kubernetes)
+    or fleet.yaml's targets (--target, --all-targets) from each image's last push by digest.
+
     Exit 0 when every cell is ok, 1 when any is not (each such cell is a failure in --junit too),
     2 on bad input."""
-    from envctl.compat import check_timeout, record, render_junit
-    from envctl.errors import UsageError
+    from envctl.compat import record, render_junit
+    from envctl.compat.workflow import plan_compat, run_compat
 
-    check_timeout(timeout)
-    if not images and not pythons:
-        raise UsageError("name at least one --image or --python")
-    _check_options(device, runtimes)
-    records, registry = _registry()
-    arts = registry.select(artifact)
-    targets, engine = _targets(images, pythons)
-    results = _run_all(targets, arts, registry, engine, timeout=timeout, device=device, runtimes=runtimes,
-                       trust=trust)
+    records, store = _registry()
+    options = dict(partition=partition, gres=gres, constraint=constraint, nodelist=nodelist, time=time_limit,
+                   account=account, wait=wait, context=context, namespace=namespace, gpu_product=gpu_product)
+    chosen = []
+    if on is not None or targets or all_targets or any(v is not None for v in options.values()):
+        from envctl.catalog import find_project
+
+        chosen = chosen_targets(find_project(), on=on, targets=targets, all_targets=all_targets, **options)
+    plan = plan_compat(store, images=images, pythons=pythons, artifacts=artifact, timeout=timeout, device=device,
+                       runtimes=runtimes, trust=trust, targets=chosen, registry=registry, push=not dry_run,
+                       progress=lambda m: console.status("  " + m))
+    if dry_run:
+        from envctl.compat.workflow import dry_run as plan_text
+
+        console.out.print(plan_text(plan), end="", markup=False, highlight=False, soft_wrap=True)
+        return
+    where = ", ".join(dict.fromkeys(p.where for p in plan.placements))
+    with activity(f"checking {len(plan.artifacts)} artifacts under {where}") as progress:
+        done = run_compat(plan, progress=progress)
+    _said_loaders(done)
+    results = done.outcomes
     # The results first: a database that refuses them must not cost the user the run.
     if junit is not None:
         console.write_output(junit, render_junit(results, name="envctl compat run"))
@@ -181,41 +193,19 @@ def run(
             line = console.styled(f"{o.status:<11}", "green" if o.status == "ok" else "red")
             line.append(f" {o.artifact.name} under {o.column}: {o.detail}")
             console.out.print(line, soft_wrap=True)  # one line per cell, never cut: the terminal wraps it
+    for error in done.errors:  # a fleet target whose runner did not run: its line, the others' cells stand
+        console.error(error)
     record(records, results)
     failed = [o for o in results if o.status != "ok"]
     if failed:
         console.status(f"{len(failed)} of {len(results)} cells not ok")
+    if failed or done.errors:
         raise typer.Exit(1)
 
 
-def _check_options(device: str, runtimes: List[str]) -> None:
-    from envctl.compat import DEVICES, RUNTIMES, check_choice
-
-    check_choice("--device", device, DEVICES)
-    for runtime in runtimes:
-        check_choice("--runtime", runtime, RUNTIMES)
-
-
-def _run_all(targets, arts, registry, engine, *, timeout: float, device: str, runtimes: List[str],
-             trust: bool) -> list:
-    """Every target under every runtime; the libtorch loader is built (once per image) first."""
-    from envctl.compat import ensure_loader
-    from envctl.compat import run as run_compat
-
-    results = []
-    for target in targets:
-        for runtime in dict.fromkeys(runtimes):
-            loader = None
-            if runtime == "libtorch" and arts:
-                with activity(f"preparing the libtorch loader of {target.label}"):
-                    loader = ensure_loader(target, engine=engine)
-                if loader.built:
-                    console.status(f"built the libtorch loader of {target.label} in {loader.seconds:.1f}s "
-                                   f"(cached: {loader.folder})")
-            with activity(f"checking {len(arts)} artifacts under {target.label} ({runtime})"):
-                results += run_compat(target, arts, registry, engine=engine, timeout=timeout, device=device,
-                                      runtime=runtime, loader=loader, trust=trust)
-    return results
+def _said_loaders(done) -> None:
+    for label, loader in done.loaders:
+        console.status(f"built the libtorch loader of {label} in {loader.seconds:.1f}s (cached: {loader.folder})")
 
 
 @compat_app.command("matrix")
@@ -271,20 +261,18 @@ def check(
 
     Exit 0 when nothing regresses (an artifact not ok under --from either is skipped, as in
     --junit), 1 on a regression, 2 on bad input."""
-    from envctl.compat import check_timeout, record, regressions, render_junit
+    from envctl.compat import record, regressions, render_junit
+    from envctl.compat.workflow import plan_compat, run_compat
 
-    check_timeout(timeout)
-    _check_options(device, [runtime])
-    records, registry = _registry()
-    arts = registry.select(artifact)
-    if not arts:
-        from envctl.errors import UsageError
-
-        raise UsageError("no artifacts registered: the gate would check nothing",
-                         hint="register them first: envctl artifacts add FILE.pt --inputs SAMPLE.pt")
-    targets, engine = _targets([source, dest], [])
-    outcomes = [_run_all([t], arts, registry, engine, timeout=timeout, device=device, runtimes=[runtime], trust=trust)
-                for t in targets]
+    records, store = _registry()
+    plan = plan_compat(store, images=[source, dest], artifacts=artifact, timeout=timeout, device=device,
+                       runtimes=[runtime], trust=trust, gate=True)
+    arts = plan.artifacts
+    targets = [p.target for p in plan.placements]
+    with activity(f"checking {len(arts)} artifacts under {targets[0].label} and {targets[1].label}") as progress:
+        done = run_compat(plan, progress=progress)
+    _said_loaders(done)
+    outcomes = [done.outcomes[:len(arts)], done.outcomes[len(arts):]]  # target by target, artifact by artifact
     bad = regressions(outcomes[0], outcomes[1])
     if junit is not None:  # a failure per regression; no baseline (not ok under --from) is a skip
         n = len(outcomes[0])

@@ -8,18 +8,12 @@ import typer
 from envctl import console
 from envctl.cli.progress import activity
 from envctl.cli.tables import WIDE_OPT, Column, print_table
+from envctl.cli.where_opts import (ACCOUNT_OPT, ALL_TARGETS_OPT, CONSTRAINT_OPT, CONTEXT_OPT, GPU_PRODUCT_OPT,
+                                   GRES_OPT, NAMESPACE_OPT, NODELIST_OPT, ON_OPT, PARTITION_OPT, REGISTRY_OPT,
+                                   TARGET_OPT, TIME_OPT, WAIT_OPT, chosen_targets)
 
 
 RUN_KINDS = ("build", "verify", "smoke", "bench", "setup")
-# Slurm's options, declared once: verify and smoke take them alike (checked by envctl.fleet).
-PARTITION_OPT = typer.Option(None, "--partition", help="Slurm partition.", rich_help_panel="Slurm")
-GRES_OPT = typer.Option(None, "--gres", metavar="gpu[:TYPE]:N", help="Slurm GRES.", rich_help_panel="Slurm")
-CONSTRAINT_OPT = typer.Option(None, "--constraint", help="Slurm node features.", rich_help_panel="Slurm")
-NODELIST_OPT = typer.Option(None, "--nodelist", help="Slurm nodes.", rich_help_panel="Slurm")
-TIME_OPT = typer.Option(None, "--time", help="Slurm time limit, e.g. 00:20:00.", rich_help_panel="Slurm")
-ACCOUNT_OPT = typer.Option(None, "--account", help="Slurm account.", rich_help_panel="Slurm")
-WAIT_OPT = typer.Option(None, "--wait", metavar="SECONDS", help="Give up on a job still pending after SECONDS.",
-                        rich_help_panel="Slurm and Kubernetes")
 
 
 def register(app: typer.Typer) -> None:
@@ -44,16 +38,10 @@ def verify(
     checks_only: bool = typer.Option(False, "--checks-only",
                                      help="Versions, libraries, drift and the file tree only: no benchmarks."),
     json_out: bool = typer.Option(False, "--json", help="Print the probe's JSON document."),
-    on: Optional[str] = typer.Option(None, "--on", help="Where to run: local, slurm or kubernetes.",
-                                     rich_help_panel="Where it runs"),
-    targets: Optional[list[str]] = typer.Option(None, "--target", metavar="NAME",
-                                                help="A target of fleet.yaml (repeatable).",
-                                                rich_help_panel="Where it runs"),
-    all_targets: bool = typer.Option(False, "--all-targets", help="Every target of fleet.yaml.",
-                                     rich_help_panel="Where it runs"),
-    registry: Optional[str] = typer.Option(None, "--registry", metavar="HOST[:PORT][/PREFIX]",
-                                           help="Push there first (remote targets run the image by digest).",
-                                           rich_help_panel="Where it runs"),
+    on: Optional[str] = ON_OPT,
+    targets: Optional[list[str]] = TARGET_OPT,
+    all_targets: bool = ALL_TARGETS_OPT,
+    registry: Optional[str] = REGISTRY_OPT,
     partition: Optional[str] = PARTITION_OPT,
     gres: Optional[str] = GRES_OPT,
     constraint: Optional[str] = CONSTRAINT_OPT,
@@ -61,12 +49,9 @@ def verify(
     time_limit: Optional[str] = TIME_OPT,
     account: Optional[str] = ACCOUNT_OPT,
     wait: Optional[float] = WAIT_OPT,
-    context: Optional[str] = typer.Option(None, "--context", help="kubeconfig context.", rich_help_panel="Kubernetes"),
-    namespace: Optional[str] = typer.Option(None, "--namespace", help="Kubernetes namespace.",
-                                            rich_help_panel="Kubernetes"),
-    gpu_product: Optional[str] = typer.Option(None, "--gpu-product", metavar="PRODUCT",
-                                              help="GPU feature discovery's nvidia.com/gpu.product, e.g. "
-                                                   "NVIDIA-H100-80GB-HBM3.", rich_help_panel="Kubernetes"),
+    context: Optional[str] = CONTEXT_OPT,
+    namespace: Optional[str] = NAMESPACE_OPT,
+    gpu_product: Optional[str] = GPU_PRODUCT_OPT,
     dry_run: bool = typer.Option(False, "--dry-run",
                                  help="Print what would run (the docker run line, the sbatch script, the Job "
                                       "manifests) and submit nothing."),
@@ -78,7 +63,6 @@ def verify(
 
     Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from envctl.catalog import find_project
-    from envctl.fleet import select_targets
     from envctl.verify import plan_verifications, run_verifications
 
     project = find_project()
@@ -86,7 +70,7 @@ def verify(
                    account=account, wait=wait, context=context, namespace=namespace, gpu_product=gpu_product)
     if on == "kubernetes" and gpus not in (None, "all", "none"):
         options["gpus"] = int(gpus) if gpus.isdigit() else gpus  # the Job's nvidia.com/gpu limit
-    chosen = select_targets(project, on=on, options=options, names=targets or (), all_targets=all_targets)
+    chosen = chosen_targets(project, on=on, targets=targets, all_targets=all_targets, **options)
     plans = plan_verifications(project, name, targets=chosen, registry=registry, gpus=gpus,
                                level=_level(quick, full, "") or None, checks_only=checks_only,
                                push=not dry_run, progress=lambda m: console.status("  " + m))

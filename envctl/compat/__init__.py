@@ -2,10 +2,12 @@
 
 A target is a built image or a local interpreter; a run chooses the runtime (Python, or
 libtorch from C++ through a loader compiled in the target) and the device (auto, cpu, cuda).
-Results are kept in the records database keyed by artifact hash, target, runtime and device;
-the upgrade gate compares two targets.  The modules: targets (where), execute (running),
-sandbox (the host's sandbox around a local interpreter), loader (the C++ loader), results
-(outcomes, records, matrix, gate), report (HTML, JUnit).
+Results are kept in the records database keyed by artifact hash, target, runtime, device and
+the fleet target they ran on; the upgrade gate compares two targets.  The modules: workflow
+(plan, then run on an executor: the local engine or a fleet target), targets (where), execute
+(the runner as a task, and running it), sandbox (the host's sandbox around a local
+interpreter), loader (the C++ loader), results (outcomes, records, matrix, gate), report (HTML,
+JUnit).
 """
 
 from __future__ import annotations

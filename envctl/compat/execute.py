@@ -2,9 +2,12 @@
 
 In an image, one sandboxed container (no network, read-only mounts, memory/CPU/process
 limits) runs probes/compat_runner.py, which checks every artifact in its own child process:
-a forked Python child, or a child of the C++ loader under the libtorch runtime.  GPUs reach
-the container through the engine's device requests.  Under a local interpreter the runner, the
-artifacts and the loader are copied to a fresh folder and run in the host's sandbox (sandbox.py).
+a forked Python child, or a child of the C++ loader under the libtorch runtime.  That container
+is a ``Task`` (``compat_task``) that any executor runs: the local engine here, a Slurm or
+Kubernetes target through the workflow (workflow.py), the runner and the artifacts travelling
+with it; ``outcomes_from`` reads its result.  GPUs reach the container through the engine's
+device requests.  Under a local interpreter the runner, the artifacts and the loader are copied
+to a fresh folder and run in the host's sandbox (sandbox.py).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import shutil
 import subprocess
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from envctl.artifacts import Artifact, Registry
 from envctl.compat.loader import BINARY, Loader, ensure_loader
@@ -22,6 +26,9 @@ from envctl.compat.results import STATUSES, Outcome
 from envctl.compat.sandbox import Sandbox, choose, read_back, run_contained
 from envctl.compat.targets import Target, check_choice, check_timeout, DEVICES, RUNTIMES
 from envctl.errors import EngineError, EnvctlError, ProbeError
+
+if TYPE_CHECKING:
+    from envctl.executors import Task, TaskResult
 
 RUNNER = Path(__file__).resolve().parent.parent / "probes" / "compat_runner.py"
 SCHEMA = "envctl.compat/1"
@@ -51,9 +58,10 @@ def _clean_message(text: str) -> str:
     return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "?", text).strip()[:MAX_MESSAGE]
 
 
-def _stage(registry: Registry, artifacts: list[Artifact], root: Path) -> None:
+def stage(registry: Registry, artifacts: list[Artifact], root: Path) -> Path:
     """Copies of the artifacts' files under ``root``, readable by the sandbox user and by no one
-    able to change them: the store may be in a folder it cannot pass (under /root)."""
+    able to change them: the store may be in a folder it cannot pass (under /root); and what a
+    remote task carries (the selected artifacts, not the whole store).  Returns ``root``."""
     root.mkdir(mode=0o755)
     for art in artifacts:
         folder = root / art.sha256
@@ -62,6 +70,7 @@ def _stage(registry: Registry, artifacts: list[Artifact], root: Path) -> None:
             if name:
                 shutil.copyfile(registry.folder(art.sha256) / name, folder / name)
                 (folder / name).chmod(0o644)
+    return root
 
 
 def _run_local(box: Sandbox, args: list[str], *, stage: Path, timeout: float, gpu: bool) -> tuple[str, str, int]:
@@ -87,6 +96,45 @@ def gpus_for(engine, device: str) -> str | None:
     return None
 
 
+def compat_task(target: Target, artifacts: list[Artifact], registry: Registry, folder: Path, *,
+                artifacts_root: Path, timeout: float, device: str, runtime: str, loader: Loader | None = None,
+                gpus: str | None = None, labels: dict[str, str] | None = None) -> Task:
+    """The runner in ``target``'s image as a task any executor runs: the probe files, the artifacts
+    (``artifacts_root``: the store, or the selected artifacts staged by ``stage``), the manifest
+    (written into ``folder``) and the loader mounted read-only; sandboxed, no network, a timeout
+    of every artifact's plus two minutes for the start."""
+    from envctl.executors import Mount, Sandbox, Task
+
+    manifest = folder / "manifest.json"
+    manifest.write_text(json.dumps(_manifest(registry, artifacts, "/artifacts")))
+    manifest.chmod(0o644)
+    folder.chmod(0o755)
+    options = ["--timeout", str(timeout), "--device", device, "--runtime", runtime]
+    mounts = [Mount(RUNNER.parent, "/opt/envctl-probe"), Mount(artifacts_root, "/artifacts"),
+              Mount(folder, "/opt/envctl-compat")]
+    if loader is not None:
+        mounts.append(Mount(loader.folder, "/opt/envctl-loader"))
+        options += ["--loader", f"/opt/envctl-loader/{BINARY}"]
+    return Task(name=f"compat-{runtime}", image=target.ref,
+                command=("python", "/opt/envctl-probe/compat_runner.py", "--manifest",
+                         "/opt/envctl-compat/manifest.json", *options),
+                mounts=tuple(mounts), gpus=gpus, network="none", timeout_s=timeout * len(artifacts) + 120,
+                sandbox=Sandbox(exec_tmp=any(a.kind == "aoti" for a in artifacts), **LIMITS), labels=labels or {})
+
+
+def outcomes_from(result: TaskResult, target: Target, artifacts: list[Artifact], *, runtime: str, device: str,
+                  where: str, on: str | None = None) -> list[Outcome]:
+    """Each artifact's outcome from a finished runner task (``where``: how errors name the place);
+    ProbeError when the runner did not run or printed no document."""
+    if result.error:
+        raise ProbeError(f"the compat runner did not run in {where}: {result.error}")
+    if result.timed_out:
+        raise ProbeError(f"compat run in {where} ran past {result.task.timeout_s:.0f}s")
+    doc = _parse(result.stdout, result.stderr, result.exit_code, where)
+    return _outcomes(doc, target, artifacts, runtime=runtime, device=device, on=on,
+                     where=dict(result.where) if on is not None else {})
+
+
 def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine=None, timeout: float = 60.0,
         device: str = "auto", runtime: str = "python", loader: Loader | None = None,
         trust: bool = False) -> list[Outcome]:
@@ -102,49 +150,53 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
     box = choose(target.ref, trust=trust) if target.kind == "python" else None
     if runtime == "libtorch" and loader is None:
         loader = ensure_loader(target, engine=engine)
+    if target.kind == "image":
+        return _run_in_engine(target, artifacts, registry, engine=engine, timeout=timeout, device=device,
+                              runtime=runtime, loader=loader)
     overall = timeout * len(artifacts) + 120
     options = ["--timeout", str(timeout), "--device", device, "--runtime", runtime]
-    with tempfile.TemporaryDirectory(prefix="envctl-compat-") as tmp:
+    with tempfile.TemporaryDirectory(prefix="envctl-compat-") as tmp:  # a local interpreter: the host's sandbox
         manifest = Path(tmp) / "manifest.json"
         Path(tmp).chmod(0o755)
-        if target.kind == "image":
-            manifest.write_text(json.dumps(_manifest(registry, artifacts, "/artifacts")))
-            manifest.chmod(0o644)
-            mounts = [(str(RUNNER.parent), "/opt/envctl-probe", True), (str(registry.root), "/artifacts", True),
-                      (tmp, "/opt/envctl-compat", True)]
-            if loader is not None:
-                mounts.append((str(loader.folder), "/opt/envctl-loader", True))
-                options += ["--loader", f"/opt/envctl-loader/{BINARY}"]
-            gpus = gpus_for(engine, device)
-            try:
-                result = engine.run(
-                    target.ref, ["python", "/opt/envctl-probe/compat_runner.py", "--manifest",
-                                 "/opt/envctl-compat/manifest.json", *options],
-                    mounts=mounts, gpus=gpus, network="none", timeout=overall, sandbox=True,
-                    exec_tmp=any(a.kind == "aoti" for a in artifacts), **LIMITS)
-            except EngineError as exc:
-                if gpus is None:
-                    raise
-                raise EngineError(str(exc), hint="this engine gives containers no GPU (the NVIDIA container "
-                                                 "toolkit is missing): use --device cpu or auto") from None
-            stdout, stderr, code = result.stdout, result.stderr, result.exit_code
-            if result.timed_out:
-                raise ProbeError(f"compat run in {target.label} ran past {overall:.0f}s")
-        else:
-            _stage(registry, artifacts, Path(tmp) / "artifacts")
-            manifest.write_text(json.dumps(_manifest(registry, artifacts, str(Path(tmp) / "artifacts"))))
-            manifest.chmod(0o644)
-            if loader is not None:
-                shutil.copy(loader.folder / BINARY, Path(tmp) / BINARY)
-                options += ["--loader", str(Path(tmp) / BINARY)]
-            try:
-                stdout, stderr, code = _run_local(box, ["--manifest", str(manifest), *options], stage=Path(tmp),
-                                                  timeout=overall, gpu=device != "cpu")
-            except subprocess.TimeoutExpired:
-                raise ProbeError(f"compat run with {target.label} ran past {overall:.0f}s") from None
-            except OSError as exc:
-                raise ProbeError(f"cannot run {target.ref}: {exc.strerror}") from None
+        stage(registry, artifacts, Path(tmp) / "artifacts")
+        manifest.write_text(json.dumps(_manifest(registry, artifacts, str(Path(tmp) / "artifacts"))))
+        manifest.chmod(0o644)
+        if loader is not None:
+            shutil.copy(loader.folder / BINARY, Path(tmp) / BINARY)
+            options += ["--loader", str(Path(tmp) / BINARY)]
+        try:
+            stdout, stderr, code = _run_local(box, ["--manifest", str(manifest), *options], stage=Path(tmp),
+                                              timeout=overall, gpu=device != "cpu")
+        except subprocess.TimeoutExpired:
+            raise ProbeError(f"compat run with {target.label} ran past {overall:.0f}s") from None
+        except OSError as exc:
+            raise ProbeError(f"cannot run {target.ref}: {exc.strerror}") from None
     doc = _parse(stdout, stderr, code, target.label, sandboxed=box is not None and box.confined)
+    return _outcomes(doc, target, artifacts, runtime=runtime, device=device)
+
+
+def _run_in_engine(target: Target, artifacts: list[Artifact], registry: Registry, *, engine, timeout: float,
+                   device: str, runtime: str, loader: Loader | None) -> list[Outcome]:
+    """The runner task on the local engine, the store mounted as it is (nothing copied)."""
+    from envctl.executors import LocalEngine, run_tasks
+
+    gpus = gpus_for(engine, device)
+    with tempfile.TemporaryDirectory(prefix="envctl-compat-") as tmp:
+        task = compat_task(target, artifacts, registry, Path(tmp), artifacts_root=registry.root, timeout=timeout,
+                           device=device, runtime=runtime, loader=loader, gpus=gpus)
+        try:
+            [result] = run_tasks(LocalEngine(engine), [task])
+        except EngineError as exc:
+            if gpus is None:
+                raise
+            raise EngineError(str(exc), hint="this engine gives containers no GPU (the NVIDIA container "
+                                             "toolkit is missing): use --device cpu or auto") from None
+    return outcomes_from(result, target, artifacts, runtime=runtime, device=device, where=target.label)
+
+
+def _outcomes(doc: dict, target: Target, artifacts: list[Artifact], *, runtime: str, device: str,
+              on: str | None = None, where: dict[str, Any] | None = None) -> list[Outcome]:
+    """The runner's document as an outcome per artifact (one it gave no result for: a crash)."""
     by_id = {r["id"]: r for r in doc["results"]}
     ran_on = doc.get("device") or ("cpu" if device == "auto" else device)
     out = []
@@ -152,7 +204,8 @@ def run(target: Target, artifacts: list[Artifact], registry: Registry, *, engine
         res = by_id.get(a.sha256) or {"status": "crash", "detail": "the runner gave no result for it"}
         status = res.get("status") if res.get("status") in STATUSES else "crash"
         out.append(Outcome(a, target, status, _clean(res.get("detail", "")), res.get("seconds"), runtime=runtime,
-                           device=ran_on, message=_clean_message(res.get("message", ""))))
+                           device=ran_on, message=_clean_message(res.get("message", "")), on=on,
+                           where=where or {}))
     return out
 
 

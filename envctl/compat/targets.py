@@ -66,6 +66,7 @@ def check_choice(option: str, value: str, choices: tuple[str, ...]) -> str:
     return value
 
 
-def column(label: str, runtime: str, device: str) -> str:
-    """The matrix column of one target run: the image (or interpreter), the runtime and the device."""
-    return f"{label} {runtime}/{device}"
+def column(label: str, runtime: str, device: str, on: str | None = None) -> str:
+    """The matrix column of one target run: the image (or interpreter), the fleet target it ran on
+    (none for this machine), the runtime and the device."""
+    return f"{label}{f' on {on}' if on else ''} {runtime}/{device}"

@@ -50,7 +50,7 @@ def test_push_then_verify_on_two_slurm_targets_then_the_fleet_view(slurm_node, r
     assert built.returncode == 0, built.stderr[-2000:]
 
     never = envctl("verify", "pytorch-2.13-cpu", "--target", "any-node", env=env)
-    assert never.returncode == 1 and "push it first: envctl push pytorch-2.13-cpu --registry R" in never.stderr
+    assert never.returncode == 2 and "push it first: envctl push pytorch-2.13-cpu --registry R" in never.stderr
 
     pushed = envctl("push", "pytorch-2.13-cpu", "--registry", f"{registry}/e2e", "--json", env=env)
     assert pushed.returncode == 0, pushed.stderr[-2000:]

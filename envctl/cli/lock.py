@@ -57,6 +57,10 @@ def lock(
             with activity(f"locking {spec.name}") as progress:
                 result = lock_image(spec, previous=previous, upgrade=tuple(upgrade), progress=progress,
                                     current=current, keep_current=not upgrade_all)
+            written = project.keep_derived(spec.name)  # a derived spec is kept beside its first lock
+            if written is not None and not json_out:
+                console.status(f"wrote {written.relative_to(project.root)} (derived from the release matrix: "
+                               f"review and commit it with the lock)")
             changed = write_lock(path, result.text, force=force)
         except EnvctlError as exc:
             if len(specs) == 1:

@@ -29,7 +29,7 @@ def test_pypi_torch_page_metadata_and_ranges_as_the_refresh_expects():
 
 
 @pytest.mark.network
-@pytest.mark.parametrize("name", ["pytorch-2.13-cpu", "pytorch-2.14-cu130-pypi", "pytorch-2.8-cu128-pypi"])
+@pytest.mark.parametrize("name", ["pytorch-2.13-cpu", "pytorch-2.14-cu130", "pytorch-2.8-cu128"])
 def test_relocking_a_committed_spec_keeps_its_bytes_whatever_pypi_publishes_next(project, name):
     """A re-lock as `envctl lock` makes it (the lock on disk's pins preferred where the spec
     still allows them) gives the committed lock byte for byte, through the real PyPI: uv reads
@@ -61,7 +61,7 @@ def test_a_fresh_resolve_of_a_committed_spec_takes_newer_releases_but_keeps_the_
     from envctl.lock import load_lock, lock_image
 
     proj = Project(project)
-    spec = proj.resolve("pytorch-2.14-cu130-pypi")
+    spec = proj.resolve("pytorch-2.14-cu130")
     committed = load_lock(proj.lock_path(spec.name)).pip_pins()
     fresh = {p.name: p for p in lock_image(spec, keep_current=False).pip["linux-64"]}
     assert fresh["torch"].version == committed["torch"] == spec.torch

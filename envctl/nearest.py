@@ -3,8 +3,8 @@
 A suggestion must lead somewhere.  Each neighbour the release matrix names (same torch, other
 CUDA; same CUDA, older torch) is judged here: *locked* (its lock is current and this machine
 reaches what it was locked from), *locks here* (no current lock, but every source it needs
-answers) or *needs* a source this machine cannot reach (named).  The first suggestion is one that
-works here whenever any neighbour does, even one further away than the usual three.
+answers) or *needs* a source this machine cannot reach (named).  The first suggestion is the
+nearest one that works here whenever any neighbour does, even one further away than the usual three.
 
 Which sources a spec needs follows from its kind alone (conda channels only where conda packages
 are asked for, the PyTorch index only for ``torch_source: pytorch-index``, ...); whether they
@@ -86,9 +86,10 @@ def judge(project: Project, verdict: Verdict) -> list[Neighbour]:
 
 
 def shown(neighbours: list[Neighbour]) -> list[Neighbour]:
-    """What the refusal lists: the nearest that works here first (if any does), then the usual
-    nearest three (two of the same torch, one of the same CUDA)."""
-    best = min((n for n in neighbours if n.works_here), key=lambda n: n.rank, default=None)
+    """What the refusal lists: the nearest that works here first (if any does: same torch before
+    older torch, locked or not), then the usual nearest three (two of the same torch, one of the
+    same CUDA)."""
+    best = next((n for n in neighbours if n.works_here), None)
     same_torch = [n for n in neighbours if n.relation.startswith("same torch")][:2]
     same_cuda = [n for n in neighbours if n.relation.startswith("same CUDA")][:1]
     return ([best] if best else []) + [n for n in same_torch + same_cuda if n is not best]

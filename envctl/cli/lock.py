@@ -57,11 +57,10 @@ def lock(
             with activity(f"locking {spec.name}") as progress:
                 result = lock_image(spec, previous=previous, upgrade=tuple(upgrade), progress=progress,
                                     current=current, keep_current=not upgrade_all)
-            written = project.keep_derived(spec.name)  # a derived spec is kept beside its first lock
-            if written is not None and not json_out:
-                console.status(f"wrote {written.relative_to(project.root)} (derived from the release matrix: "
-                               f"review and commit it with the lock)")
             changed = write_lock(path, result.text, force=force)
+            # A derived spec is kept beside its first lock (after it: a lock that cannot be written
+            # leaves no spec behind, and the same spec is derived again until one is)
+            written = project.keep_derived(spec.name)
         except EnvctlError as exc:
             if len(specs) == 1:
                 raise
@@ -69,8 +68,12 @@ def lock(
                              "exit_code": exc.exit_code})
             continue
         summary = result.summary() | {"path": str(path.relative_to(project.root)), "changed": changed,
-                                      "seconds": round(time.monotonic() - start, 2)}
+                                      "seconds": round(time.monotonic() - start, 2),
+                                      "spec_written": str(written.relative_to(project.root)) if written else None}
         summaries.append(summary)
+        if written is not None and not json_out:
+            console.status(f"wrote {summary['spec_written']} (derived from the release matrix: review and "
+                           f"commit it with the lock)")
         if not json_out:
             counts = summary["platforms"]
             text = ", ".join(f"{pl}: {c['conda']} conda + {c['pip']} pip"

@@ -72,17 +72,24 @@ def judge(project: Project, verdict: Verdict) -> list[Neighbour]:
     out = []
     for name, relation in candidates:
         spec = specs[name]
-        if isinstance(spec, EnvctlError):
-            out.append(Neighbour(name, relation, 2, f"its spec does not load: {spec}"))
+        if isinstance(spec, EnvctlError):  # its own error is for envctl show: the refusal stays one line
+            out.append(Neighbour(name, relation, 2, f"its spec does not load: envctl show {name} says why"))
             continue
         missing = list(dict.fromkeys(short for short, url in needed[name] if url in down))
         if missing:
             out.append(Neighbour(name, relation, 2, f"needs {', '.join(missing)}: unreachable here"))
-        elif lock_state(spec, project.lock_path(name)).current:
+        elif _locked(project, spec):
             out.append(Neighbour(name, relation, 0, "locked, builds here"))
         else:
             out.append(Neighbour(name, relation, 1, "not locked; locks and builds here"))
     return out
+
+
+def _locked(project: Project, spec: ImageSpec) -> bool:
+    try:
+        return lock_state(spec, project.lock_path(spec.name)).current
+    except EnvctlError:  # a folder where the lockfile belongs: not locked, as far as a suggestion goes
+        return False
 
 
 def shown(neighbours: list[Neighbour]) -> list[Neighbour]:

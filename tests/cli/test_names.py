@@ -74,7 +74,8 @@ def test_a_real_name_without_a_file_is_derived_and_show_says_why_this_source(pro
 
 def test_a_derived_name_locks_builds_and_keeps_its_spec_beside_the_lock(project, index, tmp_path):
     cache = tmp_path / "cache"
-    spec_file, lock_file = project / "images" / "pytorch-2.10-cu128.yaml", project / "locks" / "pytorch-2.10-cu128.conda-lock.yml"
+    spec_file = project / "images" / "pytorch-2.10-cu128.yaml"
+    lock_file = project / "locks" / "pytorch-2.10-cu128.conda-lock.yml"
     unlocked = envctl("build", "pytorch-2.10-cu128", "--dry-run", index=index, cache=cache)
     assert unlocked.returncode == 1 and "pytorch-2.10-cu128 has no lockfile" in unlocked.stderr
     assert "hint: run: envctl lock pytorch-2.10-cu128" in unlocked.stderr
@@ -134,7 +135,8 @@ def test_a_refused_name_lists_first_a_neighbour_that_works_here(project, index, 
                                     "cu128, cu130; nearest real images: ")
     near = _nearest(before.stderr)
     assert near[0] == "pytorch-2.10-cu128 (same torch, other CUDA; not locked; locks and builds here"
-    assert near[1] == f"pytorch-2.10-cu126 (same torch, other CUDA; needs {tmp_path / 'no-such-wheels'}: unreachable here"
+    missing = tmp_path / "no-such-wheels"
+    assert near[1] == f"pytorch-2.10-cu126 (same torch, other CUDA; needs {missing}: unreachable here"
     assert near[2].startswith("pytorch-2.7-cu118 (same CUDA, older torch; ")
     assert before.stderr.splitlines()[1] == "hint: try: envctl lock pytorch-2.10-cu128"
 
@@ -144,6 +146,18 @@ def test_a_refused_name_lists_first_a_neighbour_that_works_here(project, index, 
     assert _nearest(after.stderr)[0] == "pytorch-2.10-cu128 (same torch, other CUDA; locked, builds here"
     assert after.stderr.splitlines()[1] == "hint: try: envctl build pytorch-2.10-cu128"
     assert "Traceback" not in after.stderr
+
+
+def test_a_neighbour_whose_spec_is_broken_is_listed_as_such_in_the_one_line(project, index, tmp_path):
+    (project / "images" / "pytorch-2.10-cu126.yaml").write_text("version: 1\nname: [unclosed\n")
+    (project / "locks" / "pytorch-2.10-cu128.conda-lock.yml").mkdir()  # a folder where a lock belongs
+    result = envctl("show", "pytorch-2.10-cu118", index=index, cache=tmp_path / "cache")
+    assert result.returncode == 2 and len(result.stderr.splitlines()) == 2, result.stderr
+    near = _nearest(result.stderr)
+    assert near[0] == "pytorch-2.10-cu128 (same torch, other CUDA; not locked; locks and builds here"
+    assert near[1] == ("pytorch-2.10-cu126 (same torch, other CUDA; its spec does not load: envctl show "
+                       "pytorch-2.10-cu126 says why")
+    assert "Traceback" not in result.stderr
 
 
 def test_the_nearest_neighbour_that_works_here_leads(project, index, tmp_path):

@@ -79,14 +79,23 @@ def unreachable(urls: list[str], *, timeout: float = 2.0) -> dict[str, str]:
     """The ``urls`` this machine cannot reach, each with why, from one quick probe per host (its
     root URL; a local path: whether it exists), run side by side and kept for the process: a
     refusal that judges a handful of specs on three hosts waits one short timeout at most."""
-    from concurrent.futures import ThreadPoolExecutor
+    import threading
+    import time
 
     keys = {url: _host_key(url) for url in urls}
     todo = sorted({k for k in keys.values() if k not in _REACHED})
-    if todo:
-        with ThreadPoolExecutor(max_workers=len(todo)) as pool:
-            for key, why in zip(todo, pool.map(lambda k: _probe(k, timeout), todo)):
-                _REACHED[key] = why
+    answers: dict[str, str | None] = {}
+    # Daemon threads joined against one deadline: a resolver that hangs (DNS knows no socket
+    # timeout) neither holds the answer nor the interpreter's exit.
+    threads = [threading.Thread(target=lambda k=k: answers.__setitem__(k, _probe(k, timeout)), daemon=True)
+               for k in todo]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout + 0.5
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    for key in todo:
+        _REACHED[key] = answers[key] if key in answers else f"no answer in {timeout:g}s"
     return {url: _REACHED[key] for url, key in keys.items() if _REACHED[key] is not None}
 
 

@@ -39,3 +39,15 @@ def test_each_host_is_probed_once_and_only_the_unreachable_are_named(tmp_path, m
         assert len(index.log) == 1  # the answers are kept for the process
     finally:
         shutdown()
+
+
+def test_a_host_that_never_answers_costs_one_short_timeout(monkeypatch):
+    monkeypatch.setattr(net, "_REACHED", {})
+    with socket.socket() as silent:  # listens (the kernel completes the handshake) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        down = net.unreachable([f"{url}/simple", f"{url}/whl/cu126"], timeout=0.5)
+        assert time.monotonic() - started < 1.5
+    assert down == {f"{url}/simple": "timed out", f"{url}/whl/cu126": "timed out"}

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 
 from envctl.errors import UnknownImageError
 from envctl.matrix import MATRIX_FILE, TorchRelease, load_matrix, parse_version, variant_to_cuda
-from envctl.spec import ImageSpec, defaults, parse_spec, pypi_variant_problem
+from envctl.spec import COMPANIONS, ImageSpec, defaults, parse_spec, pypi_variant_problem
 
 # Exactly pytorch-X.Y-VARIANT: a name with a flavour suffix is a hand-written spec's.
 PLAIN_NAME_RE = re.compile(r"^pytorch-(\d+\.\d+)-(cpu|cu\d{2,3})$")
@@ -70,7 +70,7 @@ def derive(name: str, *, path: str, index_url: str | None = None) -> Derivation 
                        f"(derived from the release matrix)",
         "python": python, "torch": torch, "cuda": variant, "torch_source": source,
         "python_source": settings["python_source"], "base": defaults()["base"]["cpu" if cuda is None else "cuda"],
-        "companions": [c for c in ("torchvision", "torchaudio") if getattr(rel, c) is not None],
+        "companions": [c for c in COMPANIONS if getattr(rel, c) is not None],
         "channels": [],
     }
     if index_url and index_url != defaults()["pypi_index"]:

@@ -1,7 +1,7 @@
 """Build figures: cold build time and image size against the naive way, a small-pin rebuild,
 and the no-op rebuild.
 
-    python benchmarks/bench_build.py [--image pytorch-2.14-cu130-pypi] [--rounds 1] [--pin filelock]
+    python benchmarks/bench_build.py [--image pytorch-2.14-cu130] [--rounds 1] [--pin filelock]
 
 "Naive" is a hand-written single-stage Dockerfile that installs the same locked wheels
 from a COPY layer (what most teams write first).  Both build from the same local base
@@ -65,7 +65,7 @@ def previous_release(name: str, version: str):
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--image", default="pytorch-2.14-cu130-pypi")
+    parser.add_argument("--image", default="pytorch-2.14-cu130")
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--pin", default="filelock", help="a pure-Python package of the last layer to move")
     args = parser.parse_args()

@@ -28,7 +28,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from envctl.catalog import Project  # noqa: E402
 from envctl.spec import defaults  # noqa: E402
 
-SPECS = ("pytorch-2.13-cpu", "pytorch-2.14-cu130-pypi")
+SPECS = ("pytorch-2.13-cpu", "pytorch-2.14-cu130")
 ENVCTL = [sys.executable, "-m", "envctl"]
 
 

@@ -1,19 +1,27 @@
 """The project: its ``images/`` catalog, ``locks/`` and ``templates/`` folders.
 
-Resolving an image name is the first thing every command does, so it is fast
-and engine-free: a name that is not in the catalog but looks like
-``pytorch-X.Y-VARIANT`` is judged against the release matrix at once.
+Resolving an image name is the first thing every command does, so it is fast and engine-free.
+A spec under ``images/`` always wins; a renamed image's old name resolves to the new one (with
+a note); a real ``pytorch-X.Y-VARIANT`` without a file gets the spec the release matrix implies
+(``envctl.derived``); a name PyTorch never released is refused with the nearest real images and
+whether each works here (``envctl.nearest``: this module sits with the locks for that).
 """
 
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-from envctl.errors import UnknownImageError, UsageError
-from envctl.matrix import check_image_name, require_real
-from envctl.spec import ImageSpec, load_spec
+from envctl.derived import Derivation, derive
+from envctl.errors import RenamedImageNote, UnknownImageError, UsageError
+from envctl.fsio import atomic_write
+from envctl.matrix import check_image_name
+from envctl.spec import ImageSpec, defaults, load_spec
+
+# The index a derived spec takes PyPI's wheels from, where a site mirrors PyPI (tests: a local index).
+INDEX_ENV = "ENVCTL_INDEX_URL"
 
 
 @dataclass(frozen=True)
@@ -54,9 +62,20 @@ class Project:
         path = self.spec_path(name)
         if path.exists():  # a FIFO or folder too: load_spec names what is wrong with it
             return load_spec(path)
+        renamed = defaults()["renamed"].get(name)
+        if renamed:
+            warnings.warn(RenamedImageNote(f"{name} is now called {renamed['name']}; the old name works "
+                                           f"until envctl {renamed['until']}"), stacklevel=2)
+            return self.resolve(renamed["name"])
         # Not in the catalog: answer from the matrix before anything slow happens.
-        require_real(name)
+        derived = self.derived(name)
+        if derived is not None:
+            return derived.spec
         verdict = check_image_name(name)
+        if verdict is not None and not verdict.exists:
+            from envctl.nearest import refusal
+
+            raise refusal(self, name, verdict)
         if verdict is not None:
             raise UnknownImageError(
                 f"{name} is a real PyTorch combination ({verdict.status}) but the catalog has no "
@@ -65,6 +84,21 @@ class Project:
         known = ", ".join(self.names()) or "none"
         raise UnknownImageError(f"no image named {name!r} in {self.images_dir}; catalog: {known}",
                                 hint="envctl catalog lists the images")
+
+    def derived(self, name: str) -> Derivation | None:
+        """The spec the release matrix implies for ``name`` while images/ has none (else None)."""
+        path = self.spec_path(name)
+        if path.exists():
+            return None
+        return derive(name, path=str(path), index_url=os.environ.get(INDEX_ENV) or None)
+
+    def keep_derived(self, name: str) -> Path | None:
+        """Write a derived spec to images/ (done when it is first locked); None when a file exists."""
+        derived = self.derived(name)
+        if derived is None:
+            return None
+        atomic_write(self.spec_path(name), derived.text)
+        return self.spec_path(name)
 
     def _neighbour(self, name: str) -> str:
         names = self.names()

@@ -65,6 +65,15 @@ class BrokenSpecError(EnvctlError):
     exit_code = 2
 
 
+class EnvctlNote(UserWarning):
+    """Not an error: something the user should know while the command goes on (the CLI prints
+    ``note: ...`` on stderr).  Core modules raise it with ``warnings.warn``, as they never print."""
+
+
+class RenamedImageNote(EnvctlNote):
+    """An image was asked for by its old name, which still resolves for a while."""
+
+
 class MatrixError(EnvctlError):
     """A torch/CUDA/Python combination PyTorch never released."""
 

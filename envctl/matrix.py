@@ -18,7 +18,7 @@ from envctl.data import read as read_data
 from envctl.errors import DamagedDocumentError, MatrixError
 
 VARIANT_RE = re.compile(r"^(cpu|cu(\d{2,3}))$")
-# pytorch-X.Y-VARIANT, optionally with a flavour suffix (pytorch-2.8-cu128-pypi).
+# pytorch-X.Y-VARIANT, optionally with a flavour suffix (pytorch-2.13-cpu-dev).
 IMAGE_NAME_RE = re.compile(r"^pytorch-(\d+)\.(\d+)-(cpu|cu\d{2,3})(?:-[a-z0-9][a-z0-9.]*)*$")
 
 
@@ -118,15 +118,18 @@ class Verdict:
     def exists(self) -> bool:
         return self.status is not None
 
+    def never_released(self) -> str:
+        """What is wrong with a combination that does not exist, and what its torch has instead."""
+        return (f"torch {self.torch_minor} was never released for CUDA {variant_to_cuda(self.variant)}; "
+                f"torch {self.torch_minor} has {', '.join(self.release.variants)}")
+
     def explain(self) -> str:
         name = f"pytorch-{self.torch_minor}-{self.variant}"
         if self.release is None:
             return f"{name}: torch {self.torch_minor} is not in the release matrix"
         if self.exists:
             return f"{name}: torch {self.torch_minor} was released for {self.variant} ({self.status})"
-        cuda = variant_to_cuda(self.variant)
-        text = (f"torch {self.torch_minor} was never released for CUDA {cuda}; "
-                f"torch {self.torch_minor} has {', '.join(self.release.variants)}")
+        text = self.never_released()
         near = []
         if self.same_torch:
             near.append(f"{', '.join(self.same_torch[:2])} (same torch, other CUDA)")

@@ -2,6 +2,7 @@
 
 Solvers retry for minutes and then blame the package; a quick probe first lets
 envctl name the URL and say whether it was refused, timed out or unknown.
+``unreachable`` asks many at once, quickly, for the suggestions of a refused name.
 """
 
 from __future__ import annotations
@@ -67,6 +68,61 @@ def check_reachable(url: str, *, what: str, timeout: float = 10.0) -> None:
     except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
         raise LockError(f"{what} {url} is unreachable: timed out after {timeout:.0f}s",
                         hint="check the network or name a reachable mirror in the spec") from None
+
+
+# Host -> why it is unreachable (None: it answers), for this process: every source a command
+# judges on one host costs one probe.
+_REACHED: dict[str, str | None] = {}
+
+
+def unreachable(urls: list[str], *, timeout: float = 2.0) -> dict[str, str]:
+    """The ``urls`` this machine cannot reach, each with why, from one quick probe per host (its
+    root URL; a local path: whether it exists), run side by side and kept for the process: a
+    refusal that judges a handful of specs on three hosts waits one short timeout at most."""
+    import threading
+    import time
+
+    keys = {url: _host_key(url) for url in urls}
+    todo = sorted({k for k in keys.values() if k not in _REACHED})
+    answers: dict[str, str | None] = {}
+    # Daemon threads joined against one deadline: a resolver that hangs (DNS knows no socket
+    # timeout) neither holds the answer nor the interpreter's exit.
+    threads = [threading.Thread(target=lambda k=k: answers.__setitem__(k, _probe(k, timeout)), daemon=True)
+               for k in todo]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + timeout + 0.5
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    for key in todo:
+        _REACHED[key] = answers[key] if key in answers else f"no answer in {timeout:g}s"
+    return {url: _REACHED[key] for url, key in keys.items() if _REACHED[key] is not None}
+
+
+def _host_key(url: str) -> str:
+    parsed = urlparse(url)
+    if parsed.scheme in ("", "file"):
+        return parsed.path if parsed.scheme == "file" else url
+    return f"{parsed.scheme}://{parsed.netloc}/"
+
+
+def _probe(key: str, timeout: float) -> str | None:
+    """Why ``key`` (a host's root URL or a path) cannot be reached, or None: any HTTP answer counts."""
+    import urllib.error
+    import urllib.request
+
+    if "://" not in key:
+        return None if Path(key).exists() else "does not exist"
+    try:
+        with urllib.request.urlopen(urllib.request.Request(key, method="HEAD"), timeout=timeout,
+                                    context=ssl_context()):
+            return None
+    except urllib.error.HTTPError:
+        return None  # the host answered
+    except urllib.error.URLError as exc:
+        return _reason(exc.reason)
+    except (TimeoutError, OSError) as exc:
+        return "timed out" if isinstance(exc, TimeoutError) else str(exc)
 
 
 def _reason(reason: object) -> str:

@@ -86,8 +86,11 @@ def describe(project: Project, name: str) -> dict[str, Any]:
     libraries = None
     if state.state == "locked":
         libraries = _cuda_libraries(state.path, spec.platforms[0])
+    derived = project.derived(spec.name)
     return {
         "spec": spec.to_dict(),
+        # where no images/NAME.yaml exists: the spec comes from the matrix, written when first locked
+        "derived": None if derived is None else {"why": derived.why, "writes": f"images/{spec.name}.yaml"},
         "cuda_libraries": libraries,
         "spec_hash": spec.content_hash(),
         "lock_inputs_hash": spec.lock_inputs_hash(),

@@ -345,14 +345,14 @@ def _check_against_matrix(spec: ImageSpec) -> None:
                             f"(release matrix, refreshed {m.refreshed})",
                             hint=f"drop {comp}, or run envctl matrix refresh once it is released")
     if spec.torch_source == "pypi" and spec.cuda != rel.pypi:
-        raise SpecError(spec.path, "cuda", _pypi_variant_problem(rel, spec.cuda),
+        raise SpecError(spec.path, "cuda", pypi_variant_problem(rel, spec.cuda),
                         hint="use torch_source: pytorch-index for other variants, or the PyPI variant")
     if spec.torch_source == "conda-forge" and spec.cuda == "cu118" and parse_version(spec.torch) >= (2, 6):
         raise SpecError(spec.path, "torch_source", "conda-forge dropped CUDA 11.8 builds of pytorch at the "
                         "end of 2024 (torch <= 2.5); use torch_source: pytorch-index")
 
 
-def _pypi_variant_problem(rel, variant: str) -> str:
+def pypi_variant_problem(rel, variant: str) -> str:
     """Why PyPI cannot serve this variant, and where it does come from."""
     if rel.pypi is None:
         return f"PyPI carries no Linux CUDA wheel of torch {rel.minor} that envctl knows of"

@@ -15,9 +15,10 @@ PACKAGE = Path(__file__).resolve().parent.parent / "envctl"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("envctl", "envctl.errors", "envctl.fsio", "envctl.data", "envctl.yamldoc", "envctl.net",
                     "envctl.console")),
-    ("specs", ("envctl.matrix", "envctl.spec", "envctl.spec_strings", "envctl.catalog")),
+    ("specs", ("envctl.matrix", "envctl.spec", "envctl.spec_strings", "envctl.derived")),
     ("indexes", ("envctl.pypi",)),
-    ("locks", ("envctl.cache", "envctl.lock")),
+    # the catalog answers whether a refused name's neighbours are locked (envctl.nearest): a lock's concern
+    ("locks", ("envctl.cache", "envctl.lock", "envctl.catalog", "envctl.nearest")),
     ("where it runs", ("envctl.engine", "envctl.registry", "envctl.executors", "envctl.build", "envctl.base",
                        "envctl.imagesize")),
     ("workflows", ("envctl.records", "envctl.probe", "envctl.artifacts", "envctl.compat", "envctl.bench",

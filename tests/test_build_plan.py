@@ -34,7 +34,7 @@ def test_buildkit_plan_bind_mounts_each_layers_packages_into_its_own_offline_run
 
 def test_cuda_lock_splits_into_cuda_torch_and_packages_layers():
     project = Project(REPO)
-    spec = project.resolve("pytorch-2.14-cu130-pypi")
+    spec = project.resolve("pytorch-2.14-cu130")
     lock = load_lock(project.lock_path(spec.name))
     plan = plan_build(spec, lock, project=project, builder="buildkit")
     layers = {layer.name: {p.name for p in layer.packages} for layer in plan.layers}

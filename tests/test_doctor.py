@@ -64,7 +64,7 @@ def test_doctor_takes_cuda_from_the_lock_and_size_from_the_built_image():
     from envctl.doctor import HostFacts, ImageFacts, evaluate, locked_cuda
     from envctl.lock import load_lock
 
-    spec = Project(REPO).resolve("pytorch-2.14-cu130-pypi")
+    spec = Project(REPO).resolve("pytorch-2.14-cu130")
     lock = load_lock(Project(REPO).lock_path(spec.name))
     assert locked_cuda(lock) == "13.0"  # nvidia-cuda-runtime 13.0.96 in the lock
     facts = HostFacts(engine_version="20.10", free_bytes=5 * 10**9,

@@ -18,7 +18,7 @@ from envctl.imagesize import download_sizes, estimate, locked_files
 REPO = Path(__file__).resolve().parent.parent
 
 # Sizes of the images built from the committed locks (docker image ls, the build machines).
-BUILT = {"pytorch-2.14-cu130-pypi": 7.4e9, "pytorch-2.8-cu128-pypi": 7.4e9, "pytorch-2.13-cpu": 1.24e9}
+BUILT = {"pytorch-2.14-cu130": 7.4e9, "pytorch-2.8-cu128": 7.4e9, "pytorch-2.13-cpu": 1.24e9}
 
 
 def _lock(name: str) -> dict:
@@ -52,7 +52,7 @@ def test_a_cached_file_is_sized_without_the_network_and_an_unknown_one_gives_no_
 
 def test_doctor_names_the_estimate_for_an_image_not_built(tmp_path):
     # No engine answers (so no built image, wherever the suite runs): the lock alone sizes the image.
-    result = subprocess.run([sys.executable, "-m", "envctl", "doctor", "pytorch-2.14-cu130-pypi", "--json"],
+    result = subprocess.run([sys.executable, "-m", "envctl", "doctor", "pytorch-2.14-cu130", "--json"],
                             capture_output=True, text=True, timeout=300,
                             env={**os.environ, "ENVCTL_PROJECT": str(REPO), "ENVCTL_CACHE": str(tmp_path / "cache"),
                                  "DOCKER_HOST": f"unix://{tmp_path / 'no-engine.sock'}", "NO_COLOR": "1"})
@@ -66,7 +66,7 @@ def test_doctor_names_the_estimate_for_an_image_not_built(tmp_path):
 def test_doctor_sizes_setups_cache_and_prefix_from_the_lock_too(tmp_path):
     # The cache holds the lock's files (3.05 GB); the prefix the installed environment (x 2): not a
     # 15 GB constant for every CUDA image.
-    result = subprocess.run([sys.executable, "-m", "envctl", "doctor", "pytorch-2.14-cu130-pypi", "--json"],
+    result = subprocess.run([sys.executable, "-m", "envctl", "doctor", "pytorch-2.14-cu130", "--json"],
                             capture_output=True, text=True, timeout=300,
                             env={**os.environ, "ENVCTL_PROJECT": str(REPO), "ENVCTL_CACHE": str(tmp_path / "cache"),
                                  "DOCKER_HOST": f"unix://{tmp_path / 'no-engine.sock'}", "NO_COLOR": "1"})

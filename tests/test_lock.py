@@ -221,7 +221,7 @@ def test_lockfile_body_is_what_conda_locks_own_models_write(channel, monkeypatch
         "channels": [str(channel), "https://conda.example.org/forge/", "https://:s3cretpw@conda.example.org/private"]}
     spec = spec_of(data)
     solved = lock_image(spec_of(fixture_spec(channel, ["footools", "pyshim"])))
-    committed = load_lock(REPO / "locks" / "pytorch-2.14-cu130-pypi.conda-lock.yml")
+    committed = load_lock(REPO / "locks" / "pytorch-2.14-cu130.conda-lock.yml")
     result = LockResult(spec=spec, text="", lock_hash="")
     for platform in spec.platforms:
         result.conda[platform] = list(reversed(solved.conda["linux-64"]))

@@ -121,7 +121,7 @@ def test_load_spec_reports_yaml_errors_and_name_mismatch(tmp_path):
 def test_pypi_source_takes_the_variant_pypi_carries(tmp_path):
     from envctl.spec import load_spec
 
-    spec = load_spec(REPO / "images" / "pytorch-2.14-cu130-pypi.yaml")
+    spec = load_spec(REPO / "images" / "pytorch-2.14-cu130.yaml")
     assert spec.torch_source == "pypi" and spec.cuda == "cu130"
     assert spec.torch_requirements() == ["torch==2.14.1", "torchvision==0.29.*"]
 
@@ -130,8 +130,8 @@ def test_pypi_source_refuses_a_variant_pypi_does_not_carry(tmp_path):
     from envctl.errors import SpecError
     from envctl.spec import load_spec
 
-    text = (REPO / "images" / "pytorch-2.8-cu128-pypi.yaml").read_text()
-    path = tmp_path / "pytorch-2.8-cu126-pypi.yaml"
+    text = (REPO / "images" / "pytorch-2.8-cu128.yaml").read_text()
+    path = tmp_path / "pytorch-2.8-cu126.yaml"
     path.write_text(text.replace("cu128", "cu126"))
     with pytest.raises(SpecError) as err:
         load_spec(path)

@@ -173,7 +173,7 @@ def images(json_out: bool = typer.Option(False, "--json", help="Print JSON."), w
         name = img.labels.get(LABEL_SPEC, "?")
         try:
             spec = project.resolve(name)
-            state = lock_state(spec, project.lock_path(name))
+            state = lock_state(spec, project.lock_path(spec.name))  # an old name resolves to its new spec
             current = state.current and state.lock_hash == img.labels.get(LABEL_LOCK_HASH)
             lock = "current" if current else ("stale" if state.state != "not locked" else "not locked")
         except EnvctlError:

@@ -84,6 +84,8 @@ def show(name: str = typer.Argument(..., help="Image name, e.g. pytorch-2.8-cu12
     rows = [
         ("image", spec["name"]),
         ("description", spec["description"] or "-"),
+        *([("derived", f"from the release matrix: no {info['derived']['writes']} (envctl lock writes it); "
+                       f"torch from {spec['torch_source']}: {info['derived']['why']}")] if info["derived"] else []),
         ("torch", f"{spec['torch']} from {spec['torch_source']}"),
         ("cuda", f"{spec['cuda']} ({m['status']})" + (f", cuDNN {m['cudnn']}" if m["cudnn"] else "")),
         ("python", f"{spec['python']} from {spec['python_source']} (torch {m['torch_minor']} supports "

@@ -58,6 +58,9 @@ def lock(
                 result = lock_image(spec, previous=previous, upgrade=tuple(upgrade), progress=progress,
                                     current=current, keep_current=not upgrade_all)
             changed = write_lock(path, result.text, force=force)
+            # A derived spec is kept beside its first lock (after it: a lock that cannot be written
+            # leaves no spec behind, and the same spec is derived again until one is)
+            written = project.keep_derived(spec.name)
         except EnvctlError as exc:
             if len(specs) == 1:
                 raise
@@ -65,8 +68,12 @@ def lock(
                              "exit_code": exc.exit_code})
             continue
         summary = result.summary() | {"path": str(path.relative_to(project.root)), "changed": changed,
-                                      "seconds": round(time.monotonic() - start, 2)}
+                                      "seconds": round(time.monotonic() - start, 2),
+                                      "spec_written": str(written.relative_to(project.root)) if written else None}
         summaries.append(summary)
+        if written is not None and not json_out:
+            console.status(f"wrote {summary['spec_written']} (derived from the release matrix: review and "
+                           f"commit it with the lock)")
         if not json_out:
             counts = summary["platforms"]
             text = ", ".join(f"{pl}: {c['conda']} conda + {c['pip']} pip"

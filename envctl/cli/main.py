@@ -209,9 +209,30 @@ def run() -> None:
         gc.freeze()
 
 
+def _show_notes() -> None:
+    """Core modules never print: what they warn of as an ``EnvctlNote`` is one ``note:`` line on
+    stderr (any other warning keeps Python's own form)."""
+    import warnings
+
+    from envctl.errors import EnvctlNote
+
+    shown = warnings.showwarning
+
+    def show(message, category, filename, lineno, file=None, line=None):
+        if issubclass(category, EnvctlNote):
+            from envctl import console
+
+            console.status(f"note: {message}")
+            return
+        shown(message, category, filename, lineno, file, line)
+
+    warnings.showwarning = show
+
+
 def _run_app() -> None:
     from envctl.errors import EnvctlError, Terminated
 
+    _show_notes()
     try:
         try:
             app(prog_name="envctl")  # also under python -m envctl: usage and completion name envctl

@@ -44,7 +44,11 @@ def test_never_released_combination_answers_with_neighbours(project):
     assert result.stdout == ""
     lines = result.stderr.strip().splitlines()
     assert lines[0].startswith("error: torch 2.8 was never released for CUDA 11.8; torch 2.8 has cpu, cu126")
-    assert "pytorch-2.8-cu126" in lines[0] and "pytorch-2.7-cu118 (same CUDA, older torch)" in lines[0]
+    # each neighbour says whether it works here (which depends on what this machine reaches)
+    assert "pytorch-2.8-cu126 (same torch, other CUDA; " in lines[0]
+    assert "pytorch-2.7-cu118 (same CUDA, older torch; " in lines[0]
+    first = lines[0].split("nearest real images: ", 1)[1].split(" (", 1)[0]
+    assert lines[1].startswith("hint: try: envctl ") and lines[1].endswith(f" {first}")
     assert "Traceback" not in result.stderr
 
 
@@ -92,10 +96,12 @@ def test_missing_project_is_bad_input(tmp_path, monkeypatch):
     assert result.stderr.startswith(f"error: ENVCTL_PROJECT={tmp_path} has no images/ folder")
 
 
-def test_real_combination_missing_from_catalog(project):
-    result = envctl("show", "pytorch-2.9-cu128")
+def test_real_combination_with_a_flavour_missing_from_catalog(project):
+    # pytorch-X.Y-VARIANT alone is derived from the matrix (tests/cli/test_names.py); a flavour is a
+    # hand-written spec's, so a missing one is still an error
+    result = envctl("show", "pytorch-2.9-cu128-dev")
     assert result.returncode == 2
-    assert "real PyTorch combination (stable) but the catalog has no images/pytorch-2.9-cu128.yaml" in result.stderr
+    assert "real PyTorch combination (stable) but the catalog has no images/pytorch-2.9-cu128-dev.yaml" in result.stderr
 
 
 import pytest  # noqa: E402

@@ -12,7 +12,7 @@ HEAVY = {"pydantic", "conda_lock", "docker", "jinja2", "rattler"}
 
 
 @pytest.mark.parametrize("args", [["catalog"], ["catalog", "--json"], ["show", "pytorch-2.8-cu118"],
-                                  ["show", "pytorch-2.13-cpu"], ["show", "pytorch-2.14-cu130-pypi", "--json"]])
+                                  ["show", "pytorch-2.13-cpu"], ["show", "pytorch-2.14-cu130", "--json"]])
 def test_catalog_and_show_import_nothing_heavy(project, args):
     env = {**os.environ, "NO_COLOR": "1", "COLUMNS": "80"}
     proc = subprocess.run([sys.executable, "-X", "importtime", "-m", "envctl", *args], capture_output=True,
@@ -29,8 +29,8 @@ def test_show_reads_cuda_libraries_as_the_build_does(project):
     from envctl.lock import cuda_libraries, load_lock
 
     p = Project(project)
-    info = describe(p, "pytorch-2.14-cu130-pypi")
-    assert info["cuda_libraries"] == cuda_libraries(load_lock(p.lock_path("pytorch-2.14-cu130-pypi")).pip)
+    info = describe(p, "pytorch-2.14-cu130")
+    assert info["cuda_libraries"] == cuda_libraries(load_lock(p.lock_path("pytorch-2.14-cu130")).pip)
     assert "nvidia-cuda-runtime" in info["cuda_libraries"]
 
 

@@ -43,11 +43,11 @@ def _assert_whole(text: str, width: int, values) -> None:
 def test_render_keeps_short_columns_whole_through_rich(width):
     columns = [Column("image"), Column("torch"), Column("cuda"), Column("python"), Column("torch from", priority=3),
                Column("lock", priority=2), Column("note", short=False)]
-    rows = [["pytorch-2.14-cu130-pypi", "2.14.1", "cu130", "3.11", "pytorch-index", "not locked",
+    rows = [["pytorch-2.14-cu130", "2.14.1", "cu130", "3.11", "pytorch-index", "not locked",
              "a long note that has to wrap somewhere " * 3]]
     text = _rendered(render(columns, rows, width=width), width)
     _assert_whole(text, width, rows[0])
-    first_data_line = next(line for line in text.splitlines() if "pytorch-2.14-cu130-pypi" in line)
+    first_data_line = next(line for line in text.splitlines() if "pytorch-2.14-cu130" in line)
     for short in ("2.14.1", "cu130", "3.11"):
         assert short in first_data_line  # the short columns stay on the row itself
 
@@ -79,7 +79,7 @@ def test_history_keeps_every_field(width):
     for i, prefix in enumerate(("/home/someone/envs/pytorch-2.13-cpu-a", "/home/someone/envs/pytorch-2.13-cpu-b")):
         record_run(kind="setup", image="pytorch-2.13-cpu", ok=True, image_id=prefix, started=now + i,
                    duration_s=12.5 + i, summary="created", gpu="NVIDIA H100 80GB HBM3")
-    record_run(kind="verify", image="pytorch-2.14-cu130-pypi", ok=False, image_id="sha256:" + "ab" * 32,
+    record_run(kind="verify", image="pytorch-2.14-cu130", ok=False, image_id="sha256:" + "ab" * 32,
                started=now + 5, duration_s=49.4, summary="torch.compile: no C++ compiler in the image")
     result = envctl("history", columns=width)
     assert result.returncode == 0, result.stderr
@@ -263,12 +263,12 @@ def test_compat_matrix_too_wide_even_numbered_is_one_record_per_artifact(width):
 def test_compat_matrix_wraps_labels_between_words_when_they_fit():
     from envctl.cli.compat_cmds import matrix_table
 
-    targets = ["pytorch-2.13-cpu python/cpu", "pytorch-2.14-cu130-pypi python/cpu"]
+    targets = ["pytorch-2.13-cpu python/cpu", "pytorch-2.14-cu130 python/cpu"]
     data = {"targets": targets, "artifacts": ["scripted"],
             "cells": {"scripted": {t: {"status": "ok", "detail": ""} for t in targets}}}
     text = _rendered(matrix_table(data, width=60), 60)
     tokens = _tokens(text)
-    assert {"pytorch-2.13-cpu", "pytorch-2.14-cu130-pypi", "python/cpu"} <= tokens  # never split mid-word
+    assert {"pytorch-2.13-cpu", "pytorch-2.14-cu130", "python/cpu"} <= tokens  # never split mid-word
     assert "=" not in text
 
 
@@ -314,13 +314,13 @@ def test_smoke_checks_keep_every_value_at_80():
 
 
 def test_show_keeps_hashes_and_paths_whole_at_80(project):
-    result = envctl("show", "pytorch-2.14-cu130-pypi", columns=80)
-    info = json.loads(envctl("show", "pytorch-2.14-cu130-pypi", "--json", columns=80).stdout)
+    result = envctl("show", "pytorch-2.14-cu130", columns=80)
+    info = json.loads(envctl("show", "pytorch-2.14-cu130", "--json", columns=80).stdout)
     values = [info["spec_hash"], info["lock_inputs_hash"], info["lock"]["path"], info["spec"]["base"],
               *(f"{k} {v}" for k, v in info["cuda_libraries"].items())]
     _assert_words_whole(result, 80, values)
     lines = result.stdout.splitlines()
-    assert lines[0].split() == ["image", "pytorch-2.14-cu130-pypi"]  # a value that fits stays beside its key
+    assert lines[0].split() == ["image", "pytorch-2.14-cu130"]  # a value that fits stays beside its key
     assert lines[lines.index("content hash") + 1].split()[0] == info["spec_hash"]  # one too wide goes under it
 
 

@@ -127,3 +127,23 @@ def test_a_failed_build_is_recorded_at_its_start(tmp_path, engine_env, docker_cl
         assert run["duration_s"] is not None and before <= run["started"] <= run["started"] + run["duration_s"] <= after
     finally:
         docker_client.images.remove(base.id, force=True)
+
+
+def test_an_image_built_under_an_old_name_is_judged_against_its_renamed_spec(engine_env, docker_client, tmp_path):
+    """An image built as pytorch-2.8-cu128-pypi before the rename: `envctl images` finds its spec under
+    the new name, with a note, and calls it stale (its lock hash is the old lock's), not "not locked"."""
+    import io
+
+    old_lock_hash = "sha256:b5df301bbedaeef20dbc5eb1e51bb16e07b253437a6f95f7f250ff014dee51e8"  # before the rename
+    tag = f"envctl-test/renamed:{tmp_path.name.lower()[-40:]}"
+    dockerfile = (f"FROM envctl/debian:bookworm\nLABEL io.envctl.spec=pytorch-2.8-cu128-pypi "
+                  f"io.envctl.lock-hash={old_lock_hash}\n")
+    image, _log = docker_client.images.build(fileobj=io.BytesIO(dockerfile.encode()), tag=tag, rm=True)
+    try:
+        result = run_envctl("images", "--json", env=engine_env)
+        assert result.returncode == 0, result.stderr
+        row = next(r for r in json.loads(result.stdout) if tag in r["tags"])
+        assert (row["image"], row["lock"]) == ("pytorch-2.8-cu128-pypi", "stale")
+        assert "note: pytorch-2.8-cu128-pypi is now called pytorch-2.8-cu128" in result.stderr
+    finally:
+        docker_client.images.remove(image.id, force=True)

@@ -1,4 +1,4 @@
-"""A real CUDA image on a host without a GPU: pytorch-2.14-cu130-pypi (torch 2.14.1 and its
+"""A real CUDA image on a host without a GPU: pytorch-2.14-cu130 (torch 2.14.1 and its
 cuda-toolkit / nvidia-*-cu13 wheels from PyPI) built from the committed lock, verified with
 --gpus none, and rebuilt from the package cache alone."""
 
@@ -13,7 +13,7 @@ from envctl.lock import load_lock
 
 from .conftest import REPO, run_envctl
 
-NAME = "pytorch-2.14-cu130-pypi"
+NAME = "pytorch-2.14-cu130"
 
 
 @pytest.fixture(scope="module")

@@ -112,13 +112,13 @@ def test_a_stale_lock_or_an_image_never_built_is_refused_in_one_line(engine_env,
     project = project_with_base(tmp_path / "p", "envctl/debian:bookworm")
     # a base no image was ever built on: the lock stays current, and no image has this spec's content
     # (whatever this engine built before, on the machine running the tests)
-    cuda_spec = project / "images" / "pytorch-2.8-cu128-pypi.yaml"
+    cuda_spec = project / "images" / "pytorch-2.8-cu128.yaml"
     cuda_spec.write_text(cuda_spec.read_text().replace("base: envctl/debian:bookworm",
                                                        "base: envctl/debian:never-built-on"))
     env = {**engine_env, "ENVCTL_PROJECT": str(project), "ENVCTL_RECORDS": str(tmp_path / "records.db")}
-    never = run_envctl("push", "pytorch-2.8-cu128-pypi", "--registry", registry, env=env)
-    assert never.returncode == 1 and "no image of pytorch-2.8-cu128-pypi built" in never.stderr
-    assert "envctl build pytorch-2.8-cu128-pypi" in never.stderr and "Traceback" not in never.stderr
+    never = run_envctl("push", "pytorch-2.8-cu128", "--registry", registry, env=env)
+    assert never.returncode == 1 and "no image of pytorch-2.8-cu128 built" in never.stderr
+    assert "envctl build pytorch-2.8-cu128" in never.stderr and "Traceback" not in never.stderr
     spec = project / "images" / "pytorch-2.13-cpu.yaml"
     spec.write_text(spec.read_text().replace("numpy==2.3.5", "numpy==2.3.4"))
     stale = run_envctl("push", "pytorch-2.13-cpu", "--registry", registry, env=env)

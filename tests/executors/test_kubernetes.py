@@ -300,7 +300,7 @@ def test_only_kubeapi_talks_to_a_cluster_and_nothing_imports_the_client_early():
 
 
 def test_long_and_clashing_task_names_make_distinct_dns_names(tmp_path):
-    long = "pytorch-2.14-cu130-pypi/" + "resnet_" * 10
+    long = "pytorch-2.14-cu130/" + "resnet_" * 10
     tasks = [probe_task(tmp_path, long + "a", gpus=None), probe_task(tmp_path, long + "b", gpus=None),
              probe_task(tmp_path, "Model.PT", gpus=None)]
     _, *jobs = documents(tasks, KubernetesOptions())

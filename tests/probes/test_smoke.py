@@ -212,7 +212,7 @@ def test_pip_drift_passes_on_installed_set():
 
 
 @pytest.mark.torch
-@pytest.mark.parametrize("image, status", [("pytorch-2.8-cu128-pypi", "fail"), ("pytorch-2.13-cpu", "pass")])
+@pytest.mark.parametrize("image, status", [("pytorch-2.8-cu128", "fail"), ("pytorch-2.13-cpu", "pass")])
 def test_cuda_version_check_holds_this_cpu_torch_to_the_spec_s_cuda(image, status):
     """The config envctl verify gives the probe (expect.cuda "12.8" for a cu128 spec, None for cpu)
     against this interpreter's CPU torch: a named check, one line."""

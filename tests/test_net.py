@@ -1,0 +1,53 @@
+"""envctl.net.unreachable: one quick probe per host, kept for the process (a refusal judging a
+handful of specs on three hosts must stay fast).  Real sockets: a local server, a closed port."""
+
+from __future__ import annotations
+
+import socket
+import time
+
+from envctl import net
+
+try:
+    from tests.fixtures.pypi_index import LocalIndex, serve
+except ImportError:  # pragma: no cover - pytest rootdir without the tests package
+    from fixtures.pypi_index import LocalIndex, serve
+
+
+def closed_port() -> int:
+    with socket.socket() as s:  # bound, never listening, then closed: connections are refused
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_each_host_is_probed_once_and_only_the_unreachable_are_named(tmp_path, monkeypatch):
+    monkeypatch.setattr(net, "_REACHED", {})
+    index, shutdown = serve(LocalIndex(root=tmp_path))
+    try:
+        dead = f"http://127.0.0.1:{closed_port()}"
+        urls = [f"{index.url}/simple", f"{index.url}/whl/cu126", f"{dead}/simple", f"{dead}/whl/cu126",
+                str(tmp_path), str(tmp_path / "missing"), (tmp_path / "missing").as_uri()]
+        started = time.monotonic()
+        down = net.unreachable(urls, timeout=2.0)
+        assert time.monotonic() - started < 2.0
+        assert down == {f"{dead}/simple": "connection refused", f"{dead}/whl/cu126": "connection refused",
+                        str(tmp_path / "missing"): "does not exist",
+                        (tmp_path / "missing").as_uri(): "does not exist"}
+        assert [path for path, _status, _range in index.log] == ["/"]  # one probe for both of its URLs
+        again = net.unreachable([f"{index.url}/simple/torch/", f"{dead}/other"])
+        assert again == {f"{dead}/other": "connection refused"}
+        assert len(index.log) == 1  # the answers are kept for the process
+    finally:
+        shutdown()
+
+
+def test_a_host_that_never_answers_costs_one_short_timeout(monkeypatch):
+    monkeypatch.setattr(net, "_REACHED", {})
+    with socket.socket() as silent:  # listens (the kernel completes the handshake) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        url = f"http://127.0.0.1:{silent.getsockname()[1]}"
+        started = time.monotonic()
+        down = net.unreachable([f"{url}/simple", f"{url}/whl/cu126"], timeout=0.5)
+        assert time.monotonic() - started < 1.5
+    assert down == {f"{url}/simple": "timed out", f"{url}/whl/cu126": "timed out"}

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from envctl.bench import compare, load_runs
-from envctl.bench.html import render_html
+from envctl.bench.html import render_html, run_facts
 from envctl.records import Records
 
 REPO = Path(__file__).resolve().parent.parent
@@ -108,9 +108,17 @@ def test_the_page_names_image_versions_device_host_state_and_time_of_each_run(tm
     # probe's own first sample as its time
     cpu = json.loads((CPU_GATE / "spinning-1.json").read_text())
     machine = cpu["machine"]
-    for text in ("not named: a probe document from a file", cpu["env"]["torch"]["version"], "none (CPU build)",
+    for text in ("not named in the document", cpu["env"]["torch"]["version"], "none (CPU build)",
                  f"CPU ({cpu['env']['platform']['cpu_count']} cores), probe on cpu",
                  f"contended: other processes used {machine['other_cpu_cores']:.2f} of {machine['cores']} CPU cores",
                  f"host speed {machine['before']['host']['torch_op_us']:.2f} -&gt; "):
         assert text in facts, text
     assert re.search(r"<td>20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC</td></tr></table>", facts)
+
+
+def test_a_document_saved_by_verify_names_its_image(tmp_path):
+    doc = json.loads((GATE / "std-2.json").read_text())
+    doc["image"] = {"name": "pytorch-2.11-cu130", "id": "sha256:fedcba9876543210fedc"}  # as verify --json writes
+    (tmp_path / "run.json").write_text(json.dumps(doc))
+    [run] = load_runs(str(tmp_path / "run.json"))
+    assert run_facts(run)[0] == ("image", "pytorch-2.11-cu130 (fedcba987654)")

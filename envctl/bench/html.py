@@ -65,7 +65,7 @@ def run_facts(run: BenchRun) -> list[tuple[str, str]]:
     if run.image:
         image = run.image + (f" ({run.image_id.split(':')[-1][:12]})" if run.image_id else "")
     else:
-        image = "not named: a probe document from a file (records name theirs)"
+        image = "not named in the document (saved before envctl verify named it, or by envctl smoke)"
     cores = (env.get("platform") or {}).get("cpu_count") or (doc.get("machine") or {}).get("cores")
     device = run.gpu or "CPU" + (f" ({cores} cores)" if cores else "")
     cuda = torch.get("cuda") or "none (CPU build)"

@@ -79,6 +79,9 @@ def check_document(doc: Any, where: str) -> dict[str, Any]:
 
     need(doc, (dict,), "the document", required=True)
     need(doc.get("device"), (str,), "device")
+    image = need(doc.get("image"), (dict,), "image")
+    for field_ in ("name", "id"):
+        need(image.get(field_), (str,), f"image.{field_}")
     env = need(doc.get("env"), (dict,), "env")
     torch = need(env.get("torch"), (dict,), "env.torch")
     for field_ in ("version", "cuda"):
@@ -166,7 +169,8 @@ def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise UsageError(f"{ref}: not a readable probe JSON document ({reason})") from None
-        return [BenchRun(path.name, check_document(doc, ref))]
+        image = check_document(doc, ref).get("image") or {}  # envctl verify names it in the document
+        return [BenchRun(path.name, doc, image=image.get("name"), image_id=image.get("id"))]
     if records is None:
         from envctl.records import Records
 

@@ -173,6 +173,8 @@ DAMAGED = {  # id -> (make the document, return (extra env, argv)), what the one
     "bench-host-speed-list": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "machine": {
         "after": {"t": 1.0, "host": {"torch_op_us": [3.1]}}}})),
         "machine.after.host.torch_op_us is [3.1], not a positive number"),
+    "bench-image-string": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "image": "pytorch-2.13-cpu"})),
+                           "image is 'pytorch-2.13-cpu', not a JSON object"),
     "bench-cuda-number": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "env": {"torch": {"version": "2.13.0",
                                                                                      "cuda": 13.0}}})),
                           "env.torch.cuda is 13.0, not a string"),

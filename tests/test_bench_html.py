@@ -35,7 +35,8 @@ for (const svg of document.querySelectorAll('svg')) {
   for (const t of svg.querySelectorAll('text')) {
     const r = t.getBoundingClientRect();
     if (r.left < box.left - 0.5 || r.right > box.right + 0.5 || r.top < box.top - 0.5 || r.bottom > box.bottom + 0.5) {
-      problems.push(`SVG text "${t.textContent}" spans ${Math.round(r.left - box.left)}..${Math.round(r.right - box.left)}px of its ${Math.round(box.width)}px box`);
+      const [from, to] = [r.left - box.left, r.right - box.left].map(Math.round);
+      problems.push(`SVG text "${t.textContent}" spans ${from}..${to}px of its ${Math.round(box.width)}px box`);
     }
   }
 }

@@ -244,6 +244,8 @@ def run_verifications(plans: Sequence[VerifyPlan], *, progress: Callable[[str], 
     for plan, result in zip(plans, results):
         try:
             report, error = report_from(result, plan.image_id if plan.target is None else plan.target), None
+            # the probe cannot see which image it runs in; a document saved with --json then names it
+            report.document["image"] = {"name": plan.spec.name, "id": plan.image_id}
         except ProbeError as exc:
             if strict:
                 raise

@@ -26,6 +26,11 @@ if ! command -v bwrap >/dev/null 2>&1; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap </dev/null >/dev/null \
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap </dev/null >/dev/null; }
 fi
+if ! command -v chromium >/dev/null 2>&1; then
+  say "installing Debian's chromium (headless, it lays out the benchmark page to prove no label is clipped)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null >/dev/null \
+    || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null >/dev/null; }
+fi
 say "bringing up the one-node Slurm cluster on 127.0.0.1 (the fleet tests submit to it)"
 bash scripts/slurm-up.sh
 say "making the local base image (kept when it exists)"

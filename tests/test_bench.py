@@ -104,7 +104,8 @@ def test_load_runs_from_records_and_files(tmp_path):
 def test_html_has_bars_and_intervals_for_each_run():
     runs = [BenchRun("run <1>", _doc(1.8)), BenchRun("run 2", _doc(1.2, width=0.4, conclusive=False))]
     page = render_html(runs, compare(runs[:1], runs[1:]))
-    assert page.count("<svg") == 1 and "run &lt;1&gt;" in page and "<1>" not in page
+    assert page.count("<table class='bars'>") == 1 and page.count("<svg") == 6  # a bar per mode and run
+    assert "run &lt;1&gt;" in page and "<1>" not in page
     assert "1.80x [1.76-1.84] faster" in page and "1.20x [0.72-1.68] inconclusive" in page
     assert 'fill-opacity="0.35"' in page  # an inconclusive bar is drawn faded
     assert "compile-default (2)" in page and "6.000 [5.880-6.120]" in page
@@ -158,7 +159,7 @@ def test_cli_show_recorded_h100_runs(tmp_path):
                   "--html", str(page))
     assert res.returncode == 0, res.stderr
     assert "compile-reduce-overhead" in res.stdout and "inconclusive" in res.stdout
-    assert page.read_text().count("<svg") == 8  # 2 models x 2 dtypes x 2 batch sizes
+    assert page.read_text().count("<table class='bars'>") == 8  # 2 models x 2 dtypes x 2 batch sizes
 
 
 def test_verify_table_prints_no_speedup_for_an_inconclusive_row(capsys):

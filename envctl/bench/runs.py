@@ -22,6 +22,11 @@ class BenchRun:
     label: str
     document: dict[str, Any]
     record_id: int | None = None
+    # What a record holds beside the document (a JSON file has only the document): the spec
+    # name, the image id or prefix that ran, and when the run began (epoch seconds).
+    image: str | None = None
+    image_id: str | None = None
+    started: float | None = None
 
     @property
     def rows(self) -> dict[Key, dict]:
@@ -43,6 +48,12 @@ class BenchRun:
     def where(self) -> str:
         torch = ((self.document.get("env") or {}).get("torch") or {}).get("version")
         return f"{self.document.get('device')} ({self.gpu or 'cpu'}), torch {torch}, level {self.document.get('level')}"
+
+    @property
+    def made(self) -> float | None:
+        """When the run was made: its record's start, else the probe's first machine sample."""
+        before = (self.document.get("machine") or {}).get("before") or {}
+        return self.started if self.started is not None else before.get("t")
 
     def group_state(self, row: dict) -> dict | None:
         groups = (self.document.get("machine") or {}).get("groups") or []
@@ -67,12 +78,27 @@ def check_document(doc: Any, where: str) -> dict[str, Any]:
         return value if value is not None else kinds[0]()
 
     need(doc, (dict,), "the document", required=True)
+    need(doc.get("device"), (str,), "device")
+    image = need(doc.get("image"), (dict,), "image")
+    for field_ in ("name", "id"):
+        need(image.get(field_), (str,), f"image.{field_}")
     env = need(doc.get("env"), (dict,), "env")
-    need(env.get("torch"), (dict,), "env.torch")
+    torch = need(env.get("torch"), (dict,), "env.torch")
+    for field_ in ("version", "cuda"):
+        need(torch.get(field_), (str,), f"env.torch.{field_}")
+    need(env.get("driver_version"), (str,), "env.driver_version")
     for i, gpu in enumerate(need(env.get("gpus"), (list,), "env.gpus")):
         need(need(gpu, (dict,), f"env.gpus[{i}]", required=True).get("name"), (str,), f"env.gpus[{i}].name")
-    for i, group in enumerate(need(need(doc.get("machine"), (dict,), "machine").get("groups"), (list,),
-                                   "machine.groups")):
+    machine = need(doc.get("machine"), (dict,), "machine")
+    need(machine.get("other_cpu_cores"), _NUMBER, "machine.other_cpu_cores")
+    need(machine.get("cores"), (int,), "machine.cores")
+    for side in ("before", "after"):  # the host's state around the whole run, and when it began
+        sample = need(machine.get(side), (dict,), f"machine.{side}")
+        need(sample.get("t"), _NUMBER, f"machine.{side}.t", positive=True)
+        need(sample.get("loadavg_1m"), _NUMBER, f"machine.{side}.loadavg_1m")
+        need(need(sample.get("host"), (dict,), f"machine.{side}.host").get("torch_op_us"), _NUMBER,
+             f"machine.{side}.host.torch_op_us", positive=True)
+    for i, group in enumerate(need(machine.get("groups"), (list,), "machine.groups")):
         key = f"machine.groups[{i}]"
         window = need(need(group, (dict,), key, required=True).get("window"), (dict,), f"{key}.window")
         need(need(window.get("after"), (dict,), f"{key}.window.after").get("gpu"), (dict,), f"{key}.window.after.gpu")
@@ -119,12 +145,16 @@ def _stored(row, where: str) -> dict[str, Any]:
     return check_document(doc, where)
 
 
+def _run_of(row, doc: dict[str, Any]) -> BenchRun:
+    return BenchRun(f"{row['image']} #{row['id']}", doc, int(row["id"]), image=row["image"],
+                    image_id=row["image_id"], started=row["started"])
+
+
 def _from_record(rec_id: int, records) -> BenchRun:
-    rows = list(records.execute("SELECT id, kind, image, document FROM runs WHERE id = ?", (rec_id,)))
+    rows = list(records.execute("SELECT id, image, image_id, started, document FROM runs WHERE id = ?", (rec_id,)))
     if not rows or not rows[0]["document"]:
         raise UsageError(f"no recorded run #{rec_id} with a probe document", hint="see: envctl history")
-    row = rows[0]
-    return BenchRun(f"{row['image']} #{row['id']}", _stored(row, f"record #{row['id']}"), int(row["id"]))
+    return _run_of(rows[0], _stored(rows[0], f"record #{rows[0]['id']}"))
 
 
 def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
@@ -139,7 +169,8 @@ def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
         except (OSError, ValueError) as exc:
             reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
             raise UsageError(f"{ref}: not a readable probe JSON document ({reason})") from None
-        return [BenchRun(path.name, check_document(doc, ref))]
+        image = check_document(doc, ref).get("image") or {}  # envctl verify names it in the document
+        return [BenchRun(path.name, doc, image=image.get("name"), image_id=image.get("id"))]
     if records is None:
         from envctl.records import Records
 
@@ -147,11 +178,12 @@ def load_runs(ref: str, *, records=None, count: int = 2) -> list[BenchRun]:
     if ref.lstrip("#").isdigit():
         return [_from_record(int(ref.lstrip("#")), records)]
     found = []
-    for row in records.execute("SELECT id, image, document FROM runs WHERE image = ? AND kind IN ('verify','smoke','bench')"
-                               " AND document IS NOT NULL ORDER BY started DESC, id DESC", (ref,)):
+    for row in records.execute("SELECT id, image, image_id, started, document FROM runs WHERE image = ? AND kind IN"
+                               " ('verify','smoke','bench') AND document IS NOT NULL ORDER BY started DESC, id DESC",
+                               (ref,)):
         doc = _stored(row, f"record #{row['id']}")
         if doc.get("benchmarks"):
-            found.append(BenchRun(f"{row['image']} #{row['id']}", doc, int(row["id"])))
+            found.append(_run_of(row, doc))
         if len(found) == count:
             break
     if not found:
@@ -168,7 +200,8 @@ def measure_image(name: str, *, level: str, gpus: str, executor=None) -> BenchRu
 
     v = verify_image(find_project(), name, executor=executor, gpus=gpus, level=level)
     rec = v.record(kind="bench", summary=f"{len(v.report.benchmarks)} benchmark rows")
-    return BenchRun(f"{v.spec.name} #{rec}", v.report.document, rec)
+    return BenchRun(f"{v.spec.name} #{rec}", v.report.document, rec, image=v.spec.name, image_id=v.image_id,
+                    started=v.started)
 
 
 def check_repeat(repeat: int) -> int:

@@ -238,10 +238,14 @@ def vec_isa_check():
             break
     if pick is None:
         return "skip", "this torch has no inductor ISA detection (torch._inductor.cpu_vec_isa.pick_vec_isa)"
-    return vec_isa_verdict(pick())
+    return vec_isa_verdict(pick(), os.environ.get("ATEN_CPU_CAPABILITY"))
 
 
-def vec_isa_verdict(isa):
+def vec_isa_verdict(isa, capability=None):
+    """capability: $ATEN_CPU_CAPABILITY, which inductor follows too ("default": no vector ISA)."""
+    if not isa and capability == "default":
+        return "fail", ("inductor picks no vector ISA: ATEN_CPU_CAPABILITY=default is set, which turns off "
+                        "vectorized CPU kernels in compiled code too; unset it (or name avx2, avx512)")
     if not isa:
         return "fail", ("inductor detects no vector ISA for this CPU (pick_vec_isa() is empty): compiled CPU "
                         "kernels run scalar; see the c++ compiler check (each ISA is test-built with it)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -10,6 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+PYTORCH_SMOKE_TEST = REPO / "tests" / "data" / "upstream" / "pytorch-smoke-test.json"
+SMOKE_TEST_IN_IMAGE = "/upstream/smoke_test.py"
 
 
 def pytest_collection_modifyitems(items):
@@ -62,3 +65,35 @@ def cpu_image(engine_env, docker_client) -> dict:
     built = json.loads(result.stdout)
     yield built
     docker_client.images.remove(built["image_id"], force=True)  # leave no image behind
+
+
+@pytest.fixture(scope="session")
+def pytorch_smoke_test(package_cache) -> Path:
+    """PyTorch's release smoke test at the commit tests/data/upstream names, checked by its sha256.
+
+    It is not vendored: the package cache takes it from a folder in ENVCTL_MIRRORS holding
+    smoke_test.py, else downloads it from GitHub; without either the test fails, saying so.
+    """
+    from envctl.cache import PackageCache
+    from envctl.errors import EnvctlError
+
+    source = json.loads(PYTORCH_SMOKE_TEST.read_text())
+    try:
+        return PackageCache(package_cache).get(url=source["url"], sha256=source["sha256"],
+                                               filename=source["filename"])
+    except EnvctlError as exc:
+        pytest.fail(f"PyTorch's smoke test ({source['path']} at {source['commit'][:12]}): {exc.message}; "
+                    f"or name a folder holding that file in ENVCTL_MIRRORS", pytrace=False)
+
+
+def run_pytorch_smoke_test(docker_client, image: str, script: Path, *, torch: str,
+                           environment: dict[str, str] | None = None):
+    """PyTorch's smoke test in ``image`` as its release CI runs it on one wheel: ``--package
+    torchonly`` (no torchvision/torchaudio clones), MATRIX_STABLE_VERSION so it checks torch's
+    version; mounted read-only, no network, no GPU."""
+    from envctl.engine import Engine
+
+    return Engine(docker_client).run(image, ["python", SMOKE_TEST_IN_IMAGE, "--package", "torchonly"],
+                                     mounts=[(str(script), SMOKE_TEST_IN_IMAGE, True)],
+                                     environment={"MATRIX_STABLE_VERSION": torch, **(environment or {})},
+                                     timeout=900)

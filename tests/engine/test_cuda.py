@@ -1,6 +1,6 @@
 """A real CUDA image on a host without a GPU: pytorch-2.14-cu130 (torch 2.14.1 and its
 cuda-toolkit / nvidia-*-cu13 wheels from PyPI) built from the committed lock, verified with
---gpus none, and rebuilt from the package cache alone."""
+--gpus none, PyTorch's own release smoke test run in it, and rebuilt from the package cache alone."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import pytest
 from envctl.catalog import Project
 from envctl.lock import load_lock
 
-from .conftest import REPO, run_envctl
+from .conftest import REPO, run_envctl, run_pytorch_smoke_test
 
 NAME = "pytorch-2.14-cu130"
 
@@ -55,6 +55,21 @@ def test_verify_without_gpu_passes_every_check_that_needs_none(cuda_image, engin
     assert doc["device"] == "cpu"
     ok_modes = {r["mode"] for r in doc["benchmarks"] if r["status"] == "ok"}
     assert {"eager", "compile-default", "script", "trace"} <= ok_modes
+
+
+def test_pytorchs_smoke_test_passes_without_a_gpu(cuda_image, docker_client, pytorch_smoke_test):
+    """PyTorch's release smoke test, unchanged, in the CUDA image on a host without a GPU. Its CUDA
+    steps run only when MATRIX_GPU_ARCH_TYPE is "cuda", and then a missing GPU is its failure
+    ("CUDA is not loaded"), so it runs as on a CPU runner: OpenMP, torch's version, conv2d, SVD,
+    numpy, then torch.compile on the CPU with the ISA and max-autotune; NVSHMEM says no CUDA."""
+    spec = Project(REPO).resolve(NAME)
+    result = run_pytorch_smoke_test(docker_client, cuda_image["image_id"], pytorch_smoke_test, torch=spec.torch,
+                                    environment={"MATRIX_GPU_ARCH_VERSION": "13.0"})  # what a GPU run holds it to
+    out = result.stdout + result.stderr
+    assert result.exit_code == 0, out[-3000:]
+    assert f"torch: {spec.torch}" in out
+    assert "Picked CPU ISA" in out and "smoke_test_compile with mode 'max-autotune'" in out
+    assert "CUDA is not available, skipping NVSHMEM test" in out
 
 
 def test_verify_requiring_a_gpu_on_a_host_without_one_fails_with_what_to_do(cuda_image, engine_env,

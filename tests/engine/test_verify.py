@@ -21,6 +21,7 @@ def test_verify_cpu_image_passes_and_is_recorded(cpu_image, engine_env):
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     doc = json.loads(result.stdout)
     assert doc["ok"] is True and doc["schema"] == "envctl.probe/1"
+    assert doc["image"] == {"name": "pytorch-2.13-cpu", "id": cpu_image["image_id"]}  # a saved file names it
     modes = {r["mode"] for r in doc["benchmarks"] if r["status"] == "ok"}
     assert {"eager", "compile-default", "script", "trace"} <= modes
     assert all(r["agree"] for r in doc["benchmarks"] if r["status"] == "ok")

@@ -166,6 +166,18 @@ DAMAGED = {  # id -> (make the document, return (extra env, argv)), what the one
         "benchmarks[0].speedup.low is 0, not a positive number"),
     "bench-median-text": (lambda t: ({}, ["bench", "show", _bench_file(t, {**GOOD_RUN, "benchmarks": [
         _row(median_ms="fast")]})[2]]), "benchmarks[0].median_ms is 'fast', not a positive number"),
+    # what the benchmark page names about a run: when it was made, the host's speed, its CUDA
+    "bench-made-at-text": (lambda t: ({}, ["bench", "show", _bench_file(t, {**GOOD_RUN, "machine": {
+        "before": {"t": "yesterday"}}})[2], "--html", str(t / "page.html")]),
+        "machine.before.t is 'yesterday', not a positive number"),
+    "bench-host-speed-list": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "machine": {
+        "after": {"t": 1.0, "host": {"torch_op_us": [3.1]}}}})),
+        "machine.after.host.torch_op_us is [3.1], not a positive number"),
+    "bench-image-string": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "image": "pytorch-2.13-cpu"})),
+                           "image is 'pytorch-2.13-cpu', not a JSON object"),
+    "bench-cuda-number": (lambda t: ({}, _bench_file(t, {**GOOD_RUN, "env": {"torch": {"version": "2.13.0",
+                                                                                     "cuda": 13.0}}})),
+                          "env.torch.cuda is 13.0, not a string"),
     "records-schema-text": (lambda t: (_records(t, ("UPDATE meta SET value = 'abc' WHERE key = 'schema'", ())),
                                        ({}, ["history"]))[1],
                             "meta.schema is 'abc', not a schema number"),

@@ -132,6 +132,10 @@ def test_vec_isa_verdict():
 
     assert release.vec_isa_verdict(NoIsa())[0] == "fail"
     assert "c++ compiler" in release.vec_isa_verdict(NoIsa())[1]
+    # ATen's switch set to "default" is why, not the compiler: the message says so
+    status, message = release.vec_isa_verdict(NoIsa(), "default")
+    assert status == "fail" and "ATEN_CPU_CAPABILITY=default" in message and "c++ compiler" not in message
+    assert "c++ compiler" in release.vec_isa_verdict(NoIsa(), "avx2")[1]
 
     class Avx2:
         def __bool__(self):

@@ -68,19 +68,19 @@ def cpu_image(engine_env, docker_client) -> dict:
 
 
 @pytest.fixture(scope="session")
-def pytorch_smoke_test(package_cache) -> Path:
+def pytorch_smoke_test() -> Path:
     """PyTorch's release smoke test at the commit tests/data/upstream names, checked by its sha256.
 
-    It is not vendored: the package cache takes it from a folder in ENVCTL_MIRRORS holding
-    smoke_test.py, else downloads it from GitHub; without either the test fails, saying so.
+    It is not vendored: envctl's package cache (the user's, where scripts/test.sh looks for it too)
+    takes it from a folder in ENVCTL_MIRRORS holding smoke_test.py, else downloads it from GitHub;
+    without either the test fails, saying so (test.sh deselects the ``upstream`` tests then).
     """
     from envctl.cache import PackageCache
     from envctl.errors import EnvctlError
 
     source = json.loads(PYTORCH_SMOKE_TEST.read_text())
     try:
-        return PackageCache(package_cache).get(url=source["url"], sha256=source["sha256"],
-                                               filename=source["filename"])
+        return PackageCache().get(url=source["url"], sha256=source["sha256"], filename=source["filename"])
     except EnvctlError as exc:
         pytest.fail(f"PyTorch's smoke test ({source['path']} at {source['commit'][:12]}): {exc.message}; "
                     f"or name a folder holding that file in ENVCTL_MIRRORS", pytrace=False)

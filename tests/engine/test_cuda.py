@@ -57,6 +57,7 @@ def test_verify_without_gpu_passes_every_check_that_needs_none(cuda_image, engin
     assert {"eager", "compile-default", "script", "trace"} <= ok_modes
 
 
+@pytest.mark.upstream
 def test_pytorchs_smoke_test_passes_without_a_gpu(cuda_image, docker_client, pytorch_smoke_test):
     """PyTorch's release smoke test, unchanged, in the CUDA image on a host without a GPU. Its CUDA
     steps run only when MATRIX_GPU_ARCH_TYPE is "cuda", and then a missing GPU is its failure

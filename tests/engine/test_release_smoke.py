@@ -27,6 +27,7 @@ FAULTS = {
 }
 
 
+@pytest.mark.upstream
 def test_pytorchs_smoke_test_passes_in_the_cpu_image(cpu_image, docker_client, pytorch_smoke_test):
     torch = Project(REPO).resolve(NAME).torch
     result = run_pytorch_smoke_test(docker_client, cpu_image["image_id"], pytorch_smoke_test, torch=torch)
@@ -48,13 +49,10 @@ def planted(request, cpu_image, docker_client, tmp_path):
     docker_client.images.remove(image.id, force=True)
 
 
-def test_the_probe_fails_where_pytorchs_smoke_test_fails(planted, docker_client, pytorch_smoke_test):
+def test_the_probe_fails_each_planted_fault_in_its_own_check(planted, docker_client):
+    """Without PyTorch's script: the probe meets each fault in the named check of it, and no other."""
     fault, image_id = planted
-    env, script_error, failing = FAULTS[fault]
-    script = run_pytorch_smoke_test(docker_client, image_id, pytorch_smoke_test,
-                                    torch=Project(REPO).resolve(NAME).torch)
-    assert script.exit_code == 1 and script_error in script.stderr, script.stdout[-1500:] + script.stderr[-1500:]
-
+    env, _script_error, failing = FAULTS[fault]
     plan = plan_verify(Project(REPO), NAME, executor=LocalEngine(Engine(docker_client)), image=image_id,
                        gpus="none", level="standard", checks_only=True)
     report = run_verify(plan).report
@@ -62,3 +60,13 @@ def test_the_probe_fails_where_pytorchs_smoke_test_fails(planted, docker_client,
     assert set(failed) == failing, failed
     for name, message in failed.items():  # one line that names the cause
         assert "\n" not in message and any(value in message for value in env.values()), (name, message)
+
+
+@pytest.mark.upstream
+def test_pytorchs_smoke_test_fails_on_the_same_planted_faults(planted, docker_client, pytorch_smoke_test):
+    """PyTorch's script, unchanged, fails on each fault the probe fails on (the probe's side is above)."""
+    fault, image_id = planted
+    _env, script_error, _failing = FAULTS[fault]
+    script = run_pytorch_smoke_test(docker_client, image_id, pytorch_smoke_test,
+                                    torch=Project(REPO).resolve(NAME).torch)
+    assert script.exit_code == 1 and script_error in script.stderr, script.stdout[-1500:] + script.stderr[-1500:]

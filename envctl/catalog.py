@@ -107,6 +107,48 @@ class Project:
         return (same or names or ["pytorch-2.13-cpu"])[0]
 
 
+def lock_into(project: Project, spec: ImageSpec, *, upgrade: tuple[str, ...] = (), upgrade_all: bool = False,
+              force: bool = False, progress=lambda _msg: None) -> dict:
+    """Lock ``spec`` into ``project``: solve, write ``locks/NAME.conda-lock.yml`` (only when it
+    changed), and keep a derived spec beside its first lock.  Returns the lock's summary with
+    ``path``, ``changed``, ``seconds`` and ``spec_written`` (paths relative to the project).
+
+    A re-lock prefers the pins of the lock on disk that the spec still allows (``upgrade_all``
+    drops that preference; ``upgrade`` re-resolves the packages it names, keeping the rest)."""
+    import time
+
+    from envctl.lock import load_lock, lock_image, write_lock
+
+    path = project.lock_path(spec.name)
+    start = time.monotonic()
+    previous = {pl: load_lock(path, platform=pl) for pl in spec.platforms} if upgrade else None
+    current = previous if upgrade else _current_lock(path, spec.platforms)
+    result = lock_image(spec, previous=previous, upgrade=tuple(upgrade), progress=progress, current=current,
+                        keep_current=not upgrade_all)
+    changed = write_lock(path, result.text, force=force)
+    # A derived spec is kept beside its first lock (after it: a lock that cannot be written
+    # leaves no spec behind, and the same spec is derived again until one is)
+    written = project.keep_derived(spec.name)
+    return result.summary() | {"path": str(path.relative_to(project.root)), "changed": changed,
+                               "seconds": round(time.monotonic() - start, 2),
+                               "spec_written": str(written.relative_to(project.root)) if written else None}
+
+
+def _current_lock(path: Path, platforms) -> dict | None:
+    """The lock on disk, as hints: the pins uv prefers and the files to read ahead (its parse may
+    come from envctl.yamldoc's cache).  None when there is none or it cannot be read (the lock
+    is then written from scratch, as it would be anyway)."""
+    from envctl.errors import EnvctlError
+    from envctl.lock import load_lock
+
+    if not path.is_file():
+        return None
+    try:
+        return {pl: load_lock(path, platform=pl, hints_only=True) for pl in platforms}
+    except (EnvctlError, OSError, ValueError, KeyError, TypeError):
+        return None
+
+
 def find_project(start: Path | None = None) -> Project:
     """The project root: $ENVCTL_PROJECT, or the nearest folder upwards holding images/."""
     env = os.environ.get("ENVCTL_PROJECT")

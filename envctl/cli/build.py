@@ -7,6 +7,7 @@ import typer
 
 from envctl import console
 from envctl.cli.catalog import short_ref
+from envctl.cli.progress import activity
 from envctl.cli.tables import WIDE_OPT, Column, print_table
 
 
@@ -38,6 +39,15 @@ def build(
     if conda_platform is None or conda_platform not in spec.platforms:
         raise UsageError(f"{spec.name} is locked for {', '.join(spec.platforms)}, not {platform}",
                          hint="add the platform to the spec's platforms and re-lock")
+    if not project.lock_path(spec.name).exists() and not dry_run:
+        # Never locked (a derived name, a new spec): lock first, as `envctl lock` would, then build
+        # from that lock alone. A stale lock is not re-locked behind the user's back: it is refused.
+        from envctl.catalog import lock_into
+        from envctl.cli.lock import show_locked
+
+        console.status(f"{spec.name} has no lock yet: locking it first (as envctl lock {spec.name} does)")
+        with activity(f"locking {spec.name}") as progress:
+            show_locked(lock_into(project, spec, progress=progress))
     lock = require_current_lock(spec, project.lock_path(spec.name), platform=conda_platform)
     from envctl.build import rattler_tool
     from envctl.cache import PackageCache
@@ -141,7 +151,6 @@ def push(
 
     The same lock pushes the same digest: the image config's times are SOURCE_DATE_EPOCH's."""
     from envctl.catalog import find_project
-    from envctl.cli.progress import activity
     from envctl.push import plan_push, run_push
 
     plan = plan_push(find_project(), name, registry=registry)

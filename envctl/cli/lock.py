@@ -1,6 +1,5 @@
 """`envctl lock`: write, check and upgrade lockfiles."""
 
-import time
 from typing import List
 
 import typer
@@ -45,41 +44,23 @@ def lock(
     if upgrade and len(specs) != 1:
         raise UsageError("--upgrade works on one image at a time", hint="envctl lock NAME --upgrade PKG")
 
-    from envctl.lock import load_lock, lock_image, write_lock
+    from envctl.catalog import lock_into
 
     summaries, failures = [], []
     for spec in specs:
-        path = project.lock_path(spec.name)
-        previous = {pl: load_lock(path, platform=pl) for pl in spec.platforms} if upgrade else None
-        current = previous if upgrade else _current(path, spec.platforms)
-        start = time.monotonic()
         try:
             with activity(f"locking {spec.name}") as progress:
-                result = lock_image(spec, previous=previous, upgrade=tuple(upgrade), progress=progress,
-                                    current=current, keep_current=not upgrade_all)
-            changed = write_lock(path, result.text, force=force)
-            # A derived spec is kept beside its first lock (after it: a lock that cannot be written
-            # leaves no spec behind, and the same spec is derived again until one is)
-            written = project.keep_derived(spec.name)
+                summary = lock_into(project, spec, upgrade=tuple(upgrade), upgrade_all=upgrade_all, force=force,
+                                    progress=progress)
         except EnvctlError as exc:
             if len(specs) == 1:
                 raise
             failures.append({"image": spec.name, "error": str(exc), "hint": exc.hint,
                              "exit_code": exc.exit_code})
             continue
-        summary = result.summary() | {"path": str(path.relative_to(project.root)), "changed": changed,
-                                      "seconds": round(time.monotonic() - start, 2),
-                                      "spec_written": str(written.relative_to(project.root)) if written else None}
         summaries.append(summary)
-        if written is not None and not json_out:
-            console.status(f"wrote {summary['spec_written']} (derived from the release matrix: review and "
-                           f"commit it with the lock)")
         if not json_out:
-            counts = summary["platforms"]
-            text = ", ".join(f"{pl}: {c['conda']} conda + {c['pip']} pip"
-                             + (f", {c['bytes'] / 1e6:.0f} MB" if c["bytes"] else "") for pl, c in counts.items())
-            verb = "wrote" if changed else "unchanged"
-            console.status(f"{verb} {summary['path']} ({text}; {summary['seconds']}s)")
+            show_locked(summary)
     if json_out:
         console.print_json({"locked": summaries, "failed": failures})
     elif len(specs) > 1:
@@ -88,19 +69,16 @@ def lock(
         raise typer.Exit(1)
 
 
-def _current(path, platforms) -> dict | None:
-    """The lock on disk, as hints: the pins uv prefers and the files to read ahead (its parse may
-    come from envctl.yamldoc's cache).  None when there is none or it cannot be read (the lock
-    is then written from scratch, as it would be anyway)."""
-    from envctl.errors import EnvctlError
-    from envctl.lock import load_lock
-
-    if not path.is_file():
-        return None
-    try:
-        return {pl: load_lock(path, platform=pl, hints_only=True) for pl in platforms}
-    except (EnvctlError, OSError, ValueError, KeyError, TypeError):
-        return None
+def show_locked(summary: dict) -> None:
+    """What a lock wrote, in a line (two when it also kept a derived spec)."""
+    if summary["spec_written"]:
+        console.status(f"wrote {summary['spec_written']} (derived from the release matrix: review and "
+                       f"commit it with the lock)")
+    counts = summary["platforms"]
+    text = ", ".join(f"{pl}: {c['conda']} conda + {c['pip']} pip"
+                     + (f", {c['bytes'] / 1e6:.0f} MB" if c["bytes"] else "") for pl, c in counts.items())
+    verb = "wrote" if summary["changed"] else "unchanged"
+    console.status(f"{verb} {summary['path']} ({text}; {summary['seconds']}s)")
 
 
 def _summarize(summaries: list[dict], failures: list[dict]) -> None:

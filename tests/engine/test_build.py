@@ -147,3 +147,51 @@ def test_an_image_built_under_an_old_name_is_judged_against_its_renamed_spec(eng
         assert "note: pytorch-2.8-cu128-pypi is now called pytorch-2.8-cu128" in result.stderr
     finally:
         docker_client.images.remove(image.id, force=True)
+
+
+@pytest.mark.network
+def test_building_a_name_never_locked_locks_it_first_then_builds_from_that_lock(project, tmp_path, docker_client):
+    """`envctl build pytorch-2.10-cu128` from a clone with no spec and no lock for it: the spec is
+    derived, locked (both files written for review), and the image built from that lock alone.
+    The index serves small wheels named and built as PyPI's cu128 torch 2.10 is (Requires-Dist),
+    and a real pip (from PyPI): the image's venv installs with it."""
+    import subprocess
+    import sys
+    try:
+        from tests.fixtures.pypi_index import make_wheel, serve
+        from tests.fixtures.torch_builds import ANY, TAG, variant_index
+    except ImportError:  # pragma: no cover - pytest rootdir without the tests package
+        from fixtures.pypi_index import make_wheel, serve
+        from fixtures.torch_builds import ANY, TAG, variant_index
+
+    built = variant_index(tmp_path / "index")
+    files = built.root / "files"
+    built.add("torchvision", make_wheel(files, "torchvision", "0.25.0", TAG, ["torch==2.10.0"]))
+    built.add("torchaudio", make_wheel(files, "torchaudio", "2.10.0", ANY, ["torch==2.10.0"]))
+    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
+                    "--index-url", "https://pypi.org/simple", "pip>26.0", "-d", str(files)], check=True, timeout=300)
+    built.add("pip", next(p for p in files.glob("pip-*.whl") if not p.name.startswith("pip-26.0-")))
+    served, shutdown = serve(built)
+    name = "pytorch-2.10-cu128"
+    env = {"ENVCTL_PROJECT": str(project), "ENVCTL_INDEX_URL": served.simple, "ENVCTL_CACHE": str(tmp_path / "cache"),
+           "ENVCTL_RECORDS": str(tmp_path / "records.db")}
+    image_id = None
+    try:
+        assert not (project / "images" / f"{name}.yaml").exists()
+        result = run_envctl("build", name, "--json", env=env, timeout=900)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"{name} has no lock yet: locking it first" in result.stderr
+        assert f"wrote images/{name}.yaml (derived from the release matrix" in result.stderr
+        report = json.loads(result.stdout)
+        image_id = report["image_id"]
+        lock = load_lock(project / "locks" / f"{name}.conda-lock.yml")
+        assert report["labels"]["io.envctl.lock-hash"] == lock.lock_hash
+        assert report["labels"]["io.envctl.cuda"] == "cu128"
+        # the second build finds both files: no lock step, nothing rebuilt
+        again = run_envctl("build", name, "--json", env=env, timeout=900)
+        assert again.returncode == 0 and "locking it first" not in again.stderr, again.stderr[-2000:]
+        assert json.loads(again.stdout)["image_id"] == image_id
+    finally:
+        shutdown()
+        if image_id:
+            docker_client.images.remove(image_id, force=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,7 +36,8 @@ def cpu_prefix(tmp_path_factory):
            "ENVCTL_RECORDS": str(base / "records.db")}
     prefix = base / "P"
     first = envctl("setup", "pytorch-2.13-cpu", "--prefix", str(prefix), "--json", env=env)
-    return env, prefix, first
+    yield env, prefix, first
+    shutil.rmtree(base, ignore_errors=True)  # a 1 GB prefix: gone with its module, not at the session's end
 
 
 @pytest.mark.slow

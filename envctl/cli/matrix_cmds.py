@@ -124,8 +124,9 @@ def verify(
     console.status(f"{len(combos)} combinations: {', '.join(c.label for c in combos)}")
 
     def show(cell, fresh: bool) -> None:
+        short = (cell.lock_hash or cell.spec_hash or "").split(":")[-1][:12]
         if not fresh:
-            console.status(f"{cell.combo.label}: already {cell.state} for lock {cell.lock_hash[:12]}: {cell.reason}")
+            console.status(f"{cell.combo.label}: already {cell.state} for lock {short}: {cell.reason}")
         elif cell.ok:
             console.status(f"{cell.combo.label}: verified ({cell.reason})")
         else:

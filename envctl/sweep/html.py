@@ -18,7 +18,7 @@ from envctl.matrix import parse_version
 from envctl.sweep.plan import Cell, tally
 
 COLORS = {"verified": "#1a7f37", "failed": "#cf222e", "grey": "#8c959f"}
-VERSION_KEYS = ("cuda", "cudnn", "nccl", "triton")
+VERSION_KEYS = ("torch", "cuda", "cudnn", "nccl", "triton")
 STYLE = """
 body { font-family: system-ui, sans-serif; margin: 2em; color: #1f2328; }
 table { border-collapse: collapse; margin-bottom: 1.5em; }

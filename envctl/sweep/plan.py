@@ -162,8 +162,10 @@ def settled(combo: Combo, *, lock_hash: str | None, spec_hash: str | None, cells
     for cell in cells:
         if (cell.combo.name, cell.combo.target) != (combo.name, combo.target) or cell.state == "grey":
             continue
-        same = (cell.lock_hash == lock_hash) if lock_hash else (cell.lock_hash is None
-                                                                and cell.spec_hash == spec_hash is not None)
+        if lock_hash:
+            same = cell.lock_hash == lock_hash
+        else:  # no lock yet: the lock failed before, for this very spec
+            same = cell.lock_hash is None and spec_hash is not None and cell.spec_hash == spec_hash
         if same and (cell.ok or not retry_failed):
             return cell
         return None  # the newest record is for other inputs: redo

@@ -1,5 +1,7 @@
-"""`envctl matrix refresh`: bring the release matrix up to date from PyPI (and the PyTorch index)."""
+"""`envctl matrix refresh`: bring the release matrix up to date from PyPI (and the PyTorch index);
+`envctl matrix verify` and `envctl matrix report`: the sweep over it (envctl.sweep) and its dashboard."""
 
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -60,15 +62,12 @@ def refresh(
 def _range_options(since: str, until: Optional[str], variants: str, pythons: list[str]):
     """The combinations the range names, or the usage error that says what is wrong."""
     from envctl.errors import UsageError
-    from envctl.matrix import load_matrix, parse_version
+    from envctl.matrix import load_matrix
     from envctl.sweep.plan import VARIANT_CHOICES, check_variants, combinations
 
     for flag, value in (("--since", since), ("--until", until)) + tuple(("--python", p) for p in pythons):
-        try:
-            if value is not None:
-                parse_version(value)
-        except ValueError:
-            raise UsageError(f"{flag} {value}: not a version", hint="e.g. --since 2.0, --python 3.11") from None
+        if value is not None and not re.fullmatch(r"\d+\.\d+", value):
+            raise UsageError(f"{flag} {value}: not a version X.Y", hint="e.g. --since 2.0, --python 3.11")
     problem = check_variants(variants)
     if problem:
         raise UsageError(problem, hint=f"use {VARIANT_CHOICES}")
@@ -107,7 +106,7 @@ def verify(
     html: Optional[Path] = typer.Option(None, "--html", metavar="DIR", help="Write the dashboard to DIR/index.html."),
     json_out: bool = typer.Option(False, "--json", help="Print every combination's cell as JSON."),
 ) -> None:
-    """Lock, build and verify every real torch x variant in a range, each recorded.
+    """Lock, build and verify every real torch x variant in a range.
 
     A combination already verified for its lock hash is not redone (Ctrl-C, then the same
     command, resumes); one that fails never stops the others.
@@ -169,7 +168,7 @@ def report(
     html: Optional[Path] = typer.Option(None, "--html", metavar="DIR", help="Write the dashboard to DIR/index.html."),
     json_out: bool = typer.Option(False, "--json", help="Print every combination's cell as JSON."),
 ) -> None:
-    """The range's dashboard from the records: what matrix verify found for each current lock."""
+    """What matrix verify recorded for a range, as lines or a page."""
     from envctl.catalog import find_project
     from envctl.sweep.run import report_cells
 

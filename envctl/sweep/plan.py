@@ -17,6 +17,7 @@ from typing import Any
 from envctl.matrix import Matrix, TorchRelease, parse_version
 
 VARIANT_CHOICES = "default, all, or a list such as cpu,cu126"
+STATES = ("verified", "failed", "grey")
 
 
 @dataclass(frozen=True)
@@ -70,17 +71,21 @@ class Cell:
 
 def cell_from_document(doc: Any, *, when: float | None = None) -> Cell | None:
     """A recorded cell, or None for a document no sweep wrote (a record is untrusted input)."""
-    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), str) for k in ("torch", "variant", "state")):
+    if not isinstance(doc, dict) or not all(isinstance(doc.get(k), str) for k in ("torch", "variant", "state")) \
+            or doc["state"] not in STATES:
         return None
     combo = Combo(doc["torch"], doc["variant"], _str(doc.get("requested_python")), _str(doc.get("target")))
 
     def num(key: str) -> float | None:
-        value = doc.get(key)
-        return value if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+        value = doc.get(key)  # JSON reads Infinity and NaN too: a time or size is finite and >= 0
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < 1e15
+        return value if ok else None
 
     def table(key: str, kind: type) -> dict:
         value = doc.get(key)
-        return {str(k): v for k, v in value.items() if isinstance(v, kind)} if isinstance(value, dict) else {}
+        if not isinstance(value, dict):
+            return {}
+        return {str(k): v for k, v in value.items() if isinstance(v, kind) and (kind is str or 0 < v < 1e6)}
 
     return Cell(combo, doc["state"], str(doc.get("reason") or ""), _str(doc.get("failure")),
                 _str(doc.get("lock_hash")), _str(doc.get("spec_hash")), _str(doc.get("python")),

@@ -89,20 +89,26 @@ def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", 
                 cell = _make(project, combo, spec, engine, cache, gpus=gpus, level=level, held=held,
                              progress=progress)
                 _record(cell)
+                _give_back(engine, held, cache, result, keep=keep, max_disk=max_disk, progress=progress)
             result.cells.append(cell)
             on_cell(cell, True)
-            if held:
-                cache_bytes = _folder_bytes(cache.root)
-                result.peak_bytes = max(result.peak_bytes, sum(h.size for h in held) + cache_bytes)
-                for h in to_give_back(held, keep=keep, max_disk=max_disk, cache_bytes=cache_bytes):
-                    progress(f"removing {h.name} ({h.size / 1e9:.1f} GB)")
-                    engine.remove_image(h.image_id)
-                    held.remove(h)
-                    result.removed.append(h.name)
     except KeyboardInterrupt as exc:  # SIGTERM too (Terminated): the steps below cleaned up as they unwound
         result.interrupt = exc
     result.seconds = time.monotonic() - started
     return result
+
+
+def _give_back(engine, held: list[Held], cache, result: SweepResult, *, keep: int | None, max_disk: int | None,
+               progress: Callable[[str], None]) -> None:
+    """Remove the images this sweep built that --keep / --max-disk no longer allow, oldest first
+    (images that were there before the sweep are never touched)."""
+    cache_bytes = cache.disk_bytes()
+    result.peak_bytes = max(result.peak_bytes, sum(h.size for h in held) + cache_bytes)
+    for h in to_give_back(held, keep=keep, max_disk=max_disk, cache_bytes=cache_bytes):
+        progress(f"removing {h.name} ({h.size / 1e9:.1f} GB)")
+        engine.remove_image(h.image_id)
+        held.remove(h)
+        result.removed.append(h.name)
 
 
 def report_cells(project: Project, combos: Sequence[Combo]) -> list[Cell]:
@@ -239,14 +245,3 @@ def _record(cell: Cell) -> None:
                duration_s=sum(t or 0 for t in (cell.lock_s, cell.build_s, cell.verify_s)),
                document=cell.document())
 
-
-def _folder_bytes(root: Path) -> int:
-    """What the package cache holds on disk now."""
-    total = 0
-    for path in root.rglob("*"):
-        try:
-            if path.is_file() and not path.is_symlink():
-                total += path.stat().st_size
-        except OSError:
-            continue  # removed while we looked
-    return total

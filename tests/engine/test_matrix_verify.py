@@ -135,3 +135,39 @@ def test_report_rebuilds_the_page_from_the_records(sweep, engine_env, tmp_path):
     parsed = _Cells()
     parsed.feed((tmp_path / "index.html").read_text())
     assert [c["class"] for c in parsed.cells] == ["verified", "grey"]
+
+
+def _exists(client, image_id: str) -> bool:
+    from docker.errors import ImageNotFound
+
+    try:
+        client.images.get(image_id)
+    except ImageNotFound:
+        return False
+    return True
+
+
+def test_a_build_of_its_own_is_given_back_and_a_failure_is_classed(engine_env, docker_client, tmp_path):
+    """pytorch-2.13-cpu on the base without g++: the sweep builds it (no image of that spec was
+    there), its verify fails as "missing compiler", and --keep 0 removes the image it built."""
+    from tests.engine.conftest import project_with_base
+
+    root = project_with_base(tmp_path / "nocc", "envctl/debian:bookworm-minimal")
+    env = {**engine_env, "ENVCTL_PROJECT": str(root), "ENVCTL_RECORDS": str(tmp_path / "records.db")}
+    result = run_envctl("matrix", "verify", "--since", "2.13", "--until", "2.13", "--variants", "cpu", "--keep", "0",
+                        "--json", env=env)
+    built = [r for r in json.loads(run_envctl("history", "--json", env=env).stdout) if r["kind"] == "build"]
+    try:
+        assert result.returncode == 1, result.stderr[-3000:]
+        [cell] = json.loads(result.stdout)
+        assert (cell["state"], cell["failure"]) == ("failed", "missing compiler")
+        assert cell["reason"].startswith("c++ compiler: ") and cell["size"] > 0 and cell["build_s"] > 0
+        assert "pytorch-2.13-cpu: missing compiler: c++ compiler: " in result.stderr
+        assert "gave back 1 images" in result.stderr and "not verified: missing compiler 1" in result.stderr
+        [build] = built  # the sweep built it: no image of this spec and lock was there
+        assert build["ok"] and build["image_id"]
+        assert not _exists(docker_client, build["image_id"])  # given back by --keep 0
+    finally:
+        for run in built:  # only the image this test's sweep built, should it still be there
+            if run.get("image_id") and _exists(docker_client, run["image_id"]):
+                docker_client.images.remove(run["image_id"], force=True)

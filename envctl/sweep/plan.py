@@ -57,7 +57,7 @@ class Cell:
     verify_s: float | None = None
     versions: dict[str, str] = field(default_factory=dict)  # torch, cuda, cudnn, nccl, triton of the lock
     speedups: dict[str, float] = field(default_factory=dict)  # compile mode -> geometric mean over rows
-    when: float | None = None  # when it was recorded
+    when: float | None = None  # when its run began
 
     @property
     def ok(self) -> bool:
@@ -154,7 +154,7 @@ def classify(stage: str, line: str) -> tuple[str, bool]:
     """(the class of a failure at ``stage``, whether it is grey): the data file's first match,
     else "<stage> failed"."""
     for name, where, grey, pattern in _classes():
-        if where in (stage, "any") and pattern.search(line):
+        if where == stage and pattern.search(line):
             return name, grey
     return f"{stage} failed", False
 
@@ -217,18 +217,20 @@ def geomean_speedups(document: dict[str, Any]) -> dict[str, float]:
 
 
 def lock_versions(packages: Iterable[Any]) -> dict[str, str]:
-    """torch, cuda, cudnn, nccl and triton of a lock's pip packages (name/version objects); the
-    CUDA runtime named as the matrix names it (cuda-toolkit, else the nvidia runtime wheel)."""
+    """torch, cuda, cudnn, nccl and triton of a lock's packages, conda and pip (name/version
+    objects); the CUDA runtime as the matrix names it (cuda-toolkit or conda's cuda-version /
+    cudatoolkit, else the runtime wheel or package)."""
     out: dict[str, str] = {}
     for p in packages:
         name = p.name.lower().replace("_", "-")
-        if name == "torch":
+        if name in ("torch", "pytorch"):
             out["torch"] = p.version
-        elif name == "cuda-toolkit" or (name.startswith("nvidia-cuda-runtime") and "cuda" not in out):
+        elif name in ("cuda-toolkit", "cuda-version", "cudatoolkit") or (
+                name.startswith(("nvidia-cuda-runtime", "cuda-cudart")) and "cuda" not in out):
             out["cuda"] = p.version
-        elif name.startswith("nvidia-cudnn"):
+        elif name.startswith("nvidia-cudnn") or name == "cudnn":
             out["cudnn"] = p.version
-        elif name.startswith("nvidia-nccl"):
+        elif name.startswith("nvidia-nccl") or name == "nccl":
             out["nccl"] = p.version
         elif name in ("triton", "pytorch-triton"):
             out["triton"] = p.version

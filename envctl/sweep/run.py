@@ -32,10 +32,6 @@ class SweepResult:
     peak_bytes: int = 0  # the sweep's images held at once plus the package cache, at most
     removed: list[str] = field(default_factory=list)  # names of the images given back
 
-    @property
-    def failed(self) -> list[Cell]:
-        return [c for c in self.cells if not c.ok]
-
 
 def recorded_cells(records=None, *, limit: int = 100_000) -> list[Cell]:
     """Every cell the records hold, newest first (a row no sweep wrote is passed over)."""
@@ -45,8 +41,8 @@ def recorded_cells(records=None, *, limit: int = 100_000) -> list[Cell]:
 
     records = records or Records()
     out = []
-    for row in records.execute(f"SELECT started, document FROM runs WHERE kind = ? "
-                               f"ORDER BY started DESC, id DESC LIMIT {int(limit)}", (KIND,)):
+    for row in records.execute("SELECT started, document FROM runs WHERE kind = ? ORDER BY started DESC, id DESC "
+                               "LIMIT ?", (KIND, limit)):
         try:
             doc = json.loads(row["document"]) if row["document"] else None
         except ValueError:
@@ -86,9 +82,10 @@ def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", 
                     from envctl.engine import Engine
 
                     engine = Engine.connect()
+                began = time.time()
                 cell = _make(project, combo, spec, engine, cache, gpus=gpus, level=level, held=held,
                              progress=progress)
-                _record(cell)
+                _record(cell, started=began)
                 _give_back(engine, held, cache, result, keep=keep, max_disk=max_disk, progress=progress)
             result.cells.append(cell)
             on_cell(cell, True)
@@ -144,12 +141,14 @@ def _resolve(project: Project, combo: Combo):
         state = lock_state(spec, project.lock_path(spec.name))
     except EnvctlError as exc:
         return _failed(combo, "plan", exc.message), None
-    lock_hash = None
-    if state.state == "locked":
-        from envctl.lock import load_lock
+    if state.state != "locked":
+        return None, (spec, None)
+    from envctl.lock import load_lock
 
-        lock_hash = load_lock(project.lock_path(spec.name)).lock_hash
-    return None, (spec, lock_hash)
+    try:
+        return None, (spec, load_lock(project.lock_path(spec.name)).lock_hash)
+    except EnvctlError as exc:  # a lock whose body breaks the format: this combination's failure only
+        return _failed(combo, "lock", exc.message, spec_hash=spec.content_hash()), None
 
 
 def _failed(combo: Combo, stage: str, line: str, **known) -> Cell:
@@ -237,11 +236,10 @@ def _build(project: Project, spec, lock, engine, cache, *, progress: Callable[[s
     return result
 
 
-def _record(cell: Cell) -> None:
+def _record(cell: Cell, *, started: float) -> None:
     from envctl.records import record_run
 
     record_run(kind=KIND, image=cell.combo.name, ok=cell.ok, spec_hash=cell.spec_hash, lock_hash=cell.lock_hash,
-               started=cell.when or time.time(), summary=cell.reason, target=cell.combo.target,
-               duration_s=sum(t or 0 for t in (cell.lock_s, cell.build_s, cell.verify_s)),
+               started=started, duration_s=time.time() - started, summary=cell.reason, target=cell.combo.target,
                document=cell.document())
 

@@ -130,3 +130,10 @@ def test_lock_versions_name_what_the_matrix_names():
         ("nvidia-cudnn-cu13", "9.24.0.43"), ("nvidia-nccl-cu13", "2.30.7"), ("triton", "3.8.0"), ("numpy", "2"))]
     assert lock_versions(pkgs) == {"torch": "2.14.0", "cuda": "13.0.3", "cudnn": "9.24.0.43", "nccl": "2.30.7",
                                    "triton": "3.8.0"}
+
+
+def test_lock_versions_read_conda_names_too():
+    pkgs = [SimpleNamespace(name=n, version=v) for n, v in (
+        ("pytorch", "2.5.1"), ("cuda-cudart", "12.4.127"), ("cuda-version", "12.4"), ("cudnn", "9.3.0.75"),
+        ("nccl", "2.23.4.1"))]
+    assert lock_versions(pkgs) == {"torch": "2.5.1", "cuda": "12.4", "cudnn": "9.3.0.75", "nccl": "2.23.4.1"}

@@ -66,7 +66,7 @@ def sweep(combos, args, engine: Engine, *, label: str) -> tuple[float, float]:
                        progress=lambda m: print(f"    {m}", file=sys.stderr, flush=True), on_cell=row)
     classes = ", ".join(f"{name} {n}" for name, n in tally(result.cells).most_common()) or "none"
     print(f"{label}: {result.seconds:.1f} s for {len(result.cells)} combinations "
-          f"({sum(c.ok for c in result.cells)} verified, {result.settled} from the records); "
+          f"({sum(c.ok for c in result.cells)} verified, {len(result.settled)} from the records); "
           f"peak disk {state['peak']:.2f} GB measured, {result.peak_bytes / 1e9:.2f} GB by the sweep's own count; "
           f"images given back: {len(result.removed)}; not verified: {classes}")
     if args.html:

@@ -123,9 +123,10 @@ def verify(
     console.status(f"{len(combos)} combinations: {', '.join(c.label for c in combos)}")
 
     def show(cell, fresh: bool) -> None:
-        short = (cell.lock_hash or cell.spec_hash or "").split(":")[-1][:12]
+        inputs = f"lock {cell.lock_hash.split(':')[-1][:12]}" if cell.lock_hash else \
+            f"spec {(cell.spec_hash or '').split(':')[-1][:12]}"
         if not fresh:
-            console.status(f"{cell.combo.label}: already {cell.state} for lock {short}: {cell.reason}")
+            console.status(f"{cell.combo.label}: already {cell.state} for {inputs}: {cell.reason}")
         elif cell.ok:
             console.status(f"{cell.combo.label}: verified ({cell.reason})")
         else:
@@ -151,9 +152,12 @@ def _summary(result, total: int) -> None:
 
     states = {s: sum(1 for c in result.cells if c.state == s) for s in ("verified", "failed", "grey")}
     line = (f"{len(result.cells)} of {total} combinations in {result.seconds:.1f}s: {states['verified']} verified, "
-            f"{states['failed']} failed, {states['grey']} not buildable here; {result.settled} from the records")
+            f"{states['failed']} failed, {states['grey']} not buildable here; {len(result.settled)} from the records")
     if result.removed:
         line += f"; gave back {len(result.removed)} images"
+    kept = sum(1 for c in result.settled if not c.ok)
+    if kept:
+        line += f" ({kept} failed before for the same inputs: --retry-failed redoes them)"
     console.status(line)
     classes = tally(result.cells).most_common()
     if classes:

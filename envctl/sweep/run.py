@@ -13,7 +13,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from envctl.catalog import Project
 from envctl.errors import BuildError, EnvctlError
@@ -26,7 +25,7 @@ KIND = "matrix"  # the records' kind for a sweep's cells
 @dataclass
 class SweepResult:
     cells: list[Cell] = field(default_factory=list)  # in the order of the combinations run
-    settled: int = 0  # combinations the records already answered
+    settled: list[Cell] = field(default_factory=list)  # the records' answers (not redone)
     interrupt: BaseException | None = None  # the Ctrl-C or SIGTERM that stopped it
     seconds: float = 0.0
     peak_bytes: int = 0  # the sweep's images held at once plus the package cache, at most
@@ -74,7 +73,7 @@ def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", 
                 answer = settled(combo, lock_hash=lock_hash, spec_hash=spec.content_hash(), cells=previous,
                                  retry_failed=retry_failed)
                 if answer is not None:
-                    result.settled += 1
+                    result.settled.append(answer)
                     result.cells.append(answer)
                     on_cell(answer, False)
                     continue
@@ -158,17 +157,18 @@ def _failed(combo: Combo, stage: str, line: str, **known) -> Cell:
 
 def _make(project: Project, combo: Combo, spec, engine, cache, *, gpus: str, level: str | None,
           held: list[Held], progress: Callable[[str], None]) -> Cell:
-    """Lock (where the lock is not current), build and verify one combination."""
+    """Lock (where it was never locked), build and verify one combination.  A stale lock is
+    this combination's failure, as ``envctl build`` refuses it: a sweep re-locks nothing behind
+    the user's back."""
     from envctl.lock import require_current_lock
 
     known: dict = {"spec_hash": spec.content_hash(), "python": spec.python}
     path = project.lock_path(spec.name)
     t0 = time.monotonic()
     try:
-        try:
-            lock = require_current_lock(spec, path)
-        except EnvctlError:
-            lock = _lock(spec, path, progress=progress)
+        if not path.exists():
+            _lock(project, spec, progress=progress)
+        lock = require_current_lock(spec, path)
         known["lock_s"] = round(time.monotonic() - t0, 2)
     except EnvctlError as exc:
         return _failed(combo, "lock", exc.message, **known)
@@ -202,13 +202,12 @@ def _make(project: Project, combo: Combo, spec, engine, cache, *, gpus: str, lev
                 speedups=geomean_speedups(v.report.document), **known)
 
 
-def _lock(spec, path: Path, *, progress: Callable[[str], None]):
-    from envctl.lock import load_lock, lock_image, write_lock
+def _lock(project: Project, spec, *, progress: Callable[[str], None]) -> None:
+    """Lock as ``envctl lock`` does (a derived spec is kept in images/ beside its first lock)."""
+    from envctl.catalog import lock_into
 
     progress(f"locking {spec.name}")
-    result = lock_image(spec, progress=progress)
-    write_lock(path, result.text)
-    return load_lock(path)
+    lock_into(project, spec, progress=progress)
 
 
 def _build(project: Project, spec, lock, engine, cache, *, progress: Callable[[str], None]):

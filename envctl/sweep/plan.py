@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Any
 
+from envctl.errors import DamagedDocumentError
 from envctl.matrix import Matrix, TorchRelease, parse_version
 
 VARIANT_CHOICES = "default, all, or a list such as cpu,cu126"
@@ -145,9 +146,16 @@ def _classes() -> tuple[tuple[str, str, bool, re.Pattern], ...]:
     from envctl import yamldoc
     from envctl.data import read
 
-    doc = yamldoc.load(read("sweep-failures.yaml"))
-    return tuple((c["class"], c["stage"], bool(c.get("grey")), re.compile(c["pattern"], re.I))
-                 for c in doc["classes"])
+    where = "envctl/data/sweep-failures.yaml"
+    try:
+        doc = yamldoc.load(read("sweep-failures.yaml"))
+        if doc.get("version") != 1:
+            raise ValueError(f"version {doc.get('version')!r}, expected 1")
+        return tuple((str(c["class"]), str(c["stage"]), bool(c.get("grey")), re.compile(c["pattern"], re.I))
+                     for c in doc["classes"])
+    except (yamldoc.DocumentError, ValueError, KeyError, TypeError, AttributeError, re.error) as exc:
+        raise DamagedDocumentError(f"{where}: not a table of failure classes ({exc})",
+                                   hint=f"restore it: git checkout {where} (or reinstall envctl)") from None
 
 
 def classify(stage: str, line: str) -> tuple[str, bool]:

@@ -137,3 +137,19 @@ def test_lock_versions_read_conda_names_too():
         ("pytorch", "2.5.1"), ("cuda-cudart", "12.4.127"), ("cuda-version", "12.4"), ("cudnn", "9.3.0.75"),
         ("nccl", "2.23.4.1"))]
     assert lock_versions(pkgs) == {"torch": "2.5.1", "cuda": "12.4", "cudnn": "9.3.0.75", "nccl": "2.23.4.1"}
+
+
+def test_a_damaged_classes_file_is_one_error_naming_it(monkeypatch):
+    import pytest
+
+    from envctl import data
+    from envctl.errors import DamagedDocumentError
+    from envctl.sweep import plan
+
+    monkeypatch.setattr(data, "read", lambda name: "version: 1\nclasses: [{class: x, stage: plan, pattern: '('}]\n")
+    plan._classes.cache_clear()
+    try:
+        with pytest.raises(DamagedDocumentError, match="envctl/data/sweep-failures.yaml: not a table of failure"):
+            classify("plan", "anything")
+    finally:
+        plan._classes.cache_clear()

@@ -194,13 +194,15 @@ class Held:
     size: int
 
 
-def to_give_back(held: Sequence[Held], *, keep: int | None, max_disk: int | None, cache_bytes: int = 0) -> list[Held]:
-    """The images to remove, oldest first, so that at most ``keep`` stay and they and the package
-    cache together stay under ``max_disk`` bytes.  ``held`` oldest first."""
+def to_give_back(held: Sequence[Held], *, keep: int | None, max_disk: int | None, cache_bytes: int = 0,
+                 incoming: int = 0) -> list[Held]:
+    """The images to remove, oldest first, so that at most ``keep`` stay and they, the package
+    cache and what a build about to start will add (``incoming`` bytes: its downloads and its
+    image) stay under ``max_disk`` bytes.  ``held`` oldest first."""
     out = []
     left = list(held)
-    while left and ((keep is not None and len(left) > keep)
-                    or (max_disk is not None and sum(h.size for h in left) + cache_bytes > max_disk)):
+    while left and ((keep is not None and len(left) > keep) or (
+            max_disk is not None and sum(h.size for h in left) + cache_bytes + incoming > max_disk)):
         out.append(left.pop(0))
     return out
 

@@ -81,9 +81,13 @@ def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", 
                     from envctl.engine import Engine
 
                     engine = Engine.connect()
+                def make_room(incoming: int) -> None:  # before a build: room for what it will add
+                    _give_back(engine, held, cache, result, keep=None, max_disk=max_disk, incoming=incoming,
+                               progress=progress)
+
                 began = time.time()
                 cell = _make(project, combo, spec, engine, cache, gpus=gpus, level=level, held=held,
-                             progress=progress)
+                             make_room=make_room if max_disk is not None else None, progress=progress)
                 _record(cell, started=began)
                 _give_back(engine, held, cache, result, keep=keep, max_disk=max_disk, progress=progress)
             result.cells.append(cell)
@@ -95,12 +99,12 @@ def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", 
 
 
 def _give_back(engine, held: list[Held], cache, result: SweepResult, *, keep: int | None, max_disk: int | None,
-               progress: Callable[[str], None]) -> None:
+               progress: Callable[[str], None], incoming: int = 0) -> None:
     """Remove the images this sweep built that --keep / --max-disk no longer allow, oldest first
     (images that were there before the sweep are never touched)."""
     cache_bytes = cache.disk_bytes()
     result.peak_bytes = max(result.peak_bytes, sum(h.size for h in held) + cache_bytes)
-    for h in to_give_back(held, keep=keep, max_disk=max_disk, cache_bytes=cache_bytes):
+    for h in to_give_back(held, keep=keep, max_disk=max_disk, cache_bytes=cache_bytes, incoming=incoming):
         progress(f"removing {h.name} ({h.size / 1e9:.1f} GB)")
         engine.remove_image(h.image_id)
         held.remove(h)
@@ -156,7 +160,7 @@ def _failed(combo: Combo, stage: str, line: str, **known) -> Cell:
 
 
 def _make(project: Project, combo: Combo, spec, engine, cache, *, gpus: str, level: str | None,
-          held: list[Held], progress: Callable[[str], None]) -> Cell:
+          held: list[Held], make_room: Callable[[int], None] | None, progress: Callable[[str], None]) -> Cell:
     """Lock (where it was never locked), build and verify one combination.  A stale lock is
     this combination's failure, as ``envctl build`` refuses it: a sweep re-locks nothing behind
     the user's back."""
@@ -175,6 +179,8 @@ def _make(project: Project, combo: Combo, spec, engine, cache, *, gpus: str, lev
     known |= {"lock_hash": lock.lock_hash, "versions": lock_versions([*lock.conda, *lock.pip])}
     t0 = time.monotonic()
     try:
+        if make_room is not None:
+            make_room(_incoming(engine, spec, lock, path, cache))
         built = _build(project, spec, lock, engine, cache, progress=progress)
     except BuildError as exc:
         return _failed(combo, "build", f"build failed at {exc.step or 'an unknown step'}: {exc.message}",
@@ -208,6 +214,20 @@ def _lock(project: Project, spec, *, progress: Callable[[str], None]) -> None:
 
     progress(f"locking {spec.name}")
     lock_into(project, spec, progress=progress)
+
+
+def _incoming(engine, spec, lock, path, cache) -> int:
+    """Bytes a build of ``spec`` will add, estimated from the lock (envctl.imagesize): its
+    environment's layers and its downloads (all of them: an upper bound where the package cache
+    has some already); 0 when an identical image is there, or when a size cannot be had (offline)."""
+    from envctl import yamldoc
+    from envctl.build import find_built
+    from envctl.imagesize import estimate
+
+    if find_built(engine, spec, lock) is not None:
+        return 0
+    guess = estimate(spec, yamldoc.load(path.read_text(encoding="utf-8")), cache_root=cache.root)
+    return (guess.bytes - guess.base_bytes + guess.download_bytes) if guess else 0
 
 
 def _build(project: Project, spec, lock, engine, cache, *, progress: Callable[[str], None]):

@@ -149,13 +149,14 @@ def _exists(client, image_id: str) -> bool:
 
 def test_a_build_of_its_own_is_given_back_and_a_failure_is_classed(engine_env, docker_client, tmp_path):
     """pytorch-2.13-cpu on the base without g++: the sweep builds it (no image of that spec was
-    there), its verify fails as "missing compiler", and --keep 0 removes the image it built."""
+    there), its verify fails as "missing compiler", and --max-disk (1 MB: no image fits) removes
+    the image it built once it is verified."""
     from tests.engine.conftest import project_with_base
 
     root = project_with_base(tmp_path / "nocc", "envctl/debian:bookworm-minimal")
     env = {**engine_env, "ENVCTL_PROJECT": str(root), "ENVCTL_RECORDS": str(tmp_path / "records.db")}
-    result = run_envctl("matrix", "verify", "--since", "2.13", "--until", "2.13", "--variants", "cpu", "--keep", "0",
-                        "--json", env=env)
+    result = run_envctl("matrix", "verify", "--since", "2.13", "--until", "2.13", "--variants", "cpu",
+                        "--max-disk", "0.001", "--json", env=env)
     built = [r for r in json.loads(run_envctl("history", "--json", env=env).stdout) if r["kind"] == "build"]
     try:
         assert result.returncode == 1, result.stderr[-3000:]
@@ -166,7 +167,7 @@ def test_a_build_of_its_own_is_given_back_and_a_failure_is_classed(engine_env, d
         assert "gave back 1 images" in result.stderr and "not verified: missing compiler 1" in result.stderr
         [build] = built  # the sweep built it: no image of this spec and lock was there
         assert build["ok"] and build["image_id"]
-        assert not _exists(docker_client, build["image_id"])  # given back by --keep 0
+        assert not _exists(docker_client, build["image_id"])  # given back under --max-disk
     finally:
         for run in built:  # only the image this test's sweep built, should it still be there
             if run.get("image_id") and _exists(docker_client, run["image_id"]):

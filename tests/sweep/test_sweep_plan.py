@@ -102,6 +102,9 @@ def test_give_back_oldest_first_under_keep_and_max_disk():
     assert [h.name for h in to_give_back(held, keep=None, max_disk=10)] == ["img0"]  # 12 > 10, then 7
     assert [h.name for h in to_give_back(held, keep=None, max_disk=10, cache_bytes=4)] == ["img0", "img1"]
     assert [h.name for h in to_give_back(held, keep=5, max_disk=3, cache_bytes=9)] == ["img0", "img1", "img2"]
+    # before a build of 4 more: room is made first (12 + 4 > 13: the oldest goes, 7 + 4 fits)
+    assert [h.name for h in to_give_back(held, keep=None, max_disk=13, incoming=4)] == ["img0"]
+    assert to_give_back(held, keep=None, max_disk=16, incoming=4) == []
 
 
 def test_cells_round_trip_through_their_document():

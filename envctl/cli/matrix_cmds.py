@@ -100,8 +100,8 @@ def verify(
     keep: Optional[int] = typer.Option(None, "--keep", min=0, metavar="N",
                                        help="Keep at most N of the images this run built (oldest go first)."),
     max_disk: Optional[float] = typer.Option(None, "--max-disk", min=0, metavar="GB",
-                                             help="Give images this run built back while they and the package "
-                                                  "cache hold more."),
+                                             help="Give back images this run built (oldest first) so that they, "
+                                                  "the package cache and the next build fit in GB."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Redo failed combinations of an unchanged lock."),
     html: Optional[Path] = typer.Option(None, "--html", metavar="DIR", help="Write the dashboard to DIR/index.html."),
     json_out: bool = typer.Option(False, "--json", help="Print every combination's cell as JSON."),

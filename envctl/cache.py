@@ -89,6 +89,18 @@ class PackageCache:
         _remember(target, sha256)
         return target
 
+    def disk_bytes(self) -> int:
+        """What the cache holds on disk now, every file under its root (a sweep weighs it against
+        --max-disk beside the images it holds)."""
+        total = 0
+        for path in self.root.rglob("*"):
+            try:
+                if path.is_file() and not path.is_symlink():
+                    total += path.stat().st_size
+            except OSError:
+                continue  # removed while it was walked
+        return total
+
     def has(self, sha256: str, filename: str) -> bool:
         return self.path_for(sha256, filename).is_file()
 

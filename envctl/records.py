@@ -31,7 +31,7 @@ _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
-    kind TEXT NOT NULL,              -- build | verify | smoke | setup
+    kind TEXT NOT NULL,              -- build | verify | smoke | bench | setup | matrix (a sweep's cell)
     image TEXT NOT NULL,             -- spec name
     image_id TEXT,                   -- docker image id, or the prefix path for setup/smoke
     spec_hash TEXT,

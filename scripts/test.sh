@@ -27,7 +27,7 @@ if ! command -v bwrap >/dev/null 2>&1; then
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap </dev/null >/dev/null; }
 fi
 if ! command -v chromium >/dev/null 2>&1; then
-  say "installing Debian's chromium (headless, it lays out the benchmark page to prove no label is clipped)"
+  say "installing Debian's chromium (headless: it lays out the benchmark page to prove no label is clipped, and draws the matrix dashboard)"
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null >/dev/null \
     || { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium </dev/null >/dev/null; }
 fi

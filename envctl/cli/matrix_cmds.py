@@ -1,5 +1,7 @@
-"""`envctl matrix refresh`: bring the release matrix up to date from PyPI (and the PyTorch index)."""
+"""`envctl matrix refresh`: bring the release matrix up to date from PyPI (and the PyTorch index);
+`envctl matrix verify` and `envctl matrix report`: the sweep over it (envctl.sweep) and its dashboard."""
 
+import re
 from pathlib import Path
 from typing import Optional
 
@@ -55,3 +57,131 @@ def refresh(
             console.status(f"{verb} {plan.path} ({len(plan.changes)} changes; metadata: {reads})")
     if check and plan.stale:
         raise typer.Exit(1)
+
+
+def _range_options(since: str, until: Optional[str], variants: str, pythons: list[str]):
+    """The combinations the range names, or the usage error that says what is wrong."""
+    from envctl.errors import UsageError
+    from envctl.matrix import load_matrix
+    from envctl.sweep.plan import VARIANT_CHOICES, check_variants, combinations
+
+    for flag, value in (("--since", since), ("--until", until)) + tuple(("--python", p) for p in pythons):
+        if value is not None and not re.fullmatch(r"\d+\.\d+", value):
+            raise UsageError(f"{flag} {value}: not a version X.Y", hint="e.g. --since 2.0, --python 3.11")
+    problem = check_variants(variants)
+    if problem:
+        raise UsageError(problem, hint=f"use {VARIANT_CHOICES}")
+    combos = combinations(load_matrix(), since=since, until=until, variants=variants, pythons=pythons)
+    if not combos:
+        raise UsageError(f"no torch release x variant in {since} .. {until or 'newest'} for --variants {variants}",
+                         hint="envctl show pytorch-X.Y-VARIANT says which variants a release has")
+    return combos
+
+
+def _write_html(folder: Path, cells, *, note: str) -> None:
+    from envctl.fsio import atomic_write
+    from envctl.sweep.html import render_dashboard
+
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write(folder / "index.html", render_dashboard(cells, note=note))
+    console.status(f"wrote {folder / 'index.html'}")
+
+
+SINCE = typer.Option("2.0", "--since", metavar="X.Y", help="Oldest torch release.")
+UNTIL = typer.Option(None, "--until", metavar="X.Y", help="Newest torch release (default: the newest).")
+VARIANTS = typer.Option("default", "--variants", help="default (PyPI's wheel), all, or a list: cpu,cu126.")
+PYTHONS = typer.Option([], "--python", metavar="X.Y", help="Verify on this Python (repeatable; default: the spec's).")
+
+
+@matrix_app.command("verify")
+def verify(
+    since: str = SINCE, until: Optional[str] = UNTIL, variants: str = VARIANTS, pythons: list[str] = PYTHONS,
+    gpus: str = typer.Option("none", "--gpus", help="all, none, or a GPU count, for every probe."),
+    keep: Optional[int] = typer.Option(None, "--keep", min=0, metavar="N",
+                                       help="Keep at most N of the images this run built (oldest go first)."),
+    max_disk: Optional[float] = typer.Option(None, "--max-disk", min=0, metavar="GB",
+                                             help="Give back images this run built (oldest first) so that they, "
+                                                  "the package cache and the next build fit in GB."),
+    retry_failed: bool = typer.Option(False, "--retry-failed", help="Redo failed combinations of an unchanged lock."),
+    html: Optional[Path] = typer.Option(None, "--html", metavar="DIR", help="Write the dashboard to DIR/index.html."),
+    json_out: bool = typer.Option(False, "--json", help="Print every combination's cell as JSON."),
+) -> None:
+    """Lock, build and verify every real torch x variant in a range.
+
+    A combination already verified for its lock hash is not redone (Ctrl-C, then the same
+    command, resumes); one that fails never stops the others.
+
+    Exit 0 when nothing failed (grey cells, which cannot be made here, do not fail it), 1 when a
+    combination failed, 2 on bad input."""
+    from envctl.catalog import find_project
+    from envctl.probe import check_gpus
+    from envctl.sweep.run import run_sweep
+
+    check_gpus(gpus)
+    project = find_project()
+    combos = _range_options(since, until, variants, pythons)
+    console.status(f"{len(combos)} combinations: {', '.join(c.label for c in combos)}")
+
+    def show(cell, fresh: bool) -> None:
+        inputs = f"lock {cell.lock_hash.split(':')[-1][:12]}" if cell.lock_hash else \
+            f"spec {(cell.spec_hash or '').split(':')[-1][:12]}"
+        if not fresh:
+            console.status(f"{cell.combo.label}: already {cell.state} for {inputs}: {cell.reason}")
+        elif cell.ok:
+            console.status(f"{cell.combo.label}: verified ({cell.reason})")
+        else:
+            console.status(f"{cell.combo.label}: {cell.failure}: {cell.reason}")
+
+    result = run_sweep(project, combos, gpus=gpus, keep=keep, retry_failed=retry_failed,
+                       max_disk=int(max_disk * 1e9) if max_disk is not None else None,
+                       progress=lambda m: console.status("  " + m), on_cell=show)
+    _summary(result, len(combos))
+    if json_out:
+        console.print_json([c.document() | {"name": c.combo.name} for c in result.cells])
+    if html:
+        _write_html(html, result.cells, note=f"envctl matrix verify, {len(result.cells)} of {len(combos)} "
+                                             f"combinations, {result.seconds:.0f} s")
+    if result.interrupt is not None:
+        raise result.interrupt  # exit 130 (143 for SIGTERM), as any interrupted command
+    if any(c.state == "failed" for c in result.cells):
+        raise typer.Exit(1)
+
+
+def _summary(result, total: int) -> None:
+    from envctl.sweep.plan import tally
+
+    states = {s: sum(1 for c in result.cells if c.state == s) for s in ("verified", "failed", "grey")}
+    line = (f"{len(result.cells)} of {total} combinations in {result.seconds:.1f}s: {states['verified']} verified, "
+            f"{states['failed']} failed, {states['grey']} not buildable here; {len(result.settled)} from the records")
+    if result.removed:
+        line += f"; gave back {len(result.removed)} images"
+    kept = sum(1 for c in result.settled if not c.ok)
+    if kept:
+        line += f" ({kept} failed before for the same inputs: --retry-failed redoes them)"
+    console.status(line)
+    classes = tally(result.cells).most_common()
+    if classes:
+        console.status("not verified: " + ", ".join(f"{name} {n}" for name, n in classes))
+    if result.interrupt is not None:
+        console.status(f"interrupted after {len(result.cells)} of {total}: the same command resumes")
+
+
+@matrix_app.command("report")
+def report(
+    since: str = SINCE, until: Optional[str] = UNTIL, variants: str = VARIANTS, pythons: list[str] = PYTHONS,
+    html: Optional[Path] = typer.Option(None, "--html", metavar="DIR", help="Write the dashboard to DIR/index.html."),
+    json_out: bool = typer.Option(False, "--json", help="Print every combination's cell as JSON."),
+) -> None:
+    """What matrix verify recorded for a range, as lines or a page."""
+    from envctl.catalog import find_project
+    from envctl.sweep.run import report_cells
+
+    combos = _range_options(since, until, variants, pythons)
+    cells = report_cells(find_project(), combos)
+    if json_out:
+        console.print_json([c.document() | {"name": c.combo.name} for c in cells])
+    else:
+        for cell in cells:
+            console.out.print(f"{cell.combo.label}: {cell.state}: {cell.reason}", markup=False, highlight=False)
+    if html:
+        _write_html(html, cells, note=f"envctl matrix report, {len(cells)} combinations")

@@ -13,7 +13,7 @@ from envctl.cli.where_opts import (ACCOUNT_OPT, ALL_TARGETS_OPT, CONSTRAINT_OPT,
                                    TARGET_OPT, TIME_OPT, WAIT_OPT, chosen_targets)
 
 
-RUN_KINDS = ("build", "verify", "smoke", "bench", "setup")
+RUN_KINDS = ("build", "verify", "smoke", "bench", "setup", "matrix")
 
 
 def register(app: typer.Typer) -> None:

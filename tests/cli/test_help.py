@@ -71,6 +71,8 @@ def test_matrix_help_exactly():
 ╰──────────────────────────────────────────────────────────────────────────────╯
 ╭─ Commands ───────────────────────────────────────────────────────────────────╮
 │ refresh  Bring the release matrix up to date from the package indexes.       │
+│ verify   Lock, build and verify every real torch x variant in a range.       │
+│ report   What matrix verify recorded for a range, as lines or a page.        │
 ╰──────────────────────────────────────────────────────────────────────────────╯
 
 """

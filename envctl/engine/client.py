@@ -167,6 +167,13 @@ class Engine:
         except Exception as exc:  # noqa: BLE001 - engine errors become envctl errors
             raise EngineError(f"cannot remove image {ref}: {short(exc)}") from None
 
+    def prune_build_cache(self) -> int:
+        """Drop the engine's unused build cache; returns the bytes given back.  A removed image's
+        layers stay in BuildKit's cache (6 GB and more for a CUDA image) until this runs: without
+        it, removing images frees nothing on disk."""
+        pruned = self._call("prune the build cache", lambda: self.client.api.prune_builds())
+        return int((pruned or {}).get("SpaceReclaimed") or 0)
+
     @contextmanager
     def _long_calls(self):
         """Calls that may rightly take long (import, push): the build limit instead of CALL_TIMEOUT."""

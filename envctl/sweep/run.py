@@ -104,11 +104,15 @@ def _give_back(engine, held: list[Held], cache, result: SweepResult, *, keep: in
     (images that were there before the sweep are never touched)."""
     cache_bytes = cache.disk_bytes()
     result.peak_bytes = max(result.peak_bytes, sum(h.size for h in held) + cache_bytes)
+    removed = False
     for h in to_give_back(held, keep=keep, max_disk=max_disk, cache_bytes=cache_bytes, incoming=incoming):
         progress(f"removing {h.name} ({h.size / 1e9:.1f} GB)")
         engine.remove_image(h.image_id)
         held.remove(h)
         result.removed.append(h.name)
+        removed = True
+    if removed:  # the layers of a removed image come back only once the build cache lets go of them
+        progress(f"gave back {engine.prune_build_cache() / 1e9:.1f} GB of unused build cache")
 
 
 def report_cells(project: Project, combos: Sequence[Combo]) -> list[Cell]:

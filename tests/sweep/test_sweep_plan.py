@@ -58,6 +58,9 @@ def test_failure_classes_come_from_the_data_file():
     assert classify("build", "build failed at step 3: pip exited 1") == ("build failed", False)
     assert classify("lock", "torch==2.0.1 has no wheel for requires-python >=3.13") == \
         ("no wheel for that Python", False)
+    # a source this machine cannot reach says nothing of the image: grey, not red (seen in a real sweep)
+    assert classify("lock", "package index https://download.pytorch.org/whl/cu126 is unreachable: host name not "
+                            "resolved (DNS)") == ("source unreachable", True)
 
 
 LOCK_A, LOCK_B = "sha256:" + "a" * 64, "sha256:" + "b" * 64

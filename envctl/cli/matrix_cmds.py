@@ -157,7 +157,7 @@ def _summary(result, total: int) -> None:
         line += f"; gave back {len(result.removed)} images"
     kept = sum(1 for c in result.settled if not c.ok)
     if kept:
-        line += f" ({kept} failed before for the same inputs: --retry-failed redoes them)"
+        line += f" ({kept} not verified before for the same inputs: --retry-failed redoes them)"
     console.status(line)
     classes = tally(result.cells).most_common()
     if classes:

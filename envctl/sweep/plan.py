@@ -170,11 +170,14 @@ def classify(stage: str, line: str) -> tuple[str, bool]:
 def settled(combo: Combo, *, lock_hash: str | None, spec_hash: str | None, cells: Iterable[Cell],
             retry_failed: bool = False) -> Cell | None:
     """The newest recorded cell that already answers ``combo`` for these inputs: verified (or,
-    unless ``retry_failed``, failed) for the same lock hash; a lock that failed for the same spec
-    when there is still no lock.  ``cells`` newest first.  None: it is to be done."""
+    unless ``retry_failed``, failed) for the same lock hash; a lock that failed (red, or grey: its
+    source unreachable) for the same spec when there is still no lock.  ``cells`` newest first.
+    None: it is to be done."""
     for cell in cells:
-        if (cell.combo.name, cell.combo.target) != (combo.name, combo.target) or cell.state == "grey":
+        if (cell.combo.name, cell.combo.target) != (combo.name, combo.target):
             continue
+        if cell.state == "grey" and (cell.lock_hash is not None or cell.spec_hash is None):
+            continue  # interrupted, or nothing tried (no spec, no wheel for that Python): judged afresh
         if lock_hash:
             same = cell.lock_hash == lock_hash
         else:  # no lock yet: the lock failed before, for this very spec

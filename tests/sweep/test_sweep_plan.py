@@ -92,9 +92,16 @@ def test_a_failed_lock_is_settled_for_the_same_spec():
     assert settled(COMBO, lock_hash=None, spec_hash="sha256:t", cells=[failed_lock]) is None  # spec edited
 
 
-def test_grey_cells_never_settle():
+def test_grey_cells_settle_only_as_a_lock_whose_source_was_unreachable():
     grey = Cell(COMBO, "grey", "interrupted", "interrupted", LOCK_A)
     assert settled(COMBO, lock_hash=LOCK_A, spec_hash="x", cells=[grey]) is None
+    # the lock of this very spec could not reach its source: not retried on resume (a rerun with
+    # nothing new stays fast), unless asked, or once the spec changes
+    unreachable = Cell(COMBO, "grey", "package index https://download.pytorch.org/whl/cpu is unreachable",
+                       "source unreachable", None, "sha256:s")
+    assert settled(COMBO, lock_hash=None, spec_hash="sha256:s", cells=[unreachable]) is unreachable
+    assert settled(COMBO, lock_hash=None, spec_hash="sha256:s", cells=[unreachable], retry_failed=True) is None
+    assert settled(COMBO, lock_hash=None, spec_hash="sha256:t", cells=[unreachable]) is None
 
 
 def test_give_back_oldest_first_under_keep_and_max_disk():

@@ -100,7 +100,10 @@ def unreachable(urls: list[str], *, timeout: float = 2.0) -> dict[str, str]:
 
 
 def _host_key(url: str) -> str:
-    parsed = urlparse(url)
+    try:
+        parsed = urlparse(url)
+    except ValueError:  # "https://[::1/x": a spec's or ENVCTL_INDEX_URL's typo, judged by _probe
+        return url
     if parsed.scheme in ("", "file"):
         return parsed.path if parsed.scheme == "file" else url
     return f"{parsed.scheme}://{parsed.netloc}/"
@@ -114,6 +117,10 @@ def _probe(key: str, timeout: float) -> str | None:
     if "://" not in key:
         return None if Path(key).exists() else "does not exist"
     try:
+        urlparse(key).port  # noqa: B018 - raises ValueError on a bad host or port, as urlopen would
+    except ValueError as exc:
+        return f"not a valid URL ({exc})"
+    try:
         with urllib.request.urlopen(urllib.request.Request(key, method="HEAD"), timeout=timeout,
                                     context=ssl_context()):
             return None
@@ -123,6 +130,8 @@ def _probe(key: str, timeout: float) -> str | None:
         return _reason(exc.reason)
     except (TimeoutError, OSError) as exc:
         return "timed out" if isinstance(exc, TimeoutError) else str(exc)
+    except ValueError as exc:  # http.client.InvalidURL and kin: never a traceback in a probe thread
+        return f"not a valid URL ({exc})"
 
 
 def _reason(reason: object) -> str:

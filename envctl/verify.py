@@ -165,16 +165,16 @@ def pushed_image(project: Project, name: str, lock_hash: str, *, registry: str |
                  labels: bool = True, progress: Callable[[str], None] = lambda _m: None) -> tuple[str, dict[str, str]]:
     """``remote_image`` as a workflow plans it: with ``push`` False (a dry run) nothing is pushed to
     ``registry``, and the last push of the lock is planned instead; one line when there is none."""
-    from envctl.errors import EnvctlError
+    from envctl.errors import NotPushedError
 
     try:
         return remote_image(project, name, lock_hash, registry=registry if push else None, labels=labels,
                             progress=progress)
-    except EnvctlError as exc:
+    except NotPushedError as exc:  # only "never pushed" gets the dry run's hint; the rest as raised
         if push or registry is None:
             raise
-        raise type(exc)(exc.message, hint=f"a dry run pushes nothing: envctl push {name} --registry "
-                                          f"{registry}, then the dry run again") from None
+        raise NotPushedError(exc.message, hint=f"a dry run pushes nothing: envctl push {name} --registry "
+                                               f"{registry}, then the dry run again") from None
 
 
 def remote_image(project: Project, name: str, lock_hash: str, *, registry: str | None, labels: bool = True,

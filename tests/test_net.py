@@ -51,3 +51,14 @@ def test_a_host_that_never_answers_costs_one_short_timeout(monkeypatch):
         down = net.unreachable([f"{url}/simple", f"{url}/whl/cu126"], timeout=0.5)
         assert time.monotonic() - started < 1.5
     assert down == {f"{url}/simple": "timed out", f"{url}/whl/cu126": "timed out"}
+
+
+def test_a_malformed_url_is_named_never_a_traceback(capfd):
+    """A neighbour spec's pip_index or ENVCTL_INDEX_URL with a typo: one reason, at once, and no
+    traceback from the probe thread (it used to print one and report 'no answer' after 2.5 s)."""
+    start = time.monotonic()
+    found = net.unreachable(["https://[::1/simple", "http://localhost:abc/simple"], timeout=2.0)
+    assert time.monotonic() - start < 1.0
+    assert found["https://[::1/simple"].startswith("not a valid URL")
+    assert found["http://localhost:abc/simple"].startswith("not a valid URL")
+    assert "Traceback" not in capfd.readouterr().err

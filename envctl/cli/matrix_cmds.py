@@ -90,7 +90,9 @@ def _write_html(folder: Path, cells, *, note: str) -> None:
 SINCE = typer.Option("2.0", "--since", metavar="X.Y", help="Oldest torch release.")
 UNTIL = typer.Option(None, "--until", metavar="X.Y", help="Newest torch release (default: the newest).")
 VARIANTS = typer.Option("default", "--variants", help="default (PyPI's wheel), all, or a list: cpu,cu126.")
-PYTHONS = typer.Option([], "--python", metavar="X.Y", help="Verify on this Python (repeatable; default: the spec's).")
+PYTHONS = typer.Option([], "--python", metavar="X.Y",
+                       help="Only combinations whose spec pins this Python (repeatable; another Python is a grey "
+                            "\"no spec\" cell: derived specs take the base's Python 3.11).")
 
 
 @matrix_app.command("verify")
@@ -101,7 +103,8 @@ def verify(
                                        help="Keep at most N of the images this run built (oldest go first)."),
     max_disk: Optional[float] = typer.Option(None, "--max-disk", min=0, metavar="GB",
                                              help="Give back images this run built (oldest first) so that they, "
-                                                  "the package cache and the next build fit in GB."),
+                                                  "the package cache and the next build fit in GB; then the "
+                                                  "engine's unused build cache, which keeps their layers."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Redo failed combinations of an unchanged lock."),
     html: Optional[Path] = typer.Option(None, "--html", metavar="DIR", help="Write the dashboard to DIR/index.html."),
     json_out: bool = typer.Option(False, "--json", help="Print every combination's cell as JSON."),

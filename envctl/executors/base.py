@@ -78,6 +78,14 @@ def require_images(tasks: Sequence[Task], *, where: str) -> None:
                                   "Slurm node (envctl smoke --on host|slurm)")
 
 
+def refuse_unsandboxed(tasks: Sequence[Task], *, where: str) -> None:
+    """Refuse a task that asks for a sandbox where it would run natively, without one (one line)."""
+    for task in tasks:
+        if task.image is None and task.sandbox is not None:
+            raise UsageError(f"task {task.name} asks for a sandbox: {where} would run it natively, without one",
+                             hint="run it in a container (the local engine, or a target with an image)")
+
+
 @dataclass
 class TaskResult:
     """What a task printed and how it ended, and where it ran (host, GPU, driver, job id)."""

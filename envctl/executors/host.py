@@ -19,7 +19,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from envctl.errors import UsageError
-from envctl.executors.base import Submission, Task, TaskResult, host_command
+from envctl.executors.base import Submission, Task, TaskResult, host_command, refuse_unsandboxed
 
 
 class HostExecutor:
@@ -49,14 +49,12 @@ class HostExecutor:
         return {"executor": self.kind, "host": socket.gethostname(), "runtime": "native"}
 
     def _check(self, tasks: Sequence[Task]) -> None:
+        refuse_unsandboxed(tasks, where="this host")
         for task in tasks:
             if task.image is not None:
                 raise UsageError(f"task {task.name} names the image {task.image[:71]}: this host runs tasks "
                                  f"natively, not in containers",
                                  hint="run it on the local engine or a fleet target (envctl verify)")
-            if task.sandbox is not None:
-                raise UsageError(f"task {task.name} asks for a sandbox: this host would run it natively, "
-                                 f"without one", hint="run it in a container (the local engine)")
 
     def _run(self, task: Task) -> TaskResult:
         argv = host_command(task)

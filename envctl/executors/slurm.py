@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from envctl.errors import FleetError, UsageError
-from envctl.executors.base import Submission, Task, TaskResult
+from envctl.executors.base import Submission, Task, TaskResult, refuse_unsandboxed
 from envctl.executors.sbatch import mount_dirs, render_sbatch
 
 # Job states after which nothing more happens (squeue's long names).
@@ -107,10 +107,12 @@ class SlurmExecutor:
 
     def plan(self, tasks: Sequence[Task]) -> str:
         """The sbatch script ``submit`` would write (its folder named at submission)."""
+        refuse_unsandboxed(tasks, where="a Slurm node")
         return render_sbatch(tasks, self.options, self.spool / "SUBMISSION", job_name=job_name(tasks))
 
     def submit(self, tasks: Sequence[Task]) -> Submission:
         """Copy the mounts into a new folder, write the script there and ``sbatch`` it."""
+        refuse_unsandboxed(tasks, where="a Slurm node")
         sbatch = self._tool("sbatch")
         folder = self.spool / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
         folder.mkdir(parents=True)

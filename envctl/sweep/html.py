@@ -57,7 +57,8 @@ def _facts(cell: Cell) -> str:
     if cell.python:
         facts.append(f"Python {cell.python}")
     versions = [f"{k} {cell.versions[k]}" for k in VERSION_KEYS if cell.versions.get(k)]
-    return " \u00b7 ".join(facts) + ("<br>" + escape(", ".join(versions)) if versions else "")
+    # every fact may come from the records (untrusted: matrix report reads them): escaped, all of them
+    return escape(" \u00b7 ".join(facts)) + ("<br>" + escape(", ".join(versions)) if versions else "")
 
 
 def _cell_td(cell: Cell | None) -> str:

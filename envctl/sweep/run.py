@@ -101,18 +101,30 @@ def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", 
 def _give_back(engine, held: list[Held], cache, result: SweepResult, *, keep: int | None, max_disk: int | None,
                progress: Callable[[str], None], incoming: int = 0) -> None:
     """Remove the images this sweep built that --keep / --max-disk no longer allow, oldest first
-    (images that were there before the sweep are never touched)."""
+    (images that were there before the sweep are never removed), then the engine's unused build
+    cache, all of it: BuildKit keeps a removed image's layers there, and cannot tell whose they
+    are.  An engine that refuses says so in a line and the sweep goes on: no combination stops
+    the others."""
+    from envctl.errors import EnvctlError
+
     cache_bytes = cache.disk_bytes()
     result.peak_bytes = max(result.peak_bytes, sum(h.size for h in held) + cache_bytes)
     removed = False
     for h in to_give_back(held, keep=keep, max_disk=max_disk, cache_bytes=cache_bytes, incoming=incoming):
         progress(f"removing {h.name} ({h.size / 1e9:.1f} GB)")
-        engine.remove_image(h.image_id)
+        try:
+            engine.remove_image(h.image_id)
+        except EnvctlError as exc:  # a container still using it, say: kept, and counted as held no more
+            progress(f"could not remove {h.name}: {exc.message}")
+        else:
+            result.removed.append(h.name)
+            removed = True
         held.remove(h)
-        result.removed.append(h.name)
-        removed = True
     if removed:  # the layers of a removed image come back only once the build cache lets go of them
-        progress(f"gave back {engine.prune_build_cache() / 1e9:.1f} GB of unused build cache")
+        try:
+            progress(f"gave back {engine.prune_build_cache() / 1e9:.1f} GB of unused build cache")
+        except EnvctlError as exc:
+            progress(f"could not prune the build cache: {exc.message}")
 
 
 def report_cells(project: Project, combos: Sequence[Combo]) -> list[Cell]:

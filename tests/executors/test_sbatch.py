@@ -121,3 +121,17 @@ def test_a_task_without_an_image_runs_natively_on_the_node_with_the_copies_of_it
     assert "    NAME=''\n    PULL=''\n    RUNTIME=native\n" in script
     assert "docker run" not in script and str(probes) not in script
     assert "RUNTIME=docker\n" in render_sbatch([task()], SlurmOptions(), FOLDER, job_name="x")
+
+
+def test_a_native_task_that_asks_for_a_sandbox_is_refused_before_anything_is_written(tmp_path):
+    """A node would run it with its own interpreter, without the sandbox it asked for (the host
+    executor refuses the same task)."""
+    from envctl.errors import UsageError
+    from envctl.executors import Sandbox
+
+    boxed = Task(name="boxed", image=None, command=("python3", "-c", "1"), sandbox=Sandbox())
+    executor = SlurmExecutor(SlurmOptions(spool=tmp_path / "spool"))
+    for act in (executor.plan, executor.submit):
+        with pytest.raises(UsageError, match="task boxed asks for a sandbox: a Slurm node would run it natively"):
+            act([boxed])
+    assert not (tmp_path / "spool").exists()

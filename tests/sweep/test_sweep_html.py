@@ -42,6 +42,15 @@ def test_each_cell_says_its_state_reason_size_times_and_versions():
     assert "<li>cuDNN differs from torch&#x27;s build: 1</li><li>no spec: 1</li>" in page
 
 
+def test_nothing_a_record_holds_reaches_the_page_as_markup():
+    """`matrix report` draws cells from the records, which anyone with the file can edit."""
+    forged = Cell(Combo("2.13", "cpu"), "failed", "<img src=x onerror=alert(1)>", "<b>class</b>", "sha256:c",
+                  "sha256:u", "<script>alert(1)</script>", 1, 0.0, 0.0, 1.0, {"torch": "<script>x</script>"})
+    page = render_dashboard([forged], title="t")
+    assert "<script>" not in page and "<img" not in page and "<b>class" not in page
+    assert "Python &lt;script&gt;alert(1)&lt;/script&gt;" in page
+
+
 def test_the_speedup_view_is_one_targets_verified_releases_oldest_first():
     page = render_dashboard(CELLS)
     view = page.split("torch.compile speedups across releases")[1]

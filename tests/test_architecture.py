@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("workflows", ("envctl.records", "envctl.probe", "envctl.artifacts", "envctl.compat", "envctl.bench",
                    "envctl.verify", "envctl.smoke", "envctl.setup", "envctl.prefixstate", "envctl.activate",
                    "envctl.doctor", "envctl.export", "envctl.overview", "envctl.push", "envctl.fleet", "envctl.fleetview",
-                   "envctl.sweep")),
+                   "envctl.sweep", "envctl.imagebuild")),
     ("cli", ("envctl.cli", "envctl.__main__")),
 ]
 # Run inside images or builds with the standard library (and torch) alone: no envctl imports at all.

@@ -1,6 +1,5 @@
 """`envctl build`, `envctl push` and `envctl images`."""
 
-import time
 from typing import Optional
 
 import typer
@@ -49,7 +48,6 @@ def build(
         with activity(f"locking {spec.name}") as progress:
             show_locked(lock_into(project, spec, progress=progress))
     lock = require_current_lock(spec, project.lock_path(spec.name), platform=conda_platform)
-    from envctl.build import rattler_tool
     from envctl.cache import PackageCache
     from envctl.engine import detect_builder
 
@@ -59,34 +57,22 @@ def build(
                           builder=detect_builder()[0])
         console.out.file.write(plan.dockerfile)  # raw: a Dockerfile must not be re-wrapped
         return
-    cache = PackageCache()
-    rattler = rattler_tool(cache, conda_platform) if lock.conda else ("", "", "")
-
     from envctl.engine import Engine
     from envctl.errors import BuildError
-    from envctl.records import record_run
+    from envctl.imagebuild import build_recorded
 
     engine = Engine.connect()
-    base = engine.image(spec.base)
-    plan = plan_build(spec, lock, project=project, tag=tag, source=str(project.root),
-                      base_id=base.id if base else "", rattler=rattler, builder=engine.builder())
-    started = time.time()
     try:
-        result = _run_build(engine, plan, cache, rebuild=rebuild, no_cache=no_cache, platform=platform,
-                            quiet=json_out)
-    except BuildError as exc:
+        result = _run_build(spec.name, quiet=json_out, build=lambda progress, on_line: build_recorded(
+            project, spec, lock, engine, cache=PackageCache(), tag=tag, rebuild=rebuild, no_cache=no_cache,
+            platform=platform, progress=progress, on_line=on_line))
+    except BuildError as exc:  # recorded already: said here with the log's last lines
         console.error(f"build of {spec.name} failed at {exc.step or 'an unknown step'}: {exc}",
                       exc.hint if exc.hint and not exc.hint.startswith("full log") else None)
         for line in exc.tail[-12:]:
             console.err.print("  | " + line)
         console.status(f"full log: {exc.log_path}")
-        record_run(kind="build", image=spec.name, ok=False, spec_hash=spec.content_hash(),
-                   lock_hash=lock.lock_hash, started=started, duration_s=time.time() - started, summary=str(exc))
         raise typer.Exit(1)
-    if result.built:
-        record_run(kind="build", image=spec.name, ok=True, image_id=result.image.id, started=started,
-                   spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, duration_s=result.seconds,
-                   summary=f"{result.tag} {result.image.size} bytes", document=result.to_dict())
     if push:
         ref = f"{push.rstrip('/')}/{result.tag.split('/', 1)[-1]}"
         engine.tag(result.image.id, ref)
@@ -99,21 +85,19 @@ def build(
                    f"{result.seconds:.1f}s)" + (f"; log: {result.log_path}" if result.log_path else ""))
 
 
-def _run_build(engine, plan, cache, *, rebuild: bool, no_cache: bool, platform: str, quiet: bool):
-    from envctl.build import build_image
-    from envctl.fsio import default_root
-    log_dir = default_root() / "logs"
+def _run_build(name: str, *, quiet: bool, build):
+    """``build(progress, on_line)`` with its progress shown: a live line on a terminal, step lines
+    otherwise, nothing with ``quiet`` (--json)."""
     if quiet or not console.stderr_is_terminal():
         echo = (lambda _m: None) if quiet else (lambda m: console.status("  " + m))
-        return build_image(engine, plan, cache=cache, log_dir=log_dir, rebuild=rebuild, no_cache=no_cache,
-                           platform=platform, progress=echo, on_line=lambda l: echo(l) if _is_step(l) else None)
+        return build(echo, lambda line: echo(line) if _is_step(line) else None)
     from rich.live import Live
     from rich.text import Text
 
     state = {"step": "preparing", "line": ""}
 
     def view() -> Text:
-        text = Text(f"building {plan.spec.name}: {state['step']}", style="bold")
+        text = Text(f"building {name}: {state['step']}", style="bold")
         if state["line"]:
             text.append("\n  " + state["line"][:150], style="dim")
         return text
@@ -130,8 +114,7 @@ def _run_build(engine, plan, cache, *, rebuild: bool, no_cache: bool, platform: 
                 state["line"] = line.strip()
             live.update(view())
 
-        return build_image(engine, plan, cache=cache, log_dir=log_dir, rebuild=rebuild, no_cache=no_cache,
-                           platform=platform, progress=progress, on_line=on_line)
+        return build(progress, on_line)
 
 
 def _is_step(line: str) -> bool:

@@ -248,27 +248,10 @@ def _incoming(engine, spec, lock, path, cache) -> int:
 
 def _build(project: Project, spec, lock, engine, cache, *, progress: Callable[[str], None]):
     """``envctl build NAME`` without its output: an identical image already there is reused."""
-    from envctl.build import build_image, plan_build, rattler_tool
-    from envctl.fsio import default_root
-    from envctl.records import record_run
+    from envctl.imagebuild import build_recorded
 
     progress(f"building {spec.name}")
-    base = engine.image(spec.base)
-    plan = plan_build(spec, lock, project=project, source=str(project.root), base_id=base.id if base else "",
-                      rattler=rattler_tool(cache, lock.platform) if lock.conda else ("", "", ""),
-                      builder=engine.builder())
-    started = time.time()
-    try:
-        result = build_image(engine, plan, cache=cache, log_dir=default_root() / "logs", progress=progress)
-    except BuildError as exc:
-        record_run(kind="build", image=spec.name, ok=False, spec_hash=spec.content_hash(), lock_hash=lock.lock_hash,
-                   started=started, duration_s=time.time() - started, summary=str(exc))
-        raise
-    if result.built:
-        record_run(kind="build", image=spec.name, ok=True, image_id=result.image.id, started=started,
-                   spec_hash=spec.content_hash(), lock_hash=lock.lock_hash, duration_s=result.seconds,
-                   summary=f"{result.tag} {result.image.size} bytes", document=result.to_dict())
-    return result
+    return build_recorded(project, spec, lock, engine, cache=cache, progress=progress)
 
 
 def _record(cell: Cell, *, started: float) -> None:

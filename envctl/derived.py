@@ -73,6 +73,8 @@ def derive(name: str, *, path: str, index_url: str | None = None) -> Derivation 
         "companions": [c for c in COMPANIONS if getattr(rel, c) is not None],
         "channels": [],
     }
+    if settings.get("pip"):
+        data["pip"] = list(settings["pip"])
     if index_url and index_url != defaults()["pypi_index"]:
         data["pip_index"] = {"index_url": index_url}
     if cuda is None:

@@ -50,3 +50,12 @@ def test_a_pypi_mirror_is_named_in_the_spec_and_the_default_index_is_left_out():
     assert 'pip_index: {"index_url": "http://mirror.example/simple"}' in mirror.text
     plain = derive("pytorch-2.10-cu128", path="x.yaml", index_url="https://pypi.org/simple")
     assert "pip_index" not in plain.text and plain.spec.pip_index.index_url == "https://pypi.org/simple"
+
+
+def test_a_derived_spec_asks_for_setuptools_which_inductor_imports():
+    """torch 2.10's wheel requires setuptools only on Python >= 3.12; a venv without pip has none,
+    and torch.compile then fails ("No module named 'setuptools'": the derived pytorch-2.10-cu128
+    built and verified here, 2026-12-07). The derived spec asks for it (defaults.yaml derived.pip)."""
+    spec = derive("pytorch-2.10-cu128", path="images/pytorch-2.10-cu128.yaml").spec
+    assert spec.python == "3.11" and "setuptools" in spec.pip
+    assert "setuptools" in spec.pip_requirements()

@@ -3,6 +3,7 @@
 # Run natively on the GPU machine from the repo root (one device call per level):
 #   bash benchmarks/gate_device.sh quick      # quick-A1 B1 A2 B2 A3 B3 A4 A5 A6 (interleaved)
 #   bash benchmarks/gate_device.sh standard   # std-A1 std-A2 [std-B1] then quick-A7.. while time remains
+#   GATE_RUNS="std-A1 std-B1" bash benchmarks/gate_device.sh standard   # just these runs, in order
 # A = plain environment; B = the same with NVIDIA_TF32_OVERRIDE=0 (TF32 off in cuDNN/cuBLAS).
 # Stops starting runs near its own budget (GATE_BUDGET_S, default 540 s from script start) and
 # bounds each run with `timeout`, so partial results always come back. Everything is written to
@@ -52,7 +53,12 @@ run() {
     return 0
 }
 
-if [ "$LEVEL" = quick ]; then
+if [ -n "${GATE_RUNS:-}" ]; then          # e.g. GATE_RUNS="std-A2 std-B1 quick-B4"
+    for n in $GATE_RUNS; do
+        case "$n" in std-*) lvl=standard est=250;; quick-*) lvl=quick est=60;; *) echo "bad run $n" >&2; continue;; esac
+        k=${n#*-}; run "$n" "$lvl" "${k:0:1}" "$est" || break
+    done
+elif [ "$LEVEL" = quick ]; then
     for n in A1 B1 A2 B2 A3 B3 A4 A5 A6; do
         run "quick-$n" quick "${n:0:1}" 60 || break
     done

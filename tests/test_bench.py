@@ -299,3 +299,37 @@ def test_cpu_times_without_a_recorded_host_speed_are_not_compared():
 
     c = compare([BenchRun("a", cpu(6.0))], [BenchRun("b", cpu(9.0))], gate_modes=("eager",))
     assert c.exit_code == 0 and c.rows[0].abs_verdict == "not comparable"
+
+
+def test_h100_quick_runs_gate_the_gpu_bound_times_and_withhold_the_launch_bound_rows():
+    """Three quick runs on the lent H100 (2026-12-07, benchmarks/results/gate/h100-2): A2 and A3
+    of one environment, B2 the same with NVIDIA_TF32_OVERRIDE=0. ResNet-50 b32 script/trace are
+    GPU-bound (the host queues a call in ~30% of its time) while eager is launch-bound (~58%): the
+    speedups over eager are withheld, the times are gated. A2/A3 pass; TF32 off is caught."""
+    a2, a3 = load_runs(str(GATE_PAIRS / "h100-quick-A2.json")), load_runs(str(GATE_PAIRS / "h100-quick-A3.json"))
+    b2 = load_runs(str(GATE_PAIRS / "h100-quick-B2-tf32off.json"))
+    same = compare(a2, a3)
+    assert same.exit_code == 0
+    assert not [r for r in same.rows if r.verdict in ("slower", "faster") or r.abs_verdict.startswith("B ")]
+    script = next(r for r in same.rows if r.key == ("resnet50", "fp32", 32, "script"))
+    assert script.verdict == "withheld" and script.abs_verdict in ("same", "within noise")
+    assert script.withheld and all(w.startswith("its eager base: ") for w in script.withheld)
+    changed = compare(a2, b2)
+    assert changed.exit_code == 1
+    assert {r.key[3] for r in changed.gate} == {"script", "trace"}
+    assert all(r.abs_verdict == "B slower" and r.abs_change[0] > 1.5 for r in changed.gate)
+    # the launch-bound rows stay withheld whatever TF32 does to them
+    assert {r.key[3] for r in changed.rows if r.key[0] == "transformer"} and all(
+        r.abs_verdict == "withheld" for r in changed.rows if r.key[0] == "transformer")
+
+
+def test_a_host_bound_eager_base_withholds_the_speedup_but_not_the_rows_own_time():
+    a = [BenchRun("a", _flagged(_doc(1.80), "eager", host_share=0.6, host_bound=True))]
+    slow = _doc(1.80)
+    for r in slow["benchmarks"]:
+        if r["mode"] == "script":
+            r.update(median_ms=r["median_ms"] * 2, ci_low_ms=r["ci_low_ms"] * 2, ci_high_ms=r["ci_high_ms"] * 2)
+    c = compare(a, [BenchRun("b", slow)])
+    row = next(r for r in c.rows if r.key[3] == "script")
+    assert row.verdict == "withheld" and row.abs_verdict == "B slower" and not row.abs_withheld
+    assert c.exit_code == 1 and [r.key[3] for r in c.gate] == ["script"]

@@ -118,7 +118,8 @@ class RowChange:
     abs_change: tuple[float, float, float] | None = None  # (median, low, high) of B's time / A's
     abs_noise_pct: float | None = None
     abs_verdict: str = "within intervals"
-    withheld: list[str] = field(default_factory=list)  # why no verdict is drawn (speedup and absolute)
+    withheld: list[str] = field(default_factory=list)  # why no speedup verdict is drawn (this row or its eager base)
+    abs_withheld: list[str] = field(default_factory=list)  # why no verdict on its time is drawn (this row alone)
     notes: list[str] = field(default_factory=list)
 
 
@@ -159,14 +160,18 @@ def _state_line(run: BenchRun, row: dict) -> str | None:
 
 
 def compare_row(key: Key, a: dict, b: dict, noise_pct: float, *, abs_noise_pct: float | None = None,
-                withheld: list[str] = ()) -> RowChange:
+                withheld: list[str] = (), abs_withheld: list[str] | None = None) -> RowChange:
     """One row of A against B: the speedup change and the absolute change, each with its interval.
 
     ``abs_noise_pct`` None: absolute times of the two runs are not comparable (other GPUs, or
-    the CPU's speed differing between the runs). ``withheld``: the reasons no verdict is drawn.
+    the CPU's speed differing between the runs). ``withheld``: the reasons no speedup verdict is
+    drawn (the row's own flags and its eager base's); ``abs_withheld``: the reasons no verdict on
+    its time is drawn (the row's own flags: a GPU-bound compiled row keeps its time verdict when
+    only eager is host-bound); None means the same as ``withheld``.
     """
     rc = RowChange(key, a, b, _ratio(a), _ratio(b), noise_pct=noise_pct, abs_noise_pct=abs_noise_pct,
-                   withheld=list(withheld))
+                   withheld=list(withheld),
+                   abs_withheld=list(withheld if abs_withheld is None else abs_withheld))
     if rc.speedup_a and rc.speedup_b:
         sa, sb = rc.speedup_a, rc.speedup_b
         rc.change = (sb["median"] / sa["median"], sb["low"] / sa["high"], sb["high"] / sa["low"])
@@ -200,7 +205,7 @@ def compare_row(key: Key, a: dict, b: dict, noise_pct: float, *, abs_noise_pct: 
     rc.abs_change = (b["median_ms"] / a["median_ms"], blo / ahi, bhi / alo)
     if abs_noise_pct is None:
         rc.abs_verdict = "not comparable"
-    elif rc.withheld:
+    elif rc.abs_withheld:
         rc.abs_verdict = "withheld"
     elif not (a.get("conclusive") and b.get("conclusive")):
         rc.abs_verdict = "intervals wide"
@@ -263,20 +268,24 @@ def compare(a_runs: list[BenchRun], b_runs: list[BenchRun], *, threshold_pct: fl
     for key in sorted(set(ra) & set(rb), key=lambda k: (k[0], k[1], k[2], k[3] != "eager", k[3])):
         noise = max([floors["speedup_pct"]] + [s.get(key, {}).get("speedup_pct", 0.0) for s in (spread, spread_b)])
         abs_noise = max([floors["abs_pct"]] + [s.get(key, {}).get("abs_pct", 0.0) for s in (spread, spread_b)])
-        withheld: list[str] = list(other_hardware)
+        own: list[str] = list(other_hardware)  # withholds both verdicts of this row
+        base: list[str] = []  # its eager base's flags withhold its speedup only
         base_key = key[:3] + ("eager",)
         for side, run, table in (("A", a, ra), ("B", b, rb)):
-            rows_here = [table[key]] + ([table[base_key]] if base_key in table and base_key != key else [])
-            for row in rows_here:
-                contended, host = row_flags(side, run, row)
-                withheld += contended + ([] if include_host_bound else host)
+            contended, host = row_flags(side, run, table[key])
+            own += contended + ([] if include_host_bound else host)
+            if base_key in table and base_key != key:
+                contended, host = row_flags(side, run, table[base_key])
+                base += [f"its eager base: {w}" for w in contended + ([] if include_host_bound else host)]
+        withheld = list(dict.fromkeys(own + base))
         if not same_device:
             abs_noise = None
         elif kind == "cpu":  # CPU times compare only at a known, agreeing host speed
             ha, hb = _host_us(a, ra[key]), _host_us(b, rb[key])
             if not (ha and hb) or _pct(ha, hb) > floors["abs_pct"]:
                 abs_noise = None
-        rc = compare_row(key, ra[key], rb[key], noise, abs_noise_pct=abs_noise, withheld=list(dict.fromkeys(withheld)))
+        rc = compare_row(key, ra[key], rb[key], noise, abs_noise_pct=abs_noise, withheld=withheld,
+                         abs_withheld=list(dict.fromkeys(own)))
         for side, run, row in (("A", a, ra[key]), ("B", b, rb[key])):
             state = _state_line(run, row)
             if state and rc.abs_verdict.startswith("B "):
@@ -314,5 +323,6 @@ def comparison_dict(c: Comparison) -> dict[str, Any]:
                       "change": list(r.change) if r.change else None, "noise_pct": r.noise_pct,
                       "abs_change": list(r.abs_change) if r.abs_change else None, "abs_noise_pct": r.abs_noise_pct,
                       "verdict": r.verdict, "abs_verdict": r.abs_verdict, "withheld": r.withheld,
+                      "abs_withheld": r.abs_withheld,
                       "notes": r.notes}
                      for r in c.rows]}

@@ -108,7 +108,8 @@ def _render_comparison(c, *, wide: bool) -> None:
         rows.append([where, r.key[3], _sp(r.speedup_a), _sp(r.speedup_b), change,
                      console.styled(r.verdict, style), _ms(r.a), _ms(r.b), absolute])
         if r.withheld:
-            notes.append(f"withheld {where} {r.key[3]}: " + "; ".join(r.withheld))
+            what = "withheld" if r.abs_withheld else "speedup withheld (its time is gated)"
+            notes.append(f"{what} {where} {r.key[3]}: " + "; ".join(r.withheld))
         elif r.notes:
             notes.append(f"{where} {r.key[3]}: " + "; ".join(r.notes))
     print_table(console.out, COMPARE_COLUMNS, rows, wide=wide)

@@ -333,3 +333,13 @@ def test_a_host_bound_eager_base_withholds_the_speedup_but_not_the_rows_own_time
     row = next(r for r in c.rows if r.key[3] == "script")
     assert row.verdict == "withheld" and row.abs_verdict == "B slower" and not row.abs_withheld
     assert c.exit_code == 1 and [r.key[3] for r in c.gate] == ["script"]
+
+
+def test_cli_compare_of_the_h100_tf32_pair_names_the_gated_times_and_the_withheld_speedups():
+    result = _envctl("bench", "compare", str(GATE_PAIRS / "h100-quick-A2.json"),
+                     str(GATE_PAIRS / "h100-quick-B2-tf32off.json"))
+    assert result.returncode == 1, result.stderr
+    assert "regression beyond 10%: script on resnet50 fp32 b32, trace on resnet50 fp32 b32" in result.stderr
+    assert "6 rows withheld, 2 more speedups (their times gated)" in result.stderr
+    assert "speedup withheld (its time is gated) resnet50 fp32 b32 script: its eager base: A is host-bound" \
+        in " ".join(result.stdout.split())

@@ -121,7 +121,10 @@ def _render_comparison(c, *, wide: bool) -> None:
     else:
         console.status(f"no gated mode regressed beyond {c.threshold_pct:.0f}%")
     if c.withheld and not c.include_host_bound:
-        console.status(f"{len(c.withheld)} rows withheld (host-bound or contended); --include-host-bound "
+        whole = sum(1 for r in c.withheld if r.abs_withheld)
+        part = len(c.withheld) - whole
+        also = f", {part} more speedups (their times gated)" if part else ""
+        console.status(f"{whole} rows withheld{also} (host-bound or contended); --include-host-bound "
                        f"gates the host-bound ones too")
 
 

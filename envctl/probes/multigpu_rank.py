@@ -86,7 +86,8 @@ def run(job, rank, world):
                  for size in job["sizes_mib"]}
     finally:
         dist.destroy_process_group()
-    return {"sum": summed, "first_all_reduce_s": round(first_s, 4), "times_s": times}
+    return {"sum": summed, "first_all_reduce_s": round(first_s, 4), "times_s": times,
+            "env": {key: os.environ.get(key) for key in job["env_keys"]}}
 
 
 def main():

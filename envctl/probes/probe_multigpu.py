@@ -131,6 +131,7 @@ def run_ranks(settings, workdir, *, ranks=None):
     world = settings["world_size"]
     job = {k: settings[k] for k in ("backend", "sizes_mib", "warmup", "iters", "deadline_s")}
     job["store"] = os.path.join(workdir, "store")
+    job["env_keys"] = sorted(child_env(settings["backend"]))  # each rank reports what it ran with
     job_path = os.path.join(workdir, "job.json")
     with open(job_path, "w") as fh:
         json.dump(job, fh)
@@ -222,7 +223,7 @@ def peer_matrix(world):
             for i in range(world)]
 
 
-def _sum_check(settings, outputs, error):
+def sum_check(settings, outputs, error):
     if error:
         return check(CHECK_NAMES[0], "fail", error)
     for rank in sorted(outputs):
@@ -237,7 +238,7 @@ def _sum_check(settings, outputs, error):
                  f"exact on every rank (first call {first:.2f}s, set-up included)")
 
 
-def _bandwidth_check(settings, rows, reference, source):
+def bandwidth_check(settings, rows, reference, source):
     if not rows:
         return check(CHECK_NAMES[1], "skip", "not measured: the ranks did not finish (see multi-gpu all-reduce)")
     measured = ", ".join(f"{r['size_mib']} MiB {r['busbw_gbs']:.1f} GB/s" for r in rows)
@@ -253,7 +254,7 @@ def _bandwidth_check(settings, rows, reference, source):
     return check(CHECK_NAMES[1], "pass", f"busbw {measured} over {settings['world_size']} ranks; {against}")
 
 
-def _p2p_check(p2p):
+def p2p_check(p2p):
     if p2p is None:
         return check(CHECK_NAMES[2], "skip", "backend gloo on the CPU: no GPUs to pair")
     lacking = [f"{i}->{j}" for i, row in enumerate(p2p) for j, ok in enumerate(row) if ok is False]
@@ -263,31 +264,34 @@ def _p2p_check(p2p):
     return check(CHECK_NAMES[2], "pass", f"peer access between every ordered pair of the {len(p2p)} GPUs")
 
 
-def _nccl_check(settings, version, found):
+def nccl_check(settings, version, found):
     if settings["backend"] != "nccl":
         return check(CHECK_NAMES[3], "skip", f"backend {settings['backend']}: NCCL not used (torch's NCCL {version})")
     if not found["transports"]:
         return check(CHECK_NAMES[3], "warn", f"NCCL {version}: no transport in the ranks' NCCL_DEBUG=INFO lines")
     chosen = describe_transports(found)
-    nvls = "; NVLS in use" if found["nvls_used"] else ""
+    if found["nvls_used"]:
+        return check(CHECK_NAMES[3], "warn", f"NCCL {version} used NVLink multicast (NVLS) although the probe "
+                                             f"set NCCL_NVLS_ENABLE=0: {chosen}")
     if any(name.startswith("NET/") for name in found["transports"]):
         return check(CHECK_NAMES[3], "warn", f"NCCL {version} went over the network between GPUs of one node: "
-                                             f"{chosen}{nvls}")
-    return check(CHECK_NAMES[3], "pass", f"NCCL {version}: {chosen}{nvls}")
+                                             f"{chosen}")
+    return check(CHECK_NAMES[3], "pass", f"NCCL {version}: {chosen}; NVLS off")
 
 
-def multi_gpu_checks(cfg, level, env):
-    """The four named checks, in report order, and the JSON's ``multi_gpu`` section."""
+def multi_gpu_checks(cfg, level, env, *, ranks=None):
+    """The four named checks, in report order, and the JSON's ``multi_gpu`` section. ``ranks``:
+    start only these (the tests leave one out, and the others wait for it: a hung rank)."""
     settings, why = plan(cfg, level, env)
     version = env.get("nccl") or "not in this torch"
     if settings is None:
         return ([check(name, "skip", why) for name in CHECK_NAMES[:3]]
-                + [check(CHECK_NAMES[3], "skip", f"{why} (torch's NCCL {version})")],
+                + [check(CHECK_NAMES[3], "skip", f"{why}; torch's NCCL {version}")],
                 {"ran": False, "reason": why, "nccl_version": env.get("nccl")})
     workdir = tempfile.mkdtemp(prefix="envctl-multigpu-")
     start = time.perf_counter()
     try:
-        outputs, logs, error = run_ranks(settings, workdir)
+        outputs, logs, error = run_ranks(settings, workdir, ranks=ranks)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     for rank in sorted(logs):  # the ranks' own output (NCCL's INFO lines) stays in the probe's stderr
@@ -303,10 +307,11 @@ def multi_gpu_checks(cfg, level, env):
                "warmup": settings["warmup"], "iters": settings["iters"], "deadline_s": settings["deadline_s"],
                "seconds": round(time.perf_counter() - start, 3), "error": error,
                "all_reduce": {str(rank): (o or {}).get("sum") for rank, o in sorted(outputs.items())},
+               "rank_env": {str(rank): (o or {}).get("env") for rank, o in sorted(outputs.items())},
                "bandwidth": rows, "reference": {"busbw_gbs": reference, "source": source,
                                                 "warn_fraction": WARN_FRACTION},
                "nccl_version": env.get("nccl"), "transport": found, "p2p": p2p}
-    checks = [_sum_check(settings, outputs, error), _bandwidth_check(settings, rows, reference, source),
-              _p2p_check(p2p), _nccl_check(settings, version, found)]
+    checks = [sum_check(settings, outputs, error), bandwidth_check(settings, rows, reference, source),
+              p2p_check(p2p), nccl_check(settings, version, found)]
     return checks, section
 

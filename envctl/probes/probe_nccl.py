@@ -8,8 +8,8 @@ each channel it connects with the transport it picked, e.g.
     node:1234:1300 [0] NCCL INFO Channel 00/0 : 0[0] -> 1[1] [send] via NET/Socket/0
 
 ``parse_nccl_log`` counts the channels per transport (P2P/CUMEM, P2P/IPC, SHM, NET/Socket,
-NET/IB, ...) and notes the version, the network plugin, NCCL_* variables NCCL says it read and
-any NVLS or CollNet lines. ``reference_for`` finds the bus bandwidth a run is held to:
+NET/IB, ...) and notes the version, the network plugin, NCCL_* variables NCCL says it read,
+its NVLS and CollNet channel counts, and the first NVLS or CollNet line. ``reference_for`` finds the bus bandwidth a run is held to:
 the config's own numbers, else multigpu_reference.json beside this file (the first run
 recorded for a GPU model and world size). Part of the in-image smoke probe (see smoke.py):
 standard library only, Python >= 3.9.
@@ -27,8 +27,9 @@ WARN_FRACTION = 0.5
 _VIA = re.compile(r"\bvia (\S+)")
 _VERSION = re.compile(r"NCCL version (\S+)")
 _NETWORK = re.compile(r"Using network (\S+)")
-_ENV = re.compile(r"\b(NCCL_\w+) set by environment to (\S+)")
+_ENV = re.compile(r"\b(NCCL_\w+) set by environment to (\S+?)\.?$")
 _NVLS_USED = re.compile(r"NVLS comm|via NVLS")
+_CHANNELS = re.compile(r"(\d+) (nvls|collnet) channels")  # "24 coll channels, 0 collnet channels, 0 nvls channels"
 _PREFIX = re.compile(r"^.*?NCCL INFO\s*")
 
 
@@ -41,7 +42,7 @@ def transport_name(via):
 def parse_nccl_log(text):
     """The transports and settings NCCL reported in NCCL_DEBUG=INFO text (any other line is ignored)."""
     found = {"transports": {}, "version": None, "network": None, "env": {}, "nvls_used": False,
-             "mentions": {}, "sample": []}
+             "channels": {}, "mentions": {}, "sample": []}
     for line in text.splitlines():
         if "NCCL INFO" not in line:
             continue
@@ -60,9 +61,11 @@ def parse_nccl_log(text):
         if m:
             found["env"][m.group(1)] = m.group(2)
         for feature in ("NVLS", "CollNet"):
-            if feature in body and feature not in found["mentions"]:
+            if feature not in found["mentions"] and re.search(rf"\b{feature}\b", body):  # not NCCL_NVLS_ENABLE
                 found["mentions"][feature] = body[:200]
-        if _NVLS_USED.search(body):
+        for count, kind in _CHANNELS.findall(body):
+            found["channels"][kind] = max(found["channels"].get(kind, 0), int(count))
+        if _NVLS_USED.search(body) or found["channels"].get("nvls"):
             found["nvls_used"] = True
     return found
 

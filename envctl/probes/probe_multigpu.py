@@ -43,6 +43,7 @@ NCCL_LOG_ENV = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "INIT,ENV"}  # INIT h
 LEVEL_SIZES_MIB = {"quick": [256], "standard": [256, 1024], "full": [256, 1024]}
 LEVEL_ITERS = {"quick": (2, 5), "standard": (5, 20), "full": (5, 50)}  # (warm-up, timed)
 DEADLINE_S = 240  # torch imports, NCCL set-up on 8 GPUs and every timed all-reduce, with room
+SHM_FLOOR = 256 * 2 ** 20  # a /dev/shm smaller than this (Docker's is 64 MiB) is named when NCCL fails
 CONFIG_KEYS = ("backend", "world_size", "sizes_mib", "warmup", "iters", "deadline_s",
                "reference_busbw_gbs")
 
@@ -109,6 +110,22 @@ def child_env(backend):
         return dict(CHILD_ENV, **NCCL_LOG_ENV)
     # one host: gloo's pairs over loopback, even where there is no other network
     return dict(CHILD_ENV, GLOO_SOCKET_IFNAME=os.environ.get("GLOO_SOCKET_IFNAME", "lo"))
+
+
+def dev_shm_bytes():
+    """The size of /dev/shm, where NCCL keeps its buffers between GPUs of one node (None: no such mount)."""
+    try:
+        st = os.statvfs("/dev/shm")
+    except OSError:
+        return None
+    return st.f_frsize * st.f_blocks
+
+
+def shm_hint(error, backend, shm):
+    """A failed NCCL run's line, naming /dev/shm where it is smaller than NCCL needs."""
+    if error and backend == "nccl" and shm is not None and shm < SHM_FLOOR:
+        return f"{error} (/dev/shm is {shm // 2 ** 20} MiB, too small for NCCL between GPUs: run with --shm-size=2g)"
+    return error
 
 
 def _stop(proc):
@@ -294,6 +311,8 @@ def multi_gpu_checks(cfg, level, env, *, ranks=None):
         outputs, logs, error = run_ranks(settings, workdir, ranks=ranks)
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
+    shm = dev_shm_bytes()
+    error = shm_hint(error, settings["backend"], shm)
     for rank in sorted(logs):  # the ranks' own output (NCCL's INFO lines) stays in the probe's stderr
         sys.stderr.write(logs[rank])
     nccl = settings["backend"] == "nccl"
@@ -305,7 +324,7 @@ def multi_gpu_checks(cfg, level, env, *, ranks=None):
     section = {"ran": True, "backend": settings["backend"], "world_size": settings["world_size"], "gpu": gpu,
                "child_env": child_env(settings["backend"]),
                "warmup": settings["warmup"], "iters": settings["iters"], "deadline_s": settings["deadline_s"],
-               "seconds": round(time.perf_counter() - start, 3), "error": error,
+               "seconds": round(time.perf_counter() - start, 3), "error": error, "dev_shm_bytes": shm,
                "all_reduce": {str(rank): (o or {}).get("sum") for rank, o in sorted(outputs.items())},
                "rank_env": {str(rank): (o or {}).get("env") for rank, o in sorted(outputs.items())},
                "bandwidth": rows, "reference": {"busbw_gbs": reference, "source": source,

@@ -278,3 +278,11 @@ def test_the_probe_runs_the_gloo_checks_and_rejects_a_bad_multi_gpu_config():
     assert c["multi-gpu all-reduce"]["status"] == "pass" and c["multi-gpu bandwidth"]["status"] == "pass"
     assert doc["multi_gpu"]["backend"] == "gloo" and len(doc["multi_gpu"]["bandwidth"]) == 2
     assert doc["phases"]["multi_gpu_s"] > 0 and proc.returncode == 0, proc.stderr[-2000:]
+
+
+def test_a_failed_nccl_run_names_a_small_dev_shm():
+    line = "rank 3 of 8 failed (nccl): DistBackendError: NCCL error: unhandled system error"
+    assert mg.shm_hint(line, "nccl", 64 * 2 ** 20) == \
+        f"{line} (/dev/shm is 64 MiB, too small for NCCL between GPUs: run with --shm-size=2g)"
+    assert mg.shm_hint(line, "nccl", 2 * 2 ** 30) == line
+    assert mg.shm_hint(line, "gloo", 64 * 2 ** 20) == line and mg.shm_hint(None, "nccl", 1) is None

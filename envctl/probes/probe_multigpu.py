@@ -281,9 +281,12 @@ def p2p_check(p2p):
     return check(CHECK_NAMES[2], "pass", f"peer access between every ordered pair of the {len(p2p)} GPUs")
 
 
-def nccl_check(settings, version, found):
+def nccl_check(settings, version, found, error=None):
     if settings["backend"] != "nccl":
         return check(CHECK_NAMES[3], "skip", f"backend {settings['backend']}: NCCL not used (torch's NCCL {version})")
+    if not found["transports"] and error:
+        return check(CHECK_NAMES[3], "skip", f"NCCL {version}: no transport chosen before the ranks stopped "
+                                             f"(see multi-gpu all-reduce)")
     if not found["transports"]:
         return check(CHECK_NAMES[3], "warn", f"NCCL {version}: no transport in the ranks' NCCL_DEBUG=INFO lines")
     chosen = describe_transports(found)
@@ -331,6 +334,6 @@ def multi_gpu_checks(cfg, level, env, *, ranks=None):
                                                 "warn_fraction": WARN_FRACTION},
                "nccl_version": env.get("nccl"), "transport": found, "p2p": p2p}
     checks = [sum_check(settings, outputs, error), bandwidth_check(settings, rows, reference, source),
-              p2p_check(p2p), nccl_check(settings, version, found)]
+              p2p_check(p2p), nccl_check(settings, version, found, error)]
     return checks, section
 

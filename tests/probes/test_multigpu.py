@@ -286,3 +286,10 @@ def test_a_failed_nccl_run_names_a_small_dev_shm():
         f"{line} (/dev/shm is 64 MiB, too small for NCCL between GPUs: run with --shm-size=2g)"
     assert mg.shm_hint(line, "nccl", 2 * 2 ** 30) == line
     assert mg.shm_hint(line, "gloo", 64 * 2 ** 20) == line and mg.shm_hint(None, "nccl", 1) is None
+
+
+def test_no_transport_is_a_warning_unless_the_ranks_stopped_first():
+    found = probe_nccl.parse_nccl_log("h100:1:1 [0] NCCL INFO NCCL version 2.21.5+cuda12.4\n")
+    assert mg.nccl_check({"backend": "nccl"}, "2.21.5", found)["status"] == "warn"
+    stopped = mg.nccl_check({"backend": "nccl"}, "2.21.5", found, "rank 0 of 2 still running ...")
+    assert stopped["status"] == "skip" and "(see multi-gpu all-reduce)" in stopped["message"]

@@ -13,6 +13,7 @@ from typing import Callable, Iterable
 
 from envctl.engine.builders import BUILD_TIMEOUT, BuildOutput, build_classic, build_with_cli, detect_builder, short
 from envctl.errors import EngineError, UsageError
+from envctl.executors.base import multi_gpu_shm_gib
 
 # Seconds an ordinary engine call (ping, inspect, list, tag) may take: a socket that accepts and
 # never answers must not hang envctl.  Builds and container waits carry their own, longer limits.
@@ -257,6 +258,7 @@ class Engine:
         from docker.types import DeviceRequest, Mount
 
         device_requests = None
+        shm = multi_gpu_shm_gib(gpus)
         if gpus not in (None, "none", 0, "0"):
             count = -1 if gpus == "all" else int(gpus)
             device_requests = [DeviceRequest(count=count, capabilities=[["gpu"]])]
@@ -264,7 +266,8 @@ class Engine:
             image=image, command=command, detach=True, network_mode=network,
             mounts=[Mount(target=t, source=s, type="bind", read_only=ro) for s, t, ro in mounts],
             environment=environment or {}, device_requests=device_requests,
-            mem_limit=mem_limit, nano_cpus=nano_cpus, pids_limit=pids_limit)
+            mem_limit=mem_limit, nano_cpus=nano_cpus, pids_limit=pids_limit,
+            shm_size=f"{shm}g" if shm else None)  # NCCL between several GPUs: see multi_gpu_shm_gib
         if sandbox:  # untrusted input (artifacts): nothing to write but /tmp, no root, no capabilities
             # exec_tmp: AOTInductor packages unpack their compiled model into /tmp and dlopen it
             # (Docker mounts a tmpfs noexec unless told otherwise)

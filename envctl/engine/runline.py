@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from envctl.executors.base import Task
+from envctl.executors.base import Task, multi_gpu_shm_gib
 
 
 def docker_run_argv(task: Task) -> list[str]:
@@ -12,6 +12,9 @@ def docker_run_argv(task: Task) -> list[str]:
     argv = ["docker", "run", "--rm", f"--network={task.network}"]
     if task.gpus not in (None, "none", "0"):
         argv.append(f"--gpus={task.gpus}")
+    shm = multi_gpu_shm_gib(task.gpus)
+    if shm:
+        argv.append(f"--shm-size={shm}g")
     for m in task.mounts:
         argv += ["--mount", f"type=bind,source={m.source},target={m.target},readonly"]
     for key, value in sorted(task.environment.items()):

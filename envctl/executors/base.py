@@ -56,6 +56,20 @@ class Task:
     labels: Mapping[str, str] = field(default_factory=dict)
 
 
+# A container's /dev/shm is 64 MiB (Docker's default, and a pod's without a memory volume); NCCL
+# between GPUs of one node keeps its buffers there and fails or crashes in ncclShmOpen when it is
+# short. PyTorch's CI runs its GPU containers with --shm-size=2gb for that reason.
+MULTI_GPU_SHM_GIB = 2
+
+
+def multi_gpu_shm_gib(gpus: str | int | None) -> int | None:
+    """The /dev/shm (GiB) a container needs for ``gpus``: ``MULTI_GPU_SHM_GIB`` wherever it may
+    see several GPUs ("all" or a count >= 2), else None (the runtime's default will do)."""
+    if gpus == "all" or (str(gpus).isdigit() and int(gpus) >= 2):
+        return MULTI_GPU_SHM_GIB
+    return None
+
+
 def host_command(task: Task) -> tuple[str, ...]:
     """A native task's command with each mount target (and any path under one) replaced by the
     mount's source: the same files, where they are on the machine that runs it (pure)."""

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from envctl.errors import FleetError, UsageError
-from envctl.executors.base import Task
+from envctl.executors.base import Task, multi_gpu_shm_gib
 
 if TYPE_CHECKING:
     from envctl.executors.kubernetes import KubernetesOptions
@@ -231,6 +231,11 @@ def _job(task: Task, options: KubernetesOptions, *, name: str, submission: str, 
         volumes.append(k.V1Volume(name=f"mount-{index}", config_map=k.V1ConfigMapVolumeSource(
             name=config_name, items=items, default_mode=0o444)))
         mounts.append(k.V1VolumeMount(name=f"mount-{index}", mount_path=mount.target, read_only=True))
+    shm = multi_gpu_shm_gib(gpus)
+    if shm:  # a pod's /dev/shm is 64 MiB unless a memory volume is mounted there
+        volumes.append(k.V1Volume(name="dshm", empty_dir=k.V1EmptyDirVolumeSource(medium="Memory",
+                                                                                   size_limit=f"{shm}Gi")))
+        mounts.append(k.V1VolumeMount(name="dshm", mount_path="/dev/shm"))
     limits: dict[str, str] = {}
     if gpus:
         limits[GPU] = str(gpus)  # a quantity is a string: the client's models refuse an integer

@@ -27,6 +27,7 @@ file's folder (it is mounted read-only, so no bytecode is written):
     probe_warm         warm compile: a second process reusing the compile caches
     probe_torchscript  the TorchScript round-trip (its child process is roundtrip.py)
     probe_tree         the environment's files against the build's layer manifests
+    probe_multigpu     torch.distributed across the GPUs (child: multigpu_rank.py; NCCL log: probe_nccl)
 
 Python >= 3.9 syntax only.
 """
@@ -53,6 +54,7 @@ from probe_checks import env_checks  # noqa: E402
 from probe_envinfo import collect_env_basic, collect_env_torch  # noqa: E402
 from probe_machine import Monitor, public  # noqa: E402
 from probe_models import MODELS  # noqa: E402
+from probe_multigpu import config_notes as multi_gpu_notes, multi_gpu_checks  # noqa: E402
 from probe_release import compile_checks, release_checks  # noqa: E402
 from probe_report import check, emit, error_line  # noqa: E402
 from probe_runner import run_benchmarks  # noqa: E402
@@ -98,7 +100,7 @@ def validate_config(cfg):
     if not isinstance(cfg, dict):
         raise ConfigError("config must be a JSON object")
     for key in cfg:
-        if key not in ("expect", "gpus", "level", "benchmark"):
+        if key not in ("expect", "gpus", "level", "benchmark", "multi_gpu"):
             notes.append(f"unknown config key {key!r} ignored")
     expect = cfg.get("expect") or {}
     if not isinstance(expect, dict):
@@ -140,6 +142,11 @@ def validate_config(cfg):
     level = cfg.get("level", "standard")
     if level not in LEVELS:
         raise ConfigError(f"level must be one of {', '.join(LEVELS)}")
+    if cfg.get("multi_gpu") is not None:
+        try:
+            notes.extend(multi_gpu_notes(cfg["multi_gpu"]))
+        except ValueError as exc:
+            raise ConfigError(str(exc))
     bench = cfg.get("benchmark") or {}
     if not isinstance(bench, dict):
         raise ConfigError("benchmark must be an object")
@@ -247,7 +254,8 @@ def probe(cfg, level, notes, checks_only=False):
     """Run everything; returns (result dict, exit code)."""
     start = time.perf_counter()
     result = {"schema": SCHEMA, "ok": False, "level": level, "duration_s": None, "device": None,
-              "settings": None, "env": None, "checks": [], "benchmarks": [], "torchscript": None}
+              "settings": None, "env": None, "checks": [], "benchmarks": [], "torchscript": None,
+              "multi_gpu": None}
     if notes:
         result["config_notes"] = notes
     env = collect_env_basic()
@@ -275,6 +283,10 @@ def probe(cfg, level, notes, checks_only=False):
     mark = time.perf_counter()
     checks.extend(release_checks(env, device))
     phases["release_s"] = round(time.perf_counter() - mark, 3)
+    mark = time.perf_counter()
+    multi, result["multi_gpu"] = multi_gpu_checks(cfg, level, env)
+    checks.extend(multi)
+    phases["multi_gpu_s"] = round(time.perf_counter() - mark, 3)
 
     if checks_only:
         mark = time.perf_counter()

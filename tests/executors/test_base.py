@@ -58,3 +58,13 @@ def test_an_interrupt_cancels_every_submission_even_when_one_cancel_fails():
     assert any(m.startswith("could not cancel fake") and "connection refused" in m for m in said)
     with pytest.raises(KeyboardInterrupt):  # run_tasks: the interrupt, not the cancel's error, propagates
         run_tasks(Recording(wait_error=KeyboardInterrupt(), cancel_error=RuntimeError("gone")), [_task("d")])
+
+
+@pytest.mark.parametrize("gpus, shm", [("all", "--shm-size=2g"), ("8", "--shm-size=2g"), ("2", "--shm-size=2g"),
+                                       ("1", None), ("none", None), (None, None)])
+def test_a_container_that_may_see_several_gpus_gets_room_in_dev_shm_for_nccl(gpus, shm):
+    # Docker's /dev/shm is 64 MiB; NCCL between GPUs of one node keeps its buffers there
+    from envctl.engine.runline import docker_run_argv
+
+    argv = docker_run_argv(Task(name="probe", image="img", command=("python",), gpus=gpus))
+    assert [a for a in argv if a.startswith("--shm-size")] == ([shm] if shm else [])

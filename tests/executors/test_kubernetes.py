@@ -58,6 +58,8 @@ CASES = {
     "sandboxed (compat run)": lambda tmp: documents([probe_task(tmp, sandbox=Sandbox(exec_tmp=True),
                                                                environment={"TORCH_HOME": "/tmp/torch"})]),
     "two tasks sharing the probe files": lambda tmp: documents([probe_task(tmp, "a"), probe_task(tmp, "b")]),
+    "eight GPUs of one node (the multi-GPU checks)": lambda tmp: documents([probe_task(tmp, gpus="8")],
+                                                                           KubernetesOptions()),
 }
 
 
@@ -136,6 +138,17 @@ def test_two_tasks_share_one_configmap_and_keep_their_own_configs(tmp_path):
     assert config_map["data"][keys(job_b)["config.json"]] == '{"gpus": "none"}'
     assert keys(job_a)["config.json"] != keys(job_b)["config.json"]
     assert job_a["metadata"]["name"] != job_b["metadata"]["name"]
+
+
+@pytest.mark.parametrize("gpus, options, dshm", [("8", KubernetesOptions(), True), ("1", H100, False),
+                                                  ("all", KubernetesOptions(gpus=2), True)])
+def test_several_gpus_get_a_memory_backed_dev_shm_for_nccl(tmp_path, gpus, options, dshm):
+    # a pod's /dev/shm is 64 MiB: NCCL between the GPUs of one node needs more
+    _, job = documents([probe_task(tmp_path, gpus=gpus)], options)
+    pod = job["spec"]["template"]["spec"]
+    volume = {"name": "dshm", "emptyDir": {"medium": "Memory", "sizeLimit": "2Gi"}}
+    assert (volume in pod["volumes"]) is dshm
+    assert ({"mountPath": "/dev/shm", "name": "dshm"} in pod["containers"][0]["volumeMounts"]) is dshm
 
 
 def test_the_sandbox_becomes_limits(tmp_path):

@@ -435,7 +435,8 @@ def test_probe_folder_has_the_modules():
     assert {"smoke.py", "roundtrip.py", "probe_report.py", "probe_versions.py", "probe_envinfo.py",
             "probe_checks.py", "probe_models.py", "probe_bench.py", "probe_torchscript.py",
             "probe_runner.py", "probe_timing.py", "probe_machine.py", "probe_warm.py",
-            "probe_release.py", "cuda_errors.py"} <= names
+            "probe_release.py", "cuda_errors.py", "probe_multigpu.py", "multigpu_rank.py", "probe_nccl.py",
+            "multigpu_reference.json"} <= names | {p.name for p in PROBES.glob("*.json")}
 
 
 @pytest.mark.parametrize("path", PROBE_FILES, ids=lambda p: p.name)

@@ -53,9 +53,9 @@ grep "NCCL" "$OUT/multigpu-all.err" > "$OUT/nccl-all.log"
 echo "  NCCL lines: $(wc -l < "$OUT/nccl-all.log")"
 probe multigpu-one '{"gpus": "all", "level": "standard"}' CUDA_VISIBLE_DEVICES=0
 
-if PYTHONPATH=$PWD $ENVCTL_PY -m envctl --help > /dev/null 2>&1; then
+if PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} $ENVCTL_PY -m envctl --help > /dev/null 2>&1; then
     t1=$(date +%s)
-    PYTHONPATH=$PWD timeout -k 5 420 $ENVCTL_PY -m envctl smoke --python "$PY" --checks-only --gpus all --json \
+    PYTHONPATH=$PWD${PYTHONPATH:+:$PYTHONPATH} timeout -k 5 420 $ENVCTL_PY -m envctl smoke --python "$PY" --checks-only --gpus all --json \
         > "$OUT/envctl-smoke-all.json" 2> "$OUT/envctl-smoke-all.err"
     echo "envctl-smoke-all $? $(( $(date +%s) - t1 ))" | tee -a "$OUT/runs.log"
     summary "$OUT/envctl-smoke-all.json"

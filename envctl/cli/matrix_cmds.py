@@ -104,10 +104,13 @@ def verify(
     max_disk: Optional[float] = typer.Option(None, "--max-disk", min=0, metavar="GB",
                                              help="Give back images this run built (oldest first) so that they, "
                                                   "the package cache and the next build fit in GB; then the "
-                                                  "engine's unused build cache, which keeps their layers."),
+                                                  "engine's unused build cache, which keeps their layers; then "
+                                                  "cached packages no combination left and no committed lock "
+                                                  "needs (least recently used first)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Redo failed combinations of an unchanged lock."),
     html: Optional[Path] = typer.Option(None, "--html", metavar="DIR", help="Write the dashboard to DIR/index.html."),
-    json_out: bool = typer.Option(False, "--json", help="Print every combination's cell as JSON."),
+    json_out: bool = typer.Option(False, "--json", help="Print every combination's cell and the disk given back "
+                                                        "as JSON."),
 ) -> None:
     """Lock, build and verify every real torch x variant in a range.
 
@@ -140,7 +143,10 @@ def verify(
                        progress=lambda m: console.status("  " + m), on_cell=show)
     _summary(result, len(combos))
     if json_out:
-        console.print_json([c.document() | {"name": c.combo.name} for c in result.cells])
+        console.print_json({"cells": [c.document() | {"name": c.combo.name} for c in result.cells],
+                            "seconds": round(result.seconds, 2), "removed": result.removed,
+                            "evicted": {"files": result.evicted_files, "bytes": result.evicted_bytes},
+                            "peak_bytes": result.peak_bytes})
     if html:
         _write_html(html, result.cells, note=f"envctl matrix verify, {len(result.cells)} of {len(combos)} "
                                              f"combinations, {result.seconds:.0f} s")
@@ -158,6 +164,10 @@ def _summary(result, total: int) -> None:
             f"{states['failed']} failed, {states['grey']} not buildable here; {len(result.settled)} from the records")
     if result.removed:
         line += f"; gave back {len(result.removed)} images"
+    if result.evicted_files:
+        from envctl.sweep.room import size_text
+
+        line += f"; evicted {result.evicted_files} package files ({size_text(result.evicted_bytes)})"
     kept = sum(1 for c in result.settled if not c.ok)
     if kept:
         line += f" ({kept} not verified before for the same inputs: --retry-failed redoes them)"

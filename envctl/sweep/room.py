@@ -75,10 +75,11 @@ def evict_packages(cache: PackageCache, result: SweepResult, *, budget: int, nee
     kept = [e for e in entries if e not in doomed]
     now = cache.disk_bytes()
     line = (f"package cache: evicted {len(doomed)} files ({size_text(freed)}), least recently used first; kept "
-            f"{len(kept)} ({size_text(sum(e.bytes for e in kept))}) the combinations left or a committed lock "
-            f"need; it holds {size_text(now)}")
+            f"{len(kept)} ({size_text(sum(e.bytes for e in kept))}), {sum(e.digest in needed for e in kept)} of them "
+            f"needed by the combinations left or a committed lock; it holds {size_text(now)} of the "
+            f"{size_text(max(0, budget))} --max-disk leaves it")
     if now > budget:
-        line += f", {size_text(now - budget)} over what --max-disk leaves it: every file left is needed"
+        line += f", {size_text(now - budget)} over: every file left is needed"
     progress(line)
 
 

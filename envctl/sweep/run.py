@@ -11,13 +11,17 @@ recorded stays, and the next run starts where this one stopped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from envctl.catalog import Project
 from envctl.errors import BuildError, EnvctlError
 from envctl.sweep.plan import (Cell, Combo, Held, cell_from_document, classify, geomean_speedups, lock_versions,
                                python_problem, settled)
+
+if TYPE_CHECKING:
+    from envctl.fleet import Target
 
 KIND = "matrix"  # the records' kind for a sweep's cells
 
@@ -56,11 +60,16 @@ def recorded_cells(records=None, *, limit: int = 100_000) -> list[Cell]:
 
 def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", level: str | None = None,
               keep: int | None = None, max_disk: int | None = None, retry_failed: bool = False,
+              targets: Mapping[str, Target] | None = None, registry: str | None = None,
               progress: Callable[[str], None] = lambda _m: None,
               on_cell: Callable[[Cell, bool], None] = lambda _c, _fresh: None) -> SweepResult:
     """Run every combination not already settled for its lock; ``on_cell(cell, fresh)`` after each
     (``fresh`` False: the records' answer).  Under ``max_disk``, room is made before each build:
-    images given back first, then package files no combination left and no committed lock needs."""
+    images given back first, then package files no combination left and no committed lock needs.
+
+    A combination whose ``target`` names one of ``targets`` (fleet targets by name) is verified
+    there: a remote one runs the image pushed to ``registry`` first.  Combinations of one image
+    come one after another (a target each): its image is given back after the last of them."""
     from envctl.cache import PackageCache
     from envctl.sweep.room import Pins, evict_packages, give_back
 
@@ -94,9 +103,12 @@ def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", 
 
                 began = time.time()
                 cell = _make(project, combo, spec, engine, cache, gpus=gpus, level=level, held=held,
-                             make_room=make_room if max_disk is not None else None, progress=progress)
+                             make_room=make_room if max_disk is not None else None, progress=progress,
+                             target=(targets or {}).get(combo.target) if combo.target else None,
+                             registry=registry)
                 _record(cell, started=began)
-                give_back(engine, held, cache, result, keep=keep, max_disk=max_disk, progress=progress)
+                if i + 1 == len(combos) or combos[i + 1].name != combo.name:  # its other targets verified
+                    give_back(engine, held, cache, result, keep=keep, max_disk=max_disk, progress=progress)
             result.cells.append(cell)
             on_cell(cell, True)
     except KeyboardInterrupt as exc:  # SIGTERM too (Terminated): the steps below cleaned up as they unwound
@@ -154,10 +166,11 @@ def _failed(combo: Combo, stage: str, line: str, **known) -> Cell:
 
 
 def _make(project: Project, combo: Combo, spec, engine, cache, *, gpus: str, level: str | None,
-          held: list[Held], make_room: Callable[[int], None] | None, progress: Callable[[str], None]) -> Cell:
-    """Lock (where it was never locked), build and verify one combination.  A stale lock is
-    this combination's failure, as ``envctl build`` refuses it: a sweep re-locks nothing behind
-    the user's back."""
+          held: list[Held], make_room: Callable[[int], None] | None, progress: Callable[[str], None],
+          target: Target | None = None, registry: str | None = None) -> Cell:
+    """Lock (where it was never locked), build and verify one combination (on ``target``: the
+    local engine when None).  A stale lock is this combination's failure, as ``envctl build``
+    refuses it: a sweep re-locks nothing behind the user's back."""
     from envctl.lock import require_current_lock
 
     known: dict = {"spec_hash": spec.content_hash(), "python": spec.python}
@@ -185,14 +198,18 @@ def _make(project: Project, combo: Combo, spec, engine, cache, *, gpus: str, lev
         held.append(Held(built.image.id, spec.name, built.image.size))
     known |= {"size": built.image.size, "build_s": round(built.seconds, 2)}
     try:
+        from envctl.fleet import executor_for
         from envctl.verify import plan_verify, run_verifications, summarize
 
-        progress(f"verifying {spec.name}")
-        plan = plan_verify(project, spec.name, gpus=gpus, level=level)
+        progress(f"verifying {spec.name}" + (f" on {target.name}" if target else ""))
+        plan = plan_verify(project, spec.name, gpus=gpus, level=level, progress=progress,
+                           executor=executor_for(target) if target else None, target=combo.target,
+                           registry=registry if target is not None and target.on != "local" else None)
         [v] = run_verifications([plan], progress=progress)
         v.record()
     except EnvctlError as exc:
         return _failed(combo, "verify", exc.message, **known)
+    known["node"] = v.where.get("node") if target is not None else None
     if v.report is None:
         return _failed(combo, "verify", v.error or "the probe printed no document", **known)
     known["verify_s"] = round(v.report.seconds, 2)

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
-import sys
 
 import pytest
 
@@ -22,11 +20,11 @@ from envctl.fsio import sha256_of
 from tests.engine.conftest import run_envctl
 
 try:
-    from tests.fixtures.pypi_index import make_wheel, serve
-    from tests.fixtures.torch_builds import ANY, CUDA_128, CUDA_130, TAG, variant_index
+    from tests.fixtures.pypi_index import serve
+    from tests.fixtures.torch_builds import sweep_index
 except ImportError:  # pragma: no cover - pytest rootdir without the tests package
-    from fixtures.pypi_index import make_wheel, serve
-    from fixtures.torch_builds import ANY, CUDA_128, CUDA_130, TAG, variant_index
+    from fixtures.pypi_index import serve
+    from fixtures.torch_builds import sweep_index
 
 PAD = 30_000_000
 MAX_DISK_GB = "0.12"  # images never fit (the base alone is larger): each is given back; the cache must shrink
@@ -34,17 +32,7 @@ MAX_DISK_GB = "0.12"  # images never fit (the base alone is larger): each is giv
 
 @pytest.fixture()
 def stand_in_index(tmp_path):
-    index = variant_index(tmp_path / "index")
-    files = index.root / "files"
-    for version, requires in (("2.10.0", CUDA_128), ("2.11.0", CUDA_130)):  # the same names, now heavy
-        make_wheel(files, "torch", version, TAG, requires, pad=PAD)
-    for vision, audio, torch in (("0.25.0", "2.10.0", "2.10.0"), ("0.26.0", "2.11.0", "2.11.0")):
-        index.add("torchvision", make_wheel(files, "torchvision", vision, TAG, [f"torch=={torch}"]))
-        index.add("torchaudio", make_wheel(files, "torchaudio", audio, ANY, [f"torch=={torch}"]))
-    subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary", ":all:",
-                    "--index-url", "https://pypi.org/simple", "pip>26.0", "-d", str(files)], check=True, timeout=300)
-    index.add("pip", next(p for p in files.glob("pip-*.whl") if not p.name.startswith("pip-26.0-")))
-    served, shutdown = serve(index)
+    served, shutdown = serve(sweep_index(tmp_path / "index", pad=PAD))
     yield served
     shutdown()
 

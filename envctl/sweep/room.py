@@ -60,20 +60,21 @@ def give_back(engine, held: list[Held], cache: PackageCache, result: SweepResult
 def evict_packages(cache: PackageCache, result: SweepResult, *, budget: int, needed: set[str],
                    progress: Progress) -> None:
     """Evict cached files no one ``needed`` until the cache fits in ``budget`` bytes (what
-    --max-disk leaves beside the images held and the next build); one line when it evicted."""
+    --max-disk leaves beside the images held and the next build); one line when it evicted, or
+    when what is needed alone is over."""
     entries = cache.entries()
-    files = sum(e.bytes for e in entries)
-    other = max(0, cache.disk_bytes() - files)  # logs, index pages, build contexts: kept
+    other = max(0, cache.disk_bytes() - sum(e.bytes for e in entries))  # logs, index pages, contexts: kept
     doomed = plan_eviction(entries, needed=needed, budget=budget - other)
-    if not doomed:
-        return
     for entry in doomed:
         cache.evict(entry.digest)
+    gone = {e.digest for e in doomed}
+    kept = [e for e in entries if e.digest not in gone]
+    now = cache.disk_bytes()
+    if not doomed and now <= budget:
+        return
     freed = sum(e.bytes for e in doomed)
     result.evicted_files += len(doomed)
     result.evicted_bytes += freed
-    kept = [e for e in entries if e not in doomed]
-    now = cache.disk_bytes()
     line = (f"package cache: evicted {len(doomed)} files ({size_text(freed)}), least recently used first; kept "
             f"{len(kept)} ({size_text(sum(e.bytes for e in kept))}), {sum(e.digest in needed for e in kept)} of them "
             f"needed by the combinations left or a committed lock; it holds {size_text(now)} of the "

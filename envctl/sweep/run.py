@@ -111,6 +111,8 @@ def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", 
                     give_back(engine, held, cache, result, keep=keep, max_disk=max_disk, progress=progress)
             result.cells.append(cell)
             on_cell(cell, True)
+        if engine is not None:  # an image whose other targets the records settled is still held
+            give_back(engine, held, cache, result, keep=keep, max_disk=max_disk, progress=progress)
     except KeyboardInterrupt as exc:  # SIGTERM too (Terminated): the steps below cleaned up as they unwound
         result.interrupt = exc
     result.seconds = time.monotonic() - started

@@ -68,7 +68,8 @@ def sweep(combos, args, engine: Engine, *, label: str) -> tuple[float, float]:
     print(f"{label}: {result.seconds:.1f} s for {len(result.cells)} combinations "
           f"({sum(c.ok for c in result.cells)} verified, {len(result.settled)} from the records); "
           f"peak disk {state['peak']:.2f} GB measured, {result.peak_bytes / 1e9:.2f} GB by the sweep's own count; "
-          f"images given back: {len(result.removed)}; not verified: {classes}")
+          f"images given back: {len(result.removed)}; package files evicted: {result.evicted_files} "
+          f"({result.evicted_bytes / 1e9:.2f} GB); not verified: {classes}")
     if args.html:
         from envctl.fsio import atomic_write
         from envctl.sweep.html import render_dashboard

@@ -5,14 +5,20 @@ Files live under ``<cache>/sha256/<hex>/<filename>``.  A file is fetched once
 place; every use verifies it again, so a tampered or truncated file stops the
 build with its name.  The folder doubles as a mirror: copy it to another
 machine and builds there need no network.
+
+Every use touches the file's ``<hex>`` folder, so its mtime is the file's last use: what
+``plan_eviction`` (pure) orders by when a sweep under ``--max-disk`` must give files back.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import stat
 import tempfile
 import time
+from collections.abc import Iterable, Set
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
@@ -44,6 +50,7 @@ class PackageCache:
             raise CacheError(f"the lock gives no sha256 for {filename}", hint="re-lock with envctl lock")
         target = self.path_for(sha256, filename)
         if target.exists():
+            _used(target)
             if _verified(target, sha256):
                 return target
             actual = sha256_of(target)
@@ -91,15 +98,25 @@ class PackageCache:
 
     def disk_bytes(self) -> int:
         """What the cache holds on disk now, every file under its root (a sweep weighs it against
-        --max-disk beside the images it holds)."""
-        total = 0
-        for path in self.root.rglob("*"):
+        --max-disk beside the images it holds).  A file hard-linked twice (a build context links
+        the cached wheels it sends) is counted once: it is on the disk once."""
+        return _bytes(self.root.rglob("*"))
+
+    def entries(self) -> list[CacheEntry]:
+        """Every cached file with its size and last use (its folder's mtime, touched by ``get``)."""
+        out = []
+        for folder in sorted((self.root / "sha256").glob("*")):
             try:
-                if path.is_file() and not path.is_symlink():
-                    total += path.stat().st_size
+                if folder.is_dir() and not folder.is_symlink():
+                    out.append(CacheEntry(folder.name, _bytes(folder.iterdir()), folder.stat().st_mtime))
             except OSError:
                 continue  # removed while it was walked
-        return total
+        return out
+
+    def evict(self, digest: str) -> None:
+        """Remove one cached file (the next ``get`` of it fetches it again)."""
+        files = self.root / "sha256"
+        shutil.rmtree(inside(files, files / digest), ignore_errors=True)
 
     def has(self, sha256: str, filename: str) -> bool:
         return self.path_for(sha256, filename).is_file()
@@ -119,6 +136,51 @@ class PackageCache:
         except OSError as exc:
             raise CacheError(f"cannot download {filename} from {url}: {exc}",
                              hint="check the network, or import the package cache from a machine that has it") from None
+
+
+@dataclass(frozen=True)
+class CacheEntry:
+    """One cached file: its sha256, the bytes of its folder, and its last use (epoch seconds)."""
+
+    digest: str
+    bytes: int
+    last_used: float
+
+
+def plan_eviction(entries: Iterable[CacheEntry], *, needed: Set[str], budget: int) -> list[CacheEntry]:
+    """The entries to evict so that what stays fits in ``budget`` bytes: least recently used
+    first, never one whose digest is ``needed``.  When the needed ones alone exceed the budget,
+    every other one is evicted and the rest stays (the caller says by how much it is over)."""
+    entries = list(entries)
+    total = sum(e.bytes for e in entries)
+    out = []
+    for entry in sorted((e for e in entries if e.digest not in needed), key=lambda e: (e.last_used, e.digest)):
+        if total <= budget:
+            break
+        out.append(entry)
+        total -= entry.bytes
+    return out
+
+
+def _bytes(paths: Iterable[Path]) -> int:
+    total, seen = 0, set()
+    for path in paths:
+        try:
+            st = path.lstat()
+        except OSError:
+            continue  # removed while it was walked
+        if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:  # a symlink is not followed
+            seen.add((st.st_dev, st.st_ino))
+            total += st.st_size
+    return total
+
+
+def _used(path: Path) -> None:
+    """Stamp the file's folder with now: its last use, for least-recently-used eviction."""
+    try:
+        os.utime(path.parent)
+    except OSError:  # a read-only cache still works; its files just look unused
+        pass
 
 
 # A download fails when less than STALL_BYTES arrived in STALL_WINDOW seconds: a host that sends

@@ -126,3 +126,48 @@ def test_linking_a_cached_file_into_a_build_context_keeps_its_verification(tmp_p
     assert cache_module._verified(path, sha)  # ... and the memo follows: no GB hashed again
     path.write_bytes(b"tampered")
     assert not cache_module._verified(path, sha)
+
+
+def test_eviction_takes_the_least_recently_used_files_no_one_needs_until_the_rest_fits():
+    from envctl.cache import CacheEntry, plan_eviction
+
+    entries = [CacheEntry("old", 40, 1.0), CacheEntry("needed-oldest", 50, 0.5), CacheEntry("mid", 30, 2.0),
+               CacheEntry("new", 20, 3.0)]
+    assert plan_eviction(entries, needed=set(), budget=140) == []  # it fits: nothing goes
+    assert [e.digest for e in plan_eviction(entries, needed={"needed-oldest"}, budget=100)] == ["old"]
+    assert [e.digest for e in plan_eviction(entries, needed={"needed-oldest"}, budget=80)] == ["old", "mid"]
+    # the needed file alone is over the budget: everything else goes, it stays
+    assert [e.digest for e in plan_eviction(entries, needed={"needed-oldest"}, budget=10)] == ["old", "mid", "new"]
+
+
+def test_the_cache_records_each_use_and_evicts_a_file_whole(tmp_path):
+    import os
+
+    cache = PackageCache(tmp_path / "cache", mirrors=())
+    files = []
+    for name in ("a-1.0-py3-none-any.whl", "b-1.0-py3-none-any.whl"):
+        src = tmp_path / name
+        src.write_bytes(name.encode() * 1000)
+        files.append((str(src), sha256_of(src), name))
+        cache.get(url=str(src), sha256=files[-1][1], filename=name)
+    for _url, sha, _name in files:  # both last used long ago
+        os.utime(cache.path_for(sha, "x").parent, (1_000_000, 1_000_000))
+    cache.get(url=files[0][0], sha256=files[0][1], filename=files[0][2])  # a is used again now
+    used = {e.digest: e for e in cache.entries()}
+    assert used[files[0][1]].last_used > used[files[1][1]].last_used == 1_000_000
+    assert used[files[1][1]].bytes >= 22_000
+    before = cache.disk_bytes()
+    cache.evict(files[1][1])
+    assert not cache.has(files[1][1], files[1][2]) and [e.digest for e in cache.entries()] == [files[0][1]]
+    assert before - cache.disk_bytes() == used[files[1][1]].bytes
+
+
+def test_a_file_linked_into_a_build_context_is_on_the_disk_once(tmp_path):
+    src = tmp_path / "a-1.0-py3-none-any.whl"
+    src.write_bytes(b"x" * 5000)
+    cache = PackageCache(tmp_path / "cache", mirrors=())
+    path = cache.get(url=str(src), sha256=sha256_of(src), filename=src.name)
+    before = cache.disk_bytes()
+    (tmp_path / "cache" / "contexts").mkdir()
+    (tmp_path / "cache" / "contexts" / src.name).hardlink_to(path)
+    assert cache.disk_bytes() == before

@@ -19,7 +19,7 @@ _FROM = {  # name -> the submodule that defines it; imported on first use (the l
     "LABEL_LOCK_HASH": "plan", "LABEL_SPEC": "plan", "LABEL_SPEC_HASH": "plan", "LABEL_TREE": "plan",
     "BuildPlan": "plan", "default_tag": "plan", "dockerquote": "plan", "plan_build": "plan",
     "render_dockerfile": "plan", "requirements_txt": "plan",
-    "BuildResult": "run", "build_image": "run", "find_built": "run", "image_layers": "run",
+    "BuildResult": "run", "build_image": "run", "drop_context": "run", "find_built": "run", "image_layers": "run",
     "require_built": "run", "stamp_tree": "run",
 }
 __all__ = sorted(_FROM)
@@ -40,4 +40,4 @@ if TYPE_CHECKING:  # the names, for readers and type checkers
         LABEL_LOCK_HASH, LABEL_SPEC, LABEL_SPEC_HASH, LABEL_TREE, BuildPlan, default_tag, dockerquote, plan_build,
         render_dockerfile, requirements_txt)
     from envctl.build.run import (  # noqa: F401
-        BuildResult, build_image, find_built, image_layers, require_built, stamp_tree)
+        BuildResult, build_image, drop_context, find_built, image_layers, require_built, stamp_tree)

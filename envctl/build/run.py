@@ -140,6 +140,20 @@ def _context_dir(cache: PackageCache, name: str) -> Iterator[Path]:
         yield context
 
 
+def drop_context(cache: PackageCache, name: str) -> None:
+    """Remove the image's build context (a sweep never builds the same name twice): its hard
+    links would keep on disk the cached files a sweep under --max-disk evicts."""
+    import fcntl
+    import shutil
+
+    root = cache.root / "contexts"
+    if not (root / name).exists():
+        return
+    with open(root / f".{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        shutil.rmtree(root / name, ignore_errors=True)
+
+
 def stamp_tree(engine: Engine, image_id: str, plan: BuildPlan, *, labels: dict[str, str],
                platform: str | None) -> str:
     """Label the image with the content hash of its environment tree; returns the new image id."""

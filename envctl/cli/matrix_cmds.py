@@ -8,6 +8,9 @@ from typing import Optional
 import typer
 
 from envctl import console
+from envctl.cli.where_opts import (ACCOUNT_OPT, ALL_TARGETS_OPT, CONSTRAINT_OPT, CONTEXT_OPT, GPU_PRODUCT_OPT,
+                                   GRES_OPT, NAMESPACE_OPT, NODELIST_OPT, ON_OPT, PARTITION_OPT, REGISTRY_OPT,
+                                   TARGET_OPT, TIME_OPT, WAIT_OPT, chosen_targets)
 
 matrix_app = typer.Typer(help="The PyTorch release matrix envctl checks every spec against.",
                          no_args_is_help=True)
@@ -59,8 +62,10 @@ def refresh(
         raise typer.Exit(1)
 
 
-def _range_options(since: str, until: Optional[str], variants: str, pythons: list[str]):
-    """The combinations the range names, or the usage error that says what is wrong."""
+def _range_options(since: str, until: Optional[str], variants: str, pythons: list[str],
+                   targets: tuple = (None,)):
+    """The combinations the range names (times each target name), or the usage error that says
+    what is wrong."""
     from envctl.errors import UsageError
     from envctl.matrix import load_matrix
     from envctl.sweep.plan import VARIANT_CHOICES, check_variants, combinations
@@ -71,19 +76,20 @@ def _range_options(since: str, until: Optional[str], variants: str, pythons: lis
     problem = check_variants(variants)
     if problem:
         raise UsageError(problem, hint=f"use {VARIANT_CHOICES}")
-    combos = combinations(load_matrix(), since=since, until=until, variants=variants, pythons=pythons)
+    combos = combinations(load_matrix(), since=since, until=until, variants=variants, pythons=pythons,
+                          targets=targets)
     if not combos:
         raise UsageError(f"no torch release x variant in {since} .. {until or 'newest'} for --variants {variants}",
                          hint="envctl show pytorch-X.Y-VARIANT says which variants a release has")
     return combos
 
 
-def _write_html(folder: Path, cells, *, note: str) -> None:
+def _write_html(folder: Path, cells, *, note: str, target: Optional[str] = None) -> None:
     from envctl.fsio import atomic_write
     from envctl.sweep.html import render_dashboard
 
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write(folder / "index.html", render_dashboard(cells, note=note))
+    atomic_write(folder / "index.html", render_dashboard(cells, note=note, target=target))
     console.status(f"wrote {folder / 'index.html'}")
 
 
@@ -104,15 +110,34 @@ def verify(
     max_disk: Optional[float] = typer.Option(None, "--max-disk", min=0, metavar="GB",
                                              help="Give back images this run built (oldest first) so that they, "
                                                   "the package cache and the next build fit in GB; then the "
-                                                  "engine's unused build cache, which keeps their layers."),
+                                                  "engine's unused build cache, which keeps their layers; then "
+                                                  "cached packages no combination left and no committed lock "
+                                                  "needs (least recently used first)."),
     retry_failed: bool = typer.Option(False, "--retry-failed", help="Redo failed combinations of an unchanged lock."),
     html: Optional[Path] = typer.Option(None, "--html", metavar="DIR", help="Write the dashboard to DIR/index.html."),
-    json_out: bool = typer.Option(False, "--json", help="Print every combination's cell as JSON."),
+    json_out: bool = typer.Option(False, "--json", help="Print every combination's cell and the disk given back "
+                                                        "as JSON."),
+    on: Optional[str] = ON_OPT,
+    targets: Optional[list[str]] = TARGET_OPT,
+    all_targets: bool = ALL_TARGETS_OPT,
+    registry: Optional[str] = REGISTRY_OPT,
+    partition: Optional[str] = PARTITION_OPT,
+    gres: Optional[str] = GRES_OPT,
+    constraint: Optional[str] = CONSTRAINT_OPT,
+    nodelist: Optional[str] = NODELIST_OPT,
+    time_limit: Optional[str] = TIME_OPT,
+    account: Optional[str] = ACCOUNT_OPT,
+    wait: Optional[float] = WAIT_OPT,
+    context: Optional[str] = CONTEXT_OPT,
+    namespace: Optional[str] = NAMESPACE_OPT,
+    gpu_product: Optional[str] = GPU_PRODUCT_OPT,
 ) -> None:
     """Lock, build and verify every real torch x variant in a range.
 
     A combination already verified for its lock hash is not redone (Ctrl-C, then the same
-    command, resumes); one that fails never stops the others.
+    command, resumes); one that fails never stops the others.  On fleet targets (--on slurm,
+    --on kubernetes, --target, --all-targets) each image built is pushed to --registry and
+    verified on every target, each recorded with its target.
 
     Exit 0 when nothing failed (grey cells, which cannot be made here, do not fail it), 1 when a
     combination failed, 2 on bad input."""
@@ -122,7 +147,14 @@ def verify(
 
     check_gpus(gpus)
     project = find_project()
-    combos = _range_options(since, until, variants, pythons)
+    options = dict(partition=partition, gres=gres, constraint=constraint, nodelist=nodelist, time=time_limit,
+                   account=account, wait=wait, context=context, namespace=namespace, gpu_product=gpu_product)
+    if on == "kubernetes" and gpus not in ("all", "none"):
+        options["gpus"] = int(gpus)  # the Job's nvidia.com/gpu limit (check_gpus let only a count through)
+    chosen = {t.name: t for t in chosen_targets(project, on=on, targets=targets, all_targets=all_targets,
+                                                **options)}
+    _check_registry(chosen, registry)
+    combos = _range_options(since, until, variants, pythons, targets=tuple(chosen) or (None,))
     console.status(f"{len(combos)} combinations: {', '.join(c.label for c in combos)}")
 
     def show(cell, fresh: bool) -> None:
@@ -135,19 +167,42 @@ def verify(
         else:
             console.status(f"{cell.combo.label}: {cell.failure}: {cell.reason}")
 
-    result = run_sweep(project, combos, gpus=gpus, keep=keep, retry_failed=retry_failed,
+    result = run_sweep(project, combos, gpus=gpus, keep=keep, retry_failed=retry_failed, targets=chosen,
+                       registry=registry,
                        max_disk=int(max_disk * 1e9) if max_disk is not None else None,
                        progress=lambda m: console.status("  " + m), on_cell=show)
     _summary(result, len(combos))
     if json_out:
-        console.print_json([c.document() | {"name": c.combo.name} for c in result.cells])
+        console.print_json({"cells": [c.document() | {"name": c.combo.name} for c in result.cells],
+                            "seconds": round(result.seconds, 2), "removed": result.removed,
+                            "evicted": {"files": result.evicted_files, "bytes": result.evicted_bytes},
+                            "peak_bytes": result.peak_bytes})
     if html:
         _write_html(html, result.cells, note=f"envctl matrix verify, {len(result.cells)} of {len(combos)} "
-                                             f"combinations, {result.seconds:.0f} s")
+                                             f"combinations, {result.seconds:.0f} s", target=next(iter(chosen), None))
     if result.interrupt is not None:
         raise result.interrupt  # exit 130 (143 for SIGTERM), as any interrupted command
     if any(c.state == "failed" for c in result.cells):
         raise typer.Exit(1)
+
+
+def _check_registry(targets: dict, registry: Optional[str]) -> None:
+    """A remote target runs each image from a registry, and the images a sweep builds were never
+    pushed: --registry is needed there, and only there."""
+    from envctl.errors import UsageError
+    from envctl.registry import Registry
+
+    remote = [t for t in targets.values() if t.on != "local"]
+    if remote and registry is None:
+        where = f"--on {remote[0].on}" if remote[0].name == remote[0].on else f"target {remote[0].name} ({remote[0].on})"
+        raise UsageError(f"{where} runs each image from a registry, and the images this sweep builds were never "
+                         f"pushed: give --registry", hint="e.g. --registry 127.0.0.1:5000/envctl (scripts/registry-up.sh "
+                                                         "starts one here)")
+    if registry is not None and not remote:
+        raise UsageError(f"--registry {registry} applies only to a remote target",
+                         hint="add --on slurm, --on kubernetes or a --target of fleet.yaml, or leave --registry out")
+    if registry is not None:
+        Registry.parse(registry)  # a malformed one is one line now, not a failure in every combination
 
 
 def _summary(result, total: int) -> None:
@@ -158,6 +213,10 @@ def _summary(result, total: int) -> None:
             f"{states['failed']} failed, {states['grey']} not buildable here; {len(result.settled)} from the records")
     if result.removed:
         line += f"; gave back {len(result.removed)} images"
+    if result.evicted_files:
+        from envctl.sweep.room import size_text
+
+        line += f"; evicted {result.evicted_files} package files ({size_text(result.evicted_bytes)})"
     kept = sum(1 for c in result.settled if not c.ok)
     if kept:
         line += f" ({kept} not verified before for the same inputs: --retry-failed redoes them)"
@@ -174,12 +233,25 @@ def report(
     since: str = SINCE, until: Optional[str] = UNTIL, variants: str = VARIANTS, pythons: list[str] = PYTHONS,
     html: Optional[Path] = typer.Option(None, "--html", metavar="DIR", help="Write the dashboard to DIR/index.html."),
     json_out: bool = typer.Option(False, "--json", help="Print every combination's cell as JSON."),
+    on: Optional[str] = typer.Option(None, "--on", help="What matrix verify --on slurm|kubernetes recorded.",
+                                     rich_help_panel="Where it ran"),
+    targets: Optional[list[str]] = typer.Option(None, "--target", metavar="NAME",
+                                                help="What matrix verify recorded on this target (repeatable).",
+                                                rich_help_panel="Where it ran"),
 ) -> None:
-    """What matrix verify recorded for a range, as lines or a page."""
+    """What matrix verify recorded for a range, as lines or a page.
+
+    The local engine's cells, or those of the target given as the sweep was (--on, --target)."""
     from envctl.catalog import find_project
+    from envctl.errors import UsageError
+    from envctl.fleet import KINDS
     from envctl.sweep.run import report_cells
 
-    combos = _range_options(since, until, variants, pythons)
+    if on is not None and (targets or on not in KINDS):
+        raise UsageError(f"--on {on}: give one of {', '.join(KINDS)}, without --target" if on not in KINDS else
+                         "--on and --target exclude each other", hint="as the sweep was given them")
+    names = tuple(dict.fromkeys(targets or ([on] if on else [])))
+    combos = _range_options(since, until, variants, pythons, targets=names or (None,))
     cells = report_cells(find_project(), combos)
     if json_out:
         console.print_json([c.document() | {"name": c.combo.name} for c in cells])
@@ -187,4 +259,4 @@ def report(
         for cell in cells:
             console.out.print(f"{cell.combo.label}: {cell.state}: {cell.reason}", markup=False, highlight=False)
     if html:
-        _write_html(html, cells, note=f"envctl matrix report, {len(cells)} combinations")
+        _write_html(html, cells, note=f"envctl matrix report, {len(cells)} combinations", target=next(iter(names), None))

@@ -1,6 +1,7 @@
 """The "where it runs" options, defined once for every command that runs on the fleet (``verify``,
-``compat run``): ``--on`` with its Slurm and Kubernetes options, ``--target``/``--all-targets``
-from fleet.yaml, ``--registry``; and the one call that turns them into fleet targets."""
+``compat run``, ``matrix verify``): ``--on`` with its Slurm and Kubernetes options,
+``--target``/``--all-targets`` from fleet.yaml, ``--registry``; and the one call that turns them
+into fleet targets."""
 
 from __future__ import annotations
 

@@ -2,8 +2,8 @@
 
 First view: torch releases (rows, newest first) x variants (columns; x Python and target when
 the sweep had several), each cell green (verified), red (failed) or grey (could not be made
-here, or not run yet) with its one-line reason, the image's size, its build and verify times and
-the lock's CUDA, cuDNN, NCCL and triton versions.  Second view: the compile speedups over eager
+here, or not run yet) with its one-line reason, the fleet target and node it was verified on,
+the image's size, its build and verify times and the lock's CUDA, cuDNN, NCCL and triton versions.  Second view: the compile speedups over eager
 across releases for one target.  Inline CSS, no scripts, no network: the page can be mailed or
 attached to a CI run.  Pure: cells in, a string out.
 """
@@ -48,6 +48,8 @@ def _heading(column: tuple[str, str, str], many_pythons: bool, many_targets: boo
 
 def _facts(cell: Cell) -> str:
     facts = []
+    if cell.combo.target:  # where it was verified: a fleet target, and the node it ran on
+        facts.append(f"on {cell.combo.target}" + (f" ({cell.node})" if cell.node else ""))
     if cell.size:
         facts.append(f"{cell.size / 1e9:.2f} GB")
     if cell.build_s is not None:

@@ -59,6 +59,7 @@ class Cell:
     versions: dict[str, str] = field(default_factory=dict)  # torch, cuda, cudnn, nccl, triton of the lock
     speedups: dict[str, float] = field(default_factory=dict)  # compile mode -> geometric mean over rows
     when: float | None = None  # when its run began
+    node: str | None = None  # the node a fleet target verified it on (Slurm, Kubernetes)
 
     @property
     def ok(self) -> bool:
@@ -91,7 +92,7 @@ def cell_from_document(doc: Any, *, when: float | None = None) -> Cell | None:
     return Cell(combo, doc["state"], str(doc.get("reason") or ""), _str(doc.get("failure")),
                 _str(doc.get("lock_hash")), _str(doc.get("spec_hash")), _str(doc.get("python")),
                 int(num("size")) if num("size") is not None else None, num("lock_s"), num("build_s"),
-                num("verify_s"), table("versions", str), table("speedups", float), when)
+                num("verify_s"), table("versions", str), table("speedups", float), when, _str(doc.get("node")))
 
 
 def _str(value: Any) -> str | None:

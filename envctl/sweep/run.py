@@ -11,13 +11,17 @@ recorded stays, and the next run starts where this one stopped.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from envctl.catalog import Project
 from envctl.errors import BuildError, EnvctlError
 from envctl.sweep.plan import (Cell, Combo, Held, cell_from_document, classify, geomean_speedups, lock_versions,
-                               python_problem, settled, to_give_back)
+                               python_problem, settled)
+
+if TYPE_CHECKING:
+    from envctl.fleet import Target
 
 KIND = "matrix"  # the records' kind for a sweep's cells
 
@@ -30,6 +34,8 @@ class SweepResult:
     seconds: float = 0.0
     peak_bytes: int = 0  # the sweep's images held at once plus the package cache, at most
     removed: list[str] = field(default_factory=list)  # names of the images given back
+    evicted_files: int = 0  # package cache files given back under --max-disk
+    evicted_bytes: int = 0
 
 
 def recorded_cells(records=None, *, limit: int = 100_000) -> list[Cell]:
@@ -54,19 +60,27 @@ def recorded_cells(records=None, *, limit: int = 100_000) -> list[Cell]:
 
 def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", level: str | None = None,
               keep: int | None = None, max_disk: int | None = None, retry_failed: bool = False,
+              targets: Mapping[str, Target] | None = None, registry: str | None = None,
               progress: Callable[[str], None] = lambda _m: None,
               on_cell: Callable[[Cell, bool], None] = lambda _c, _fresh: None) -> SweepResult:
     """Run every combination not already settled for its lock; ``on_cell(cell, fresh)`` after each
-    (``fresh`` False: the records' answer)."""
+    (``fresh`` False: the records' answer).  Under ``max_disk``, room is made before each build:
+    images given back first, then package files no combination left and no committed lock needs.
+
+    A combination whose ``target`` names one of ``targets`` (fleet targets by name) is verified
+    there: a remote one runs the image pushed to ``registry`` first.  Combinations of one image
+    come one after another (a target each): its image is given back after the last of them."""
     from envctl.cache import PackageCache
+    from envctl.sweep.room import Pins, evict_packages, give_back
 
     started = time.monotonic()
     result, held = SweepResult(), []
     cache = PackageCache()
     previous = recorded_cells()
+    pins = Pins(project) if max_disk is not None else None
     engine = None
     try:
-        for combo in combos:
+        for i, combo in enumerate(combos):
             cell, inputs = _resolve(project, combo)
             if cell is None:
                 spec, lock_hash = inputs
@@ -81,50 +95,28 @@ def run_sweep(project: Project, combos: Sequence[Combo], *, gpus: str = "none", 
                     from envctl.engine import Engine
 
                     engine = Engine.connect()
-                def make_room(incoming: int) -> None:  # before a build: room for what it will add
-                    _give_back(engine, held, cache, result, keep=None, max_disk=max_disk, incoming=incoming,
-                               progress=progress)
+                def make_room(incoming: int, left=combos[i:]) -> None:  # before a build: room for what it adds
+                    give_back(engine, held, cache, result, keep=None, max_disk=max_disk, incoming=incoming,
+                              progress=progress)
+                    evict_packages(cache, result, budget=max_disk - sum(h.size for h in held) - incoming,
+                                   needed=pins.needed(left), progress=progress)
 
                 began = time.time()
                 cell = _make(project, combo, spec, engine, cache, gpus=gpus, level=level, held=held,
-                             make_room=make_room if max_disk is not None else None, progress=progress)
+                             make_room=make_room if max_disk is not None else None, progress=progress,
+                             target=(targets or {}).get(combo.target) if combo.target else None,
+                             registry=registry)
                 _record(cell, started=began)
-                _give_back(engine, held, cache, result, keep=keep, max_disk=max_disk, progress=progress)
+                if i + 1 == len(combos) or combos[i + 1].name != combo.name:  # its other targets verified
+                    give_back(engine, held, cache, result, keep=keep, max_disk=max_disk, progress=progress)
             result.cells.append(cell)
             on_cell(cell, True)
+        if engine is not None:  # an image whose other targets the records settled is still held
+            give_back(engine, held, cache, result, keep=keep, max_disk=max_disk, progress=progress)
     except KeyboardInterrupt as exc:  # SIGTERM too (Terminated): the steps below cleaned up as they unwound
         result.interrupt = exc
     result.seconds = time.monotonic() - started
     return result
-
-
-def _give_back(engine, held: list[Held], cache, result: SweepResult, *, keep: int | None, max_disk: int | None,
-               progress: Callable[[str], None], incoming: int = 0) -> None:
-    """Remove the images this sweep built that --keep / --max-disk no longer allow, oldest first
-    (images that were there before the sweep are never removed), then the engine's unused build
-    cache, all of it: BuildKit keeps a removed image's layers there, and cannot tell whose they
-    are.  An engine that refuses says so in a line and the sweep goes on: no combination stops
-    the others."""
-    from envctl.errors import EnvctlError
-
-    cache_bytes = cache.disk_bytes()
-    result.peak_bytes = max(result.peak_bytes, sum(h.size for h in held) + cache_bytes)
-    removed = False
-    for h in to_give_back(held, keep=keep, max_disk=max_disk, cache_bytes=cache_bytes, incoming=incoming):
-        progress(f"removing {h.name} ({h.size / 1e9:.1f} GB)")
-        try:
-            engine.remove_image(h.image_id)
-        except EnvctlError as exc:  # a container still using it, say: kept, and counted as held no more
-            progress(f"could not remove {h.name}: {exc.message}")
-        else:
-            result.removed.append(h.name)
-            removed = True
-        held.remove(h)
-    if removed:  # the layers of a removed image come back only once the build cache lets go of them
-        try:
-            progress(f"gave back {engine.prune_build_cache() / 1e9:.1f} GB of unused build cache")
-        except EnvctlError as exc:
-            progress(f"could not prune the build cache: {exc.message}")
 
 
 def report_cells(project: Project, combos: Sequence[Combo]) -> list[Cell]:
@@ -176,10 +168,11 @@ def _failed(combo: Combo, stage: str, line: str, **known) -> Cell:
 
 
 def _make(project: Project, combo: Combo, spec, engine, cache, *, gpus: str, level: str | None,
-          held: list[Held], make_room: Callable[[int], None] | None, progress: Callable[[str], None]) -> Cell:
-    """Lock (where it was never locked), build and verify one combination.  A stale lock is
-    this combination's failure, as ``envctl build`` refuses it: a sweep re-locks nothing behind
-    the user's back."""
+          held: list[Held], make_room: Callable[[int], None] | None, progress: Callable[[str], None],
+          target: Target | None = None, registry: str | None = None) -> Cell:
+    """Lock (where it was never locked), build and verify one combination (on ``target``: the
+    local engine when None).  A stale lock is this combination's failure, as ``envctl build``
+    refuses it: a sweep re-locks nothing behind the user's back."""
     from envctl.lock import require_current_lock
 
     known: dict = {"spec_hash": spec.content_hash(), "python": spec.python}
@@ -207,14 +200,18 @@ def _make(project: Project, combo: Combo, spec, engine, cache, *, gpus: str, lev
         held.append(Held(built.image.id, spec.name, built.image.size))
     known |= {"size": built.image.size, "build_s": round(built.seconds, 2)}
     try:
+        from envctl.fleet import executor_for
         from envctl.verify import plan_verify, run_verifications, summarize
 
-        progress(f"verifying {spec.name}")
-        plan = plan_verify(project, spec.name, gpus=gpus, level=level)
+        progress(f"verifying {spec.name}" + (f" on {target.name}" if target else ""))
+        plan = plan_verify(project, spec.name, gpus=gpus, level=level, progress=progress,
+                           executor=executor_for(target) if target else None, target=combo.target,
+                           registry=registry if target is not None and target.on != "local" else None)
         [v] = run_verifications([plan], progress=progress)
         v.record()
     except EnvctlError as exc:
         return _failed(combo, "verify", exc.message, **known)
+    known["node"] = v.where.get("node") if target is not None else None
     if v.report is None:
         return _failed(combo, "verify", v.error or "the probe printed no document", **known)
     known["verify_s"] = round(v.report.seconds, 2)
@@ -234,8 +231,8 @@ def _lock(project: Project, spec, *, progress: Callable[[str], None]) -> None:
 
 def _incoming(engine, spec, lock, path, cache) -> int:
     """Bytes a build of ``spec`` will add, estimated from the lock (envctl.imagesize): its
-    environment's layers and its downloads (all of them: an upper bound where the package cache
-    has some already); 0 when an identical image is there, or when a size cannot be had (offline)."""
+    environment's layers and the downloads the package cache does not hold yet; 0 when an
+    identical image is there, or when a size cannot be had (offline)."""
     from envctl import yamldoc
     from envctl.build import find_built
     from envctl.imagesize import estimate
@@ -243,15 +240,24 @@ def _incoming(engine, spec, lock, path, cache) -> int:
     if find_built(engine, spec, lock) is not None:
         return 0
     guess = estimate(spec, yamldoc.load(path.read_text(encoding="utf-8")), cache_root=cache.root)
-    return (guess.bytes - guess.base_bytes + guess.download_bytes) if guess else 0
+    if guess is None:
+        return 0
+    pinned = {p.sha256 for p in [*lock.pip, *lock.conda]}
+    cached = sum(e.bytes for e in cache.entries() if e.digest in pinned)  # on the disk already
+    return guess.bytes - guess.base_bytes + max(0, guess.download_bytes - cached)
 
 
 def _build(project: Project, spec, lock, engine, cache, *, progress: Callable[[str], None]):
-    """``envctl build NAME`` without its output: an identical image already there is reused."""
+    """``envctl build NAME`` without its output: an identical image already there is reused.
+    Its build context goes when it is done: its links would hold on to files the cache evicts."""
+    from envctl.build import drop_context
     from envctl.imagebuild import build_recorded
 
     progress(f"building {spec.name}")
-    return build_recorded(project, spec, lock, engine, cache=cache, progress=progress)
+    try:
+        return build_recorded(project, spec, lock, engine, cache=cache, progress=progress)
+    finally:
+        drop_context(cache, spec.name)
 
 
 def _record(cell: Cell, *, started: float) -> None:

@@ -61,7 +61,7 @@ def test_the_slice_verifies_one_and_names_the_others_failure(sweep):
     assert f"pytorch-2.13-cpu (Python 3.9): no wheel for that Python: {NO_WHEEL}\n" in err
     assert "2 of 2 combinations in" in err and "1 verified, 0 failed, 1 not buildable here" in err
     assert "not verified: no wheel for that Python 1\n" in err
-    cells = {c["requested_python"]: c for c in json.loads(sweep.resumed.stdout)}
+    cells = {c["requested_python"]: c for c in json.loads(sweep.resumed.stdout)["cells"]}
     ok, bad = cells["3.11"], cells["3.9"]
     assert ok["state"] == "verified" and ok["python"] == "3.11" and ok["versions"]["torch"] == "2.13.0+cpu"
     assert ok["size"] == sweep.cpu_image["size"] and ok["verify_s"] > 0 and ok["build_s"] >= 0
@@ -160,7 +160,7 @@ def test_a_build_of_its_own_is_given_back_and_a_failure_is_classed(engine_env, d
     built = [r for r in json.loads(run_envctl("history", "--json", env=env).stdout) if r["kind"] == "build"]
     try:
         assert result.returncode == 1, result.stderr[-3000:]
-        [cell] = json.loads(result.stdout)
+        [cell] = json.loads(result.stdout)["cells"]
         assert (cell["state"], cell["failure"]) == ("failed", "missing compiler")
         assert cell["reason"].startswith("c++ compiler: ") and cell["size"] > 0 and cell["build_s"] > 0
         assert "pytorch-2.13-cpu: missing compiler: c++ compiler: " in result.stderr

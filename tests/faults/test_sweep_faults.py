@@ -24,6 +24,23 @@ def test_bad_versions_and_empty_ranges_are_one_line(project):
     assert_one_line_error(envctl("matrix", "verify", "--gpus", "many"), 2, "--gpus many")
 
 
+def test_a_remote_target_without_a_registry_and_other_bad_places_are_one_line(project):
+    needs = envctl("matrix", "verify", "--on", "slurm", "--since", "2.13", "--until", "2.13")
+    assert_one_line_error(needs, 2, "--on slurm runs each image from a registry", "give --registry")
+    (project / "fleet.yaml").write_text("version: 1\ntargets:\n  h100: {on: slurm, gres: 'gpu:1'}\n  here: {on: local}\n")
+    assert_one_line_error(envctl("matrix", "verify", "--target", "h100"), 2,
+                          "target h100 (slurm) runs each image from a registry")
+    assert_one_line_error(envctl("matrix", "verify", "--target", "here", "--registry", "127.0.0.1:5000"), 2,
+                          "--registry 127.0.0.1:5000 applies only to a remote target")
+    assert_one_line_error(envctl("matrix", "verify", "--on", "slurm", "--registry", "https://r.example.com"), 2,
+                          "--registry https://r.example.com: give the registry without a scheme")
+    assert_one_line_error(envctl("matrix", "verify", "--partition", "gpu"), 2, "--partition needs --on slurm")
+    assert_one_line_error(envctl("matrix", "verify", "--on", "slurm", "--context", "gke", "--registry", "r.example.com"),
+                          2, "--context does not apply to --on slurm")
+    assert_one_line_error(envctl("matrix", "verify", "--target", "nowhere"), 2, "--target nowhere: no such target")
+    assert_one_line_error(envctl("matrix", "report", "--on", "moon"), 2, "--on moon: give one of local, slurm")
+
+
 def _forge(db_path, document, *, lock_hash: str) -> None:
     with sqlite3.connect(db_path) as db:
         db.execute("INSERT INTO runs (kind, image, host, ok, started, lock_hash, document) VALUES "

@@ -42,6 +42,18 @@ def test_each_cell_says_its_state_reason_size_times_and_versions():
     assert "<li>cuDNN differs from torch&#x27;s build: 1</li><li>no spec: 1</li>" in page
 
 
+def test_a_cell_verified_on_a_fleet_target_says_where_and_on_which_node():
+    from envctl.sweep.plan import cell_from_document
+
+    there = Cell(Combo("2.14", "cu130", target="h100"), "verified", "27 checks passed", None, "sha256:a",
+                 "sha256:s", "3.12", 5_210_000_000, 2.0, 1450.0, 61.0, {}, {"compile-default": 1.5}, node="gpu-node-7")
+    assert cell_from_document(there.document()).node == "gpu-node-7"  # kept in the record
+    page = render_dashboard([there], target="h100")
+    assert "<span class=\"facts\">on h100 (gpu-node-7) \u00b7 5.21 GB \u00b7 build 1450s" in page
+    assert "on h100.</p>" in page and "1.50x" in page  # the speedup view of that target
+    assert "on h100" not in render_dashboard(CELLS)  # local cells name no target
+
+
 def test_nothing_a_record_holds_reaches_the_page_as_markup():
     """`matrix report` draws cells from the records, which anyone with the file can edit."""
     forged = Cell(Combo("2.13", "cpu"), "failed", "<img src=x onerror=alert(1)>", "<b>class</b>", "sha256:c",

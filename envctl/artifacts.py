@@ -17,6 +17,7 @@ import stat
 import tempfile
 import time
 import zipfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -58,11 +59,36 @@ def _read_capped(zf: zipfile.ZipFile, member: str) -> bytes:
         raise ArtifactError(f"archive member {member} claims {zf.getinfo(member).file_size} bytes, more than "
                             f"{MAX_MEMBER >> 20} MB: not a model archive envctl reads",
                             hint="a real model.json is far smaller; is the file a zip bomb?")
-    with zf.open(member) as fh:
-        data = fh.read(MAX_MEMBER + 1)
+    try:
+        with zf.open(member) as fh:
+            data = fh.read(MAX_MEMBER + 1)
+    except (RuntimeError, NotImplementedError, EOFError, zlib.error) as exc:
+        # An encrypted member, a compression zipfile lacks, a corrupt deflate stream: torch writes none.
+        raise ArtifactError(f"archive member {member} cannot be read ({exc})",
+                            hint="save models with torch.jit.save, torch.export.save or "
+                                 "torch._inductor.aoti_compile_and_package") from None
     if len(data) > MAX_MEMBER:
         raise ArtifactError(f"archive member {member} inflates past {MAX_MEMBER >> 20} MB: not read")
     return data
+
+
+def _json_member(zf: zipfile.ZipFile, member: str, *texts: str) -> dict:
+    """A JSON object member of the archive whose ``texts`` keys are strings where present, as torch
+    writes them: a list, null or a number there is a forged or damaged archive, said in one line."""
+    try:
+        meta = json.loads(_read_capped(zf, member))
+    except RecursionError:  # nested past the parser's depth; json raises no ValueError for it
+        meta = None
+    if not isinstance(meta, dict):
+        bad = "is not a JSON object"
+    elif key := next((k for k in texts if not isinstance(meta.get(k), (str, type(None)))), None):
+        bad = f"has a {key} that is not a string"
+    elif not isinstance(meta.get("schema_version") or {}, dict):
+        bad = "has a schema_version that is not a JSON object"
+    else:
+        return meta
+    raise ArtifactError(f"archive member {member} {bad}: not a model archive torch wrote",
+                        hint="save models with torch.export.save or torch._inductor.aoti_compile_and_package")
 
 
 @dataclass(frozen=True)
@@ -116,13 +142,13 @@ def inspect_archive(path: Path) -> ArchiveInfo:
 
             compiled = [n for n in names if n.startswith(prefix + "data/aotinductor/")]
             if compiled:  # aoti_compile_and_package: the compiled model (.so) and its metadata
-                meta = next((json.loads(_read_capped(zf, n)) for n in compiled
+                meta = next((_json_member(zf, n, "AOTI_DEVICE_KEY") for n in compiled
                              if n.endswith("wrapper_metadata.json")), {})
                 return ArchiveInfo(kind="aoti", format_version=read(".data/version") or read("archive_version"),
                                    torch_version=None, device=meta.get("AOTI_DEVICE_KEY"))
             if read("archive_format") == "pt2" or any(n.endswith("models/model.json") for n in names):
                 model = next(n for n in names if n.endswith("models/model.json"))
-                meta = json.loads(_read_capped(zf, model))
+                meta = _json_member(zf, model, "torch_version")
                 schema = meta.get("schema_version") or {}
                 return ArchiveInfo(
                     kind="export", format_version=read(".data/version") or read("archive_version"),

@@ -9,7 +9,7 @@ import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
-from envctl.errors import EnvctlError, UsageError
+from envctl.errors import UsageError
 
 RUNTIMES = ("python", "libtorch")
 DEVICES = ("auto", "cpu", "cuda")
@@ -33,11 +33,11 @@ def python_target(given: str) -> Target:
     if os.sep not in given and not path.exists():
         found = shutil.which(given)
         if found is None:
-            raise EnvctlError(f"no interpreter {given} on PATH",
+            raise UsageError(f"no interpreter {given} on PATH",
                               hint="give a command on PATH or the path of a python executable, e.g. ~/envs/x/bin/python")
         path = Path(found)
     if not path.is_file() or not os.access(path, os.X_OK):
-        raise EnvctlError(f"no interpreter at {given} (not an executable file)",
+        raise UsageError(f"no interpreter at {given} (not an executable file)",
                           hint="give a command on PATH or the path of a python executable, e.g. ~/envs/x/bin/python")
     path = path.absolute()
     return Target(label=f"python:{path}", kind="python", ref=str(path))

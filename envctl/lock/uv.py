@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlparse
 
-from envctl.errors import LockError
+from envctl.errors import LockError, interrupts_deferred
 from envctl.lock.pins import ARCH, PipPackage, dependencies, normalize, source_args
 from envctl.lock.wheels import Pin, local_size, memo_path, norm_location, parse_compiled, pick, supported_tags
 
@@ -122,21 +122,25 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
                               constraints=constraints, workdir=Path(tmp))
         pages: dict = {}  # index pages read in this run, by URL: the prefetch's, reused by the picks
         fetched: dict = {}  # sha256 -> (URL, metadata text) read beside uv, until uv names that file
-        with subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              env=_env(cache_root / "uv")) as uv:  # uv first, then the prefetch beside it
-            started: list = []
-            try:
-                started = (_prefetch_metadata(prefetch, metadata_cache, fetched) if as_pylock
-                           else _prefetch(prefetch, index_url, cache_root / "pypi", pages))
-                tags = supported_tags(python, platform, glibc)  # while uv runs, as are the imports
-                import packaging.requirements  # noqa: F401 - that reading its output (dependencies)
-                import yaml  # noqa: F401 - and writing the lock (PyYAML) need: 30 ms off the wait after
-                stdout, stderr = uv.communicate()
-            except BaseException:  # Ctrl-C, SIGTERM: neither uv nor queued reads outlive envctl
+        uv: subprocess.Popen | None = None
+        started: list = []
+        try:
+            with interrupts_deferred():  # an interrupt inside Popen() would leave uv running, held by no one
+                uv = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                      env=_env(cache_root / "uv"))  # uv first, then the prefetch beside it
+            started = (_prefetch_metadata(prefetch, metadata_cache, fetched) if as_pylock
+                       else _prefetch(prefetch, index_url, cache_root / "pypi", pages))
+            tags = supported_tags(python, platform, glibc)  # while uv runs, as are the imports
+            import packaging.requirements  # noqa: F401 - that reading its output (dependencies)
+            import yaml  # noqa: F401 - and writing the lock (PyYAML) need: 30 ms off the wait after
+            stdout, stderr = uv.communicate()
+        except BaseException:  # Ctrl-C, SIGTERM: neither uv nor queued reads outlive envctl
+            if uv is not None:
                 uv.kill()
-                for future in started:
-                    future.cancel()
-                raise
+                uv.wait()
+            for future in started:
+                future.cancel()
+            raise
         for future in started:  # mostly done while uv ran; what is left is read below anyway
             if uv.returncode != 0:
                 future.cancel()

@@ -95,6 +95,18 @@ def test_compat_check_exits_1_on_a_regression_only(registry, tmp_path):
 
 
 @pytest.mark.torch
+@pytest.mark.parametrize("python", ["/nonexistent/python", "nosuchpython"])
+def test_an_interpreter_that_is_not_there_is_bad_input_for_every_gate(registry, python):
+    # The caller's mistake (2), not a cell or check that failed (1): compat run and check said 1.
+    for argv in (["compat", "run", "--python", python], ["smoke", "--python", python],
+                 ["compat", "check", "--from", f"python:{python}", "--to", f"python:{sys.executable}"],
+                 ["compat", "check", "--from", f"python:{sys.executable}", "--to", f"python:{python}"]):
+        result = envctl(*argv, env=registry)
+        assert result.returncode == 2, (argv, result.stderr)
+        assert result.stderr.startswith("error: ") and python in result.stderr.splitlines()[0], result.stderr
+
+
+@pytest.mark.torch
 def test_smoke_exits_1_on_a_failed_check(project):
     # The test interpreter holds packages the lock of pytorch-2.13-cpu does not (pytest, at least).
     drift = envctl("smoke", "--python", sys.executable, "--image", "pytorch-2.13-cpu", "--checks-only",

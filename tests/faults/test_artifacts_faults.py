@@ -9,6 +9,7 @@ import sys
 import time
 import zipfile
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -149,3 +150,70 @@ def test_a_zip_bomb_is_refused_without_inflating_it(artifact_env, tmp_path):
 def test_paths_that_are_not_files_are_named_for_what_they_are(artifact_env, tmp_path, target, needle):
     path = tmp_path if target == "folder" else target
     assert_one_line_error(envctl("artifacts", "add", str(path), env=artifact_env, input=""), 2, needle)
+
+
+def _patched(path: Path, members: dict[str, str], patch: Callable[[bytearray, zipfile.ZipFile], None],
+             compression: int = zipfile.ZIP_STORED) -> Path:
+    """A zip of ``members`` whose bytes ``patch`` then changes, as a forger (or a bad disk) would."""
+    with zipfile.ZipFile(path, "w", compression=compression) as zf:
+        for name, text in members.items():
+            zf.writestr(name, text)
+    data = bytearray(path.read_bytes())
+    with zipfile.ZipFile(path) as zf:
+        patch(data, zf)
+    path.write_bytes(bytes(data))
+    return path
+
+
+def _set_header_field(offsets: dict[bytes, int], value: int, *, bit: bool = False):
+    """Every local and central header's field at ``offsets[signature]``: a compression method, or
+    the flags word's bit 0 (encrypted)."""
+    def patch(data: bytearray, _zf) -> None:
+        for signature, offset in offsets.items():
+            at = data.find(signature)
+            while at >= 0:
+                data[at + offset] = data[at + offset] | value if bit else value
+                at = data.find(signature, at + 4)
+    return patch
+
+
+def _corrupt_deflate(data: bytearray, zf: zipfile.ZipFile) -> None:
+    info = zf.getinfo("m/models/model.json")
+    data[info.header_offset + 30 + len(info.filename) + len(info.extra)] = 0x07  # reserved block type
+
+
+EXPORT = {"m/archive_format": "pt2", "m/models/model.json": '{"torch_version": "2.13.0"}'}
+AOTI = "m/data/aotinductor/model/x_wrapper_metadata.json"
+NOTHING = lambda data, zf: None  # noqa: E731 - the members alone are the fault
+
+DAMAGED_ARCHIVES = {  # id -> (members, byte patch, compression), what the one line says
+    "model-json-list": ({**EXPORT, "m/models/model.json": "[1, 2]"}, NOTHING, zipfile.ZIP_STORED,
+                        "m/models/model.json is not a JSON object"),
+    "model-json-null": ({**EXPORT, "m/models/model.json": "null"}, NOTHING, zipfile.ZIP_STORED,
+                        "m/models/model.json is not a JSON object"),
+    "model-json-deep": ({**EXPORT, "m/models/model.json": "[" * 100_000 + "]" * 100_000}, NOTHING,
+                        zipfile.ZIP_DEFLATED, "m/models/model.json is not a JSON object"),
+    "schema-version-number": ({**EXPORT, "m/models/model.json": '{"schema_version": 5}'}, NOTHING,
+                              zipfile.ZIP_STORED, "has a schema_version that is not a JSON object"),
+    "torch-version-list": ({**EXPORT, "m/models/model.json": '{"torch_version": [2, 13]}'}, NOTHING,
+                           zipfile.ZIP_STORED, "has a torch_version that is not a string"),
+    "aoti-metadata-list": ({AOTI: "[1]", "m/data/aotinductor/model/x.so": "elf"}, NOTHING, zipfile.ZIP_STORED,
+                           f"{AOTI} is not a JSON object"),
+    "aoti-metadata-null": ({AOTI: "null"}, NOTHING, zipfile.ZIP_STORED, f"{AOTI} is not a JSON object"),
+    "encrypted-member": (EXPORT, _set_header_field({b"PK\x03\x04": 6, b"PK\x01\x02": 8}, 1, bit=True),
+                         zipfile.ZIP_STORED, "is encrypted"),
+    "unsupported-compression": (EXPORT, _set_header_field({b"PK\x03\x04": 8, b"PK\x01\x02": 10}, 97),
+                                zipfile.ZIP_STORED, "compression method is not supported"),
+    "corrupt-deflate": ({**EXPORT, "m/models/model.json": '{"a": "' + "x" * 3000 + '"}'}, _corrupt_deflate,
+                        zipfile.ZIP_DEFLATED, "m/models/model.json cannot be read (Error -3"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(DAMAGED_ARCHIVES))
+def test_a_forged_or_damaged_archive_is_one_line_and_registers_nothing(artifact_env, tmp_path, case):
+    """#22 item 7: model.json or AOT metadata a list or null, encrypted members, unsupported
+    compression and corrupt deflate each ended in a traceback."""
+    members, patch, compression, needle = DAMAGED_ARCHIVES[case]
+    archive = _patched(tmp_path / f"{case}.pt2", members, patch, compression)
+    assert_one_line_error(envctl("artifacts", "add", str(archive), env=artifact_env), 2, needle)
+    assert _store_entries(artifact_env) == []

@@ -21,7 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("locks", ("envctl.cache", "envctl.lock", "envctl.catalog", "envctl.nearest")),
     ("where it runs", ("envctl.engine", "envctl.registry", "envctl.executors", "envctl.build", "envctl.base",
                        "envctl.imagesize")),
-    ("workflows", ("envctl.records", "envctl.records_schema", "envctl.probe", "envctl.artifacts", "envctl.compat", "envctl.bench",
+    ("workflows", ("envctl.records", "envctl.records_schema", "envctl.probe", "envctl.archive", "envctl.artifacts", "envctl.compat", "envctl.bench",
                    "envctl.verify", "envctl.smoke", "envctl.setup", "envctl.prefixstate", "envctl.activate",
                    "envctl.doctor", "envctl.export", "envctl.overview", "envctl.push", "envctl.fleet", "envctl.fleetview",
                    "envctl.sweep", "envctl.imagebuild")),

@@ -73,8 +73,10 @@ def derive(name: str, *, path: str, index_url: str | None = None) -> Derivation 
         "companions": [c for c in COMPANIONS if getattr(rel, c) is not None],
         "channels": [],
     }
-    if settings.get("pip"):
-        data["pip"] = list(settings["pip"])
+    pip = next((rule["pip"] for rule in settings.get("pip_before") or ()
+                if parse_version(rel.minor) < parse_version(rule["before"])), settings.get("pip"))
+    if pip:
+        data["pip"] = list(pip)
     if index_url and index_url != defaults()["pypi_index"]:
         data["pip_index"] = {"index_url": index_url}
     if cuda is None:

@@ -59,3 +59,11 @@ def test_a_derived_spec_asks_for_setuptools_which_inductor_imports():
     spec = derive("pytorch-2.10-cu128", path="images/pytorch-2.10-cu128.yaml").spec
     assert spec.python == "3.11" and "setuptools" in spec.pip
     assert "setuptools" in spec.pip_requirements()
+
+
+def test_torch_before_2_2_gets_a_setuptools_that_still_has_pkg_resources():
+    """torch 2.1's inductor imports pkg_resources, gone from setuptools 82.0.0: the derived
+    pytorch-2.1-cu121 failed torch.compile under setuptools 84.2.1 (matrix verify, 2026-12-07)."""
+    old = derive("pytorch-2.1-cu121", path="images/pytorch-2.1-cu121.yaml").spec
+    assert list(old.pip) == ["setuptools<82"] and "setuptools<82" in old.pip_requirements()
+    assert derive("pytorch-2.2-cu121", path="images/pytorch-2.2-cu121.yaml").spec.pip == ("setuptools",)

@@ -55,6 +55,13 @@ def test_failure_classes_come_from_the_data_file():
         ("cuDNN differs from torch's build", False)
     assert classify("verify", "torch import: cannot import torch: ImportError: libcudnn.so.9") == \
         ("import error", False)
+    # from the sweep since 2.0 (2026-12-07): the first class that matches names a line of several checks
+    assert classify("verify", "arch list: capability 6.1 missing from torch's arch list sm_37..sm_86 (the release "
+                              "matrix lists 3.7, 5.0, 6.0, 6.1); torch.compile: torch.compile failed: compile-default "
+                              "on resnet-small fp32 b1: RuntimeError: Python 3.11+ not yet supported for "
+                              "torch.compile (+1 more)") == ("torch.compile unsupported on this Python", False)
+    assert classify("verify", "arch list: capability 6.1 missing from torch's arch list sm_37..sm_86") == \
+        ("arch list differs from the matrix", False)
     assert classify("build", "build failed at step 3: pip exited 1") == ("build failed", False)
     assert classify("lock", "torch==2.0.1 has no wheel for requires-python >=3.13") == \
         ("no wheel for that Python", False)

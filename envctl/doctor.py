@@ -16,6 +16,7 @@ from pathlib import Path
 from envctl.matrix import load_matrix, parse_version
 from envctl.net import redact
 from envctl.spec import ImageSpec
+from envctl.spec_sources import channel_url, sources
 
 # Generous sizes of an image for the free-disk check when neither a built image nor the lock's
 # file sizes can be had (offline, no lock); otherwise envctl.imagesize estimates from the lock.
@@ -305,12 +306,10 @@ def gather_setup(spec: ImageSpec, *, prefix_root: Path, cache_root: Path, timeou
         while not existing.exists() and existing != existing.parent:
             existing = existing.parent
         facts.free[f"{label} {path}"] = shutil.disk_usage(existing).free
-    pi = spec.pip_index
-    wanted = ([("find-links folder", f) for f in pi.find_links]
-              + ([("torch index", spec.torch_index_url)] if spec.torch_source == "pytorch-index" else [])
-              + ([("package index", pi.index_url)] if spec.pip else [])
-              + [("package index", u) for u in pi.extra_index_urls]
-              + [("conda channel", c) for c in spec.channels])
+    need = sources(spec)  # what the lock reads, the torch index among the indexes when it does
+    wanted = ([("find-links folder", f) for f in need.find_links]
+              + [("torch index" if url == spec.torch_index_url else "package index", url) for url in need.indexes]
+              + [("conda channel", channel_url(c)) for c in need.channels])
     for what, url in wanted:
         try:
             check_reachable(url, what=what, timeout=timeout)

@@ -12,17 +12,16 @@ from envctl.errors import UsageError
 from envctl.lock import LockedEnv
 from envctl.lock.grammar import conda_pin, explicit_line, pin
 from envctl.spec import ImageSpec
+from envctl.spec_sources import pip_sources
 
 FORMATS = ("environment.yml", "explicit", "requirements")
 
 
 def pip_source_lines(spec: ImageSpec) -> list[str]:
     """pip's options naming the spec's indexes and find-links, as the lock resolved them."""
-    index_url, extra = spec.pip_index.index_url, list(spec.pip_index.extra_index_urls)
-    if spec.torch_source == "pytorch-index":
-        index_url, extra = spec.torch_index_url, [spec.pip_index.index_url, *extra]
-    return ([f"--index-url {index_url}"] + [f"--extra-index-url {u}" for u in extra]
-            + [f"--find-links {f}" for f in spec.pip_index.find_links])
+    sources = pip_sources(spec)
+    return ([f"--index-url {sources.index_url}"] + [f"--extra-index-url {u}" for u in sources.extra_index_urls]
+            + [f"--find-links {f}" for f in sources.find_links])
 
 
 def export(spec: ImageSpec, lock: LockedEnv, fmt: str) -> str:

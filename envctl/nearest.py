@@ -6,8 +6,7 @@ reaches what it was locked from), *locks here* (no current lock, but every sourc
 answers) or *needs* a source this machine cannot reach (named).  The first suggestion is the
 nearest one that works here whenever any neighbour does, even one further away than the usual three.
 
-Which sources a spec needs follows from its kind alone (conda channels only where conda packages
-are asked for, the PyTorch index only for ``torch_source: pytorch-index``, ...); whether they
+Which sources a spec needs is ``envctl.spec_sources``' answer, the lock's own; whether they
 answer is one quick probe per host (``envctl.net.unreachable``), so a refusal stays fast.
 """
 
@@ -17,8 +16,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
+from envctl import spec_sources
 from envctl.errors import EnvctlError, MatrixError
-from envctl.lock.conda import channel_url
 from envctl.lock.state import lock_state
 from envctl.matrix import Verdict, require_real
 from envctl.net import unreachable
@@ -48,13 +47,10 @@ class Neighbour:
 
 def sources(spec: ImageSpec) -> list[tuple[str, str]]:
     """(short name, URL or path) of every source locking ``spec`` reads (the lock's own order)."""
-    out = [(channel, channel_url(channel)) for channel in spec.channels] if spec.conda_specs() else []
-    if spec.pip_requirements():
-        pi = spec.pip_index
-        urls = ([spec.torch_index_url] if spec.torch_source == "pytorch-index" else []) \
-            + [pi.index_url, *pi.extra_index_urls]
-        out += [(urlparse(url).hostname or url, url) for url in urls] + [(link, link) for link in pi.find_links]
-    return out
+    need = spec_sources.sources(spec)
+    return ([(channel, spec_sources.channel_url(channel)) for channel in need.channels]
+            + [(urlparse(url).hostname or url, url) for url in need.indexes]
+            + [(link, link) for link in need.find_links])
 
 
 def judge(project: Project, verdict: Verdict) -> list[Neighbour]:

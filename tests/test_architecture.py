@@ -15,7 +15,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "envctl"
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("foundation", ("envctl", "envctl.errors", "envctl.fsio", "envctl.data", "envctl.yamldoc", "envctl.net",
                     "envctl.console")),
-    ("specs", ("envctl.matrix", "envctl.spec", "envctl.spec_strings", "envctl.derived")),
+    ("specs", ("envctl.matrix", "envctl.spec", "envctl.spec_strings", "envctl.spec_sources", "envctl.derived")),
     ("indexes", ("envctl.pypi",)),
     # the catalog answers whether a refused name's neighbours are locked (envctl.nearest): a lock's concern
     ("locks", ("envctl.cache", "envctl.lock", "envctl.catalog", "envctl.nearest")),

@@ -14,6 +14,7 @@ from pathlib import Path
 
 from envctl.errors import LockError
 from envctl.net import check_reachable
+from envctl.spec_sources import channel_url
 
 OTHER_PLATFORMS = ("linux-64", "linux-aarch64", "osx-64", "osx-arm64", "win-64")
 
@@ -30,15 +31,6 @@ class CondaPackage:
     filename: str
     dependencies: dict[str, str] = field(default_factory=dict)
     size: int | None = None
-
-
-def channel_url(channel: str) -> str:
-    """'conda-forge' -> https://conda.anaconda.org/conda-forge; paths -> file:// URLs."""
-    if re.match(r"^[a-z][a-z0-9+.-]*://", channel):
-        return channel.rstrip("/")
-    if channel.startswith(("/", ".", "~")):
-        return Path(channel).expanduser().resolve().as_uri()
-    return f"https://conda.anaconda.org/{channel}"
 
 
 def virtual_packages(*, platform: str, cuda: str | None, glibc: str, linux: str, archspec: str) -> list[str]:

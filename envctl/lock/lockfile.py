@@ -21,6 +21,7 @@ from envctl.lock import conda as condasolve, pip as pipresolve, variant as torch
 from envctl.lock.grammar import package_filename, pin, read_lockfile
 from envctl.lock.state import HEADER_MARK, body_hash, lock_state, read_header
 from envctl.spec import ImageSpec, defaults
+from envctl.spec_sources import channel_url, pip_sources
 
 Progress = Callable[[str], None]
 
@@ -107,13 +108,11 @@ def lock_image(spec: ImageSpec, *, previous: dict[str, LockedEnv] | None = None,
         reqs = spec.pip_requirements()
         on_disk = (current or previous or {}).get(platform) or _NO_LOCK
         if reqs:
-            index_url, extra = spec.pip_index.index_url, list(spec.pip_index.extra_index_urls)
-            if spec.torch_source == "pytorch-index":
-                index_url, extra = spec.torch_index_url, [spec.pip_index.index_url, *extra]
+            sources = pip_sources(spec)
             progress(f"resolving {len(reqs)} pip requirements for Python {spec.python} on {platform}")
             result.pip[platform] = pipresolve.resolve(
-                reqs, python=spec.python, platform=platform, glibc=t["glibc"], index_url=index_url,
-                extra_index_urls=extra, find_links=spec.pip_index.find_links,
+                reqs, python=spec.python, platform=platform, glibc=t["glibc"], index_url=sources.index_url,
+                extra_index_urls=list(sources.extra_index_urls), find_links=sources.find_links,
                 constraints=pip_constraints, check_network=check_network,
                 prefetch=tuple(on_disk.pip),
                 prefer=tuple(pin(p.name, p.version) for p in on_disk.pip if p.name not in wanted)
@@ -154,7 +153,7 @@ def render(spec: ImageSpec, result: LockResult) -> tuple[str, str]:
     t = target(spec.platforms[0])
     metadata = {
         "content_hash": {pl: inputs for pl in spec.platforms},
-        "channels": [_channel(condasolve.channel_url(c)) for c in spec.channels],
+        "channels": [_channel(channel_url(c)) for c in spec.channels],
         "platforms": list(spec.platforms), "sources": [f"images/{spec.name}.yaml"],
         "custom_metadata": {
             "envctl.image": spec.name, "envctl.python": spec.python, "envctl.cuda": spec.cuda,

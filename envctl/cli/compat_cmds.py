@@ -163,13 +163,9 @@ def run(
     from envctl.compat.workflow import plan_compat, run_compat
 
     records, store = _registry()
-    options = dict(partition=partition, gres=gres, constraint=constraint, nodelist=nodelist, time=time_limit,
-                   account=account, wait=wait, context=context, namespace=namespace, gpu_product=gpu_product)
-    chosen = []
-    if on is not None or targets or all_targets or any(v is not None for v in options.values()):
-        from envctl.catalog import find_project
-
-        chosen = chosen_targets(find_project(), on=on, targets=targets, all_targets=all_targets, **options)
+    chosen = chosen_targets(on=on, targets=targets, all_targets=all_targets, partition=partition, gres=gres,
+                            constraint=constraint, nodelist=nodelist, time_limit=time_limit, account=account,
+                            wait=wait, context=context, namespace=namespace, gpu_product=gpu_product)
     plan = plan_compat(store, images=images, pythons=pythons, artifacts=artifact, timeout=timeout, device=device,
                        runtimes=runtimes, trust=trust, targets=chosen, registry=registry, push=not dry_run,
                        progress=lambda m: console.status("  " + m))

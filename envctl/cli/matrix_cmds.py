@@ -147,13 +147,11 @@ def verify(
 
     check_gpus(gpus)
     project = find_project()
-    options = dict(partition=partition, gres=gres, constraint=constraint, nodelist=nodelist, time=time_limit,
-                   account=account, wait=wait, context=context, namespace=namespace, gpu_product=gpu_product)
-    if on == "kubernetes" and gpus not in ("all", "none"):
-        options["gpus"] = int(gpus)  # the Job's nvidia.com/gpu limit (check_gpus let only a count through)
-    chosen = {t.name: t for t in chosen_targets(project, on=on, targets=targets, all_targets=all_targets,
-                                                **options)}
-    _check_registry(chosen, registry)
+    chosen = {t.name: t for t in chosen_targets(
+        project, on=on, targets=targets, all_targets=all_targets, gpus=gpus, registry=registry,
+        never_pushed="the images this sweep builds", partition=partition, gres=gres, constraint=constraint,
+        nodelist=nodelist, time_limit=time_limit, account=account, wait=wait, context=context,
+        namespace=namespace, gpu_product=gpu_product)}
     combos = _range_options(since, until, variants, pythons, targets=tuple(chosen) or (None,))
     console.status(f"{len(combos)} combinations: {', '.join(c.label for c in combos)}")
 
@@ -184,25 +182,6 @@ def verify(
         raise result.interrupt  # exit 130 (143 for SIGTERM), as any interrupted command
     if any(c.state == "failed" for c in result.cells):
         raise typer.Exit(1)
-
-
-def _check_registry(targets: dict, registry: Optional[str]) -> None:
-    """A remote target runs each image from a registry, and the images a sweep builds were never
-    pushed: --registry is needed there, and only there."""
-    from envctl.errors import UsageError
-    from envctl.registry import Registry
-
-    remote = [t for t in targets.values() if t.on != "local"]
-    if remote and registry is None:
-        where = f"--on {remote[0].on}" if remote[0].name == remote[0].on else f"target {remote[0].name} ({remote[0].on})"
-        raise UsageError(f"{where} runs each image from a registry, and the images this sweep builds were never "
-                         f"pushed: give --registry", hint="e.g. --registry 127.0.0.1:5000/envctl (scripts/registry-up.sh "
-                                                         "starts one here)")
-    if registry is not None and not remote:
-        raise UsageError(f"--registry {registry} applies only to a remote target",
-                         hint="add --on slurm, --on kubernetes or a --target of fleet.yaml, or leave --registry out")
-    if registry is not None:
-        Registry.parse(registry)  # a malformed one is one line now, not a failure in every combination
 
 
 def _summary(result, total: int) -> None:

@@ -10,7 +10,7 @@ from envctl.cli.progress import activity
 from envctl.cli.tables import WIDE_OPT, Column, print_table
 from envctl.cli.where_opts import (ACCOUNT_OPT, ALL_TARGETS_OPT, CONSTRAINT_OPT, CONTEXT_OPT, GPU_PRODUCT_OPT,
                                    GRES_OPT, NAMESPACE_OPT, NODELIST_OPT, ON_OPT, PARTITION_OPT, REGISTRY_OPT,
-                                   TARGET_OPT, TIME_OPT, WAIT_OPT, chosen_targets)
+                                   TARGET_OPT, TIME_OPT, WAIT_OPT, chosen_targets, executor_options)
 
 
 RUN_KINDS = ("build", "verify", "smoke", "bench", "setup", "matrix")
@@ -66,11 +66,10 @@ def verify(
     from envctl.verify import plan_verifications, run_verifications
 
     project = find_project()
-    options = dict(partition=partition, gres=gres, constraint=constraint, nodelist=nodelist, time=time_limit,
-                   account=account, wait=wait, context=context, namespace=namespace, gpu_product=gpu_product)
-    if on == "kubernetes" and gpus not in (None, "all", "none"):
-        options["gpus"] = int(gpus) if gpus.isdigit() else gpus  # the Job's nvidia.com/gpu limit
-    chosen = chosen_targets(project, on=on, targets=targets, all_targets=all_targets, **options)
+    chosen = chosen_targets(project, on=on, targets=targets, all_targets=all_targets, gpus=gpus,
+                            partition=partition, gres=gres, constraint=constraint, nodelist=nodelist,
+                            time_limit=time_limit, account=account, wait=wait, context=context,
+                            namespace=namespace, gpu_product=gpu_product)
     plans = plan_verifications(project, name, targets=chosen, registry=registry, gpus=gpus,
                                level=_level(quick, full, "") or None, checks_only=checks_only,
                                push=not dry_run, progress=lambda m: console.status("  " + m))
@@ -137,8 +136,8 @@ def smoke(
     Exit 0 when every check passes, 1 when one fails, 2 on bad input."""
     from envctl.smoke import plan_smoke, run_smoke
 
-    options = dict(partition=partition, gres=gres, constraint=constraint, nodelist=nodelist, time=time_limit,
-                   account=account, wait=wait)
+    options = executor_options(on=on, partition=partition, gres=gres, constraint=constraint, nodelist=nodelist,
+                               time_limit=time_limit, account=account, wait=wait)
     plan = plan_smoke(None, python=python, image=name, on=on, options=options, gpus=gpus,
                       level=_level(quick, full, "") or None, checks_only=checks_only)
     where = "" if plan.target is None else f" on {plan.executor.describe()}"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
+from envctl import children
 from envctl.engine import Engine
 from envctl.errors import EnvctlError
 
@@ -121,16 +121,16 @@ def _run_group(cmd: list[str]) -> subprocess.CompletedProcess:
     """``cmd`` in a process group of its own.  Interrupted (Ctrl-C, SIGTERM), the whole group is
     killed and waited for: debootstrap is a shell script whose wget and dpkg would otherwise go
     on writing into the root file system while it is being removed."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    proc: subprocess.Popen | None = None
     try:
+        with children.interrupts_deferred():
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                    start_new_session=True)
         out, err = proc.communicate()
     except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        if proc is None:
+            raise
+        children.kill(proc, group=True)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:  # the group's other members are not our children
             try:

@@ -8,9 +8,6 @@ keeps its traceback.
 
 from __future__ import annotations
 
-from contextlib import contextmanager
-from typing import Iterator
-
 
 # The longest error line or hint envctl prints.  Messages echo what they were given (a name, a
 # URL, a value of a document); a forged document's value can be megabytes, so the middle of an
@@ -184,28 +181,5 @@ class Terminated(KeyboardInterrupt):
     ``except BaseException`` that stops children, removes containers and temp files runs."""
 
 
-@contextmanager
-def interrupts_deferred() -> Iterator[None]:
-    """Ctrl-C and SIGTERM held back while a child process is started, then raised as usual.
-
-    An interrupt raised inside ``subprocess.Popen()`` after the fork leaves a running child that
-    no one holds (one start in eight, interrupted at a random millisecond), so nothing stops it:
-    a pip kept installing into a prefix after envctl had exited.  Start children under this,
-    inside the ``try`` that kills them.  Off the main thread (no signal handlers there) it does
-    nothing."""
-    import signal
-    import threading
-
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    caught: list[int] = []
-    kinds = (signal.SIGINT, signal.SIGTERM)
-    kept = {kind: signal.signal(kind, lambda signum, _frame: caught.append(signum)) for kind in kinds}
-    try:
-        yield
-    finally:
-        for kind, handler in kept.items():
-            signal.signal(kind, handler)
-        for signum in caught[:1]:
-            signal.raise_signal(signum)  # the kept handler raises it here, once the child is held
+# Where it lived first: the children's module holds it now (envctl.children).
+from envctl.children import interrupts_deferred  # noqa: E402,F401

@@ -11,7 +11,7 @@ import os
 import re
 from pathlib import Path
 from typing import TYPE_CHECKING
-from urllib.parse import urlparse
+from urllib.parse import unquote, urlparse, urlunparse
 
 from envctl.errors import LockError
 
@@ -26,6 +26,21 @@ def redact(text: str) -> str:
     """``text`` with the password of every URL in it replaced by ``***`` (user:***@host): an
     index URL may carry credentials, and errors, progress lines and JSON end up in CI logs."""
     return _CREDENTIALS.sub(r"\1:***@", text) if "@" in text else text
+
+
+def credentials_as_header(url: str) -> tuple[str, dict[str, str]]:
+    """``url`` without its ``user:password@``, and the basic Authorization header that carries them
+    instead ({} where it has none).  urllib and http.client take the credentials for part of the
+    host name: a refused connection was called a DNS failure, and envctl's own requests never logged in."""
+    parsed = urlparse(url)
+    if "@" not in parsed.netloc:
+        return url, {}
+    import base64
+
+    userinfo, _, host = parsed.netloc.rpartition("@")  # the last '@': an unquoted one may be in the password
+    user, _, password = userinfo.partition(":")
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return urlunparse(parsed._replace(netloc=host)), {"Authorization": f"Basic {token}"}
 
 
 _CA_CANDIDATES = ("/etc/ssl/certs/ca-certificates.crt", "/etc/pki/tls/certs/ca-bundle.crt")
@@ -52,21 +67,23 @@ def check_reachable(url: str, *, what: str, timeout: float = 10.0) -> None:
         if not path.exists():
             raise LockError(f"{what} {url} does not exist", hint="fix the path in the spec")
         return
+    bare, auth = credentials_as_header(url)
+    shown = redact(url)
     try:
-        with urllib.request.urlopen(urllib.request.Request(url, method="GET"), timeout=timeout,
+        with urllib.request.urlopen(urllib.request.Request(bare, headers=auth, method="GET"), timeout=timeout,
                                     context=ssl_context()) as resp:
             resp.read(1)
     except urllib.error.HTTPError as exc:
         if exc.code in (401, 403, 404) and parsed.path.rstrip("/").endswith(("simple", "whl")):
             return  # an index root may refuse listing yet serve packages
         if exc.code >= 500 or exc.code in (401, 403):
-            raise LockError(f"{what} {url} answered HTTP {exc.code}",
+            raise LockError(f"{what} {shown} answered HTTP {exc.code}",
                             hint="check the URL and your credentials, or use a mirror") from None
     except urllib.error.URLError as exc:
-        raise LockError(f"{what} {url} is unreachable: {_reason(exc.reason)}",
+        raise LockError(f"{what} {shown} is unreachable: {_reason(exc.reason)}",
                         hint="check the network or name a reachable mirror in the spec") from None
     except TimeoutError:  # socket.timeout is TimeoutError since Python 3.10
-        raise LockError(f"{what} {url} is unreachable: timed out after {timeout:.0f}s",
+        raise LockError(f"{what} {shown} is unreachable: timed out after {timeout:.0f}s",
                         hint="check the network or name a reachable mirror in the spec") from None
 
 
@@ -120,8 +137,9 @@ def _probe(key: str, timeout: float) -> str | None:
         urlparse(key).port  # noqa: B018 - raises ValueError on a bad host or port, as urlopen would
     except ValueError as exc:
         return f"not a valid URL ({exc})"
+    bare, auth = credentials_as_header(key)
     try:
-        with urllib.request.urlopen(urllib.request.Request(key, method="HEAD"), timeout=timeout,
+        with urllib.request.urlopen(urllib.request.Request(bare, headers=auth, method="HEAD"), timeout=timeout,
                                     context=ssl_context()):
             return None
     except urllib.error.HTTPError:

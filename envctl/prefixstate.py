@@ -15,7 +15,8 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from envctl.errors import EnvctlError, UsageError, interrupts_deferred
+from envctl import children
+from envctl.errors import EnvctlError, UsageError
 from envctl.lock import LockedEnv
 from envctl.lock.pins import normalize
 
@@ -205,20 +206,10 @@ def run_step(cmd: list[str], *, kind: str, shown: str, hint: str,
         if not 0 < limit < float("inf"):
             raise UsageError(f"ENVCTL_SETUP_TIMEOUT={raw!r} is not a number of seconds",
                              hint="give seconds (e.g. 600), or unset it for the defaults")
-    proc = None
-    try:
-        with interrupts_deferred():  # bytes a broken interpreter prints are replaced, never a UnicodeDecodeError
-            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, errors="replace",
-                                    env=env)
-        out, err = proc.communicate(timeout=limit)
+    try:  # bytes a broken interpreter prints are replaced, never a UnicodeDecodeError
+        return children.run(cmd, timeout=limit, text=True, errors="replace", env=env)
+    except subprocess.TimeoutExpired:  # killed: the step ends before envctl goes on
+        raise EnvctlError(f"{shown} ran past {limit:g}s and was stopped",
+                          hint=f"{hint} (ENVCTL_SETUP_TIMEOUT=SECONDS allows each step longer)") from None
     except OSError as exc:
         raise EnvctlError(f"cannot run {shown}: {exc.strerror}", hint=hint) from None
-    except BaseException as exc:  # past its deadline, Ctrl-C, SIGTERM: the step ends before envctl goes on
-        if proc is not None:
-            proc.kill()
-            proc.wait()
-        if isinstance(exc, subprocess.TimeoutExpired):
-            raise EnvctlError(f"{shown} ran past {limit:g}s and was stopped",
-                              hint=f"{hint} (ENVCTL_SETUP_TIMEOUT=SECONDS allows each step longer)") from None
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)

@@ -13,7 +13,7 @@ PACKAGE = Path(__file__).resolve().parent.parent / "envctl"
 
 # Lowest first. A module may import from its own layer and the layers below, never above.
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
-    ("foundation", ("envctl", "envctl.errors", "envctl.fsio", "envctl.data", "envctl.yamldoc", "envctl.net",
+    ("foundation", ("envctl", "envctl.errors", "envctl.children", "envctl.fsio", "envctl.data", "envctl.yamldoc", "envctl.net",
                     "envctl.console")),
     ("specs", ("envctl.matrix", "envctl.spec", "envctl.spec_strings", "envctl.spec_sources", "envctl.derived")),
     ("indexes", ("envctl.pypi",)),

@@ -12,6 +12,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from envctl import children
 from envctl.compat.targets import Target
 from envctl.errors import ProbeError
 
@@ -70,8 +71,9 @@ def ensure_loader(target: Target, *, engine=None) -> Loader:
             stdout, code, timed_out = result.stdout, result.exit_code, result.timed_out
         else:
             try:
-                proc = subprocess.run([target.ref, str(PROBES / "compat_runner.py"), "--build-loader", str(SOURCE),
-                                       str(tmp / BINARY)], capture_output=True, text=True, timeout=BUILD_TIMEOUT)
+                # a group of its own: on a timeout or an interrupt its g++ is killed with it
+                proc = children.run([target.ref, str(PROBES / "compat_runner.py"), "--build-loader", str(SOURCE),
+                                     str(tmp / BINARY)], timeout=BUILD_TIMEOUT, group=True, text=True)
                 stdout, code, timed_out = proc.stdout, proc.returncode, False
             except subprocess.TimeoutExpired:
                 stdout, code, timed_out = "", None, True

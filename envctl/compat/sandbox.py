@@ -19,12 +19,12 @@ import json
 import math
 import os
 import shutil
-import signal
 import stat
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from envctl import children
 from envctl.errors import EnvctlError
 
 NOBODY = 65534
@@ -236,20 +236,7 @@ def run_contained(cmd: list[str], *, timeout: float, env: dict[str, str] | None 
     """``cmd`` in a session of its own.  A timeout (subprocess.TimeoutExpired), Ctrl-C or SIGTERM
     (errors.Terminated) kills its whole process group and waits before it is re-raised: the
     runner's forked children would otherwise go on spinning."""
-    proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            env=env, cwd=cwd,
-                            start_new_session=True)
-    try:
-        out, err = proc.communicate(timeout=timeout)
-    except BaseException:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.kill()  # should the group be gone already
-        proc.communicate()
-        raise
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    return children.run(cmd, timeout=timeout, group=True, stdin=subprocess.DEVNULL, text=True, env=env, cwd=cwd)
 
 
 def read_back(path: Path) -> bytes | None:

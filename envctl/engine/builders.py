@@ -72,6 +72,8 @@ def build_with_cli(cli: tuple[list[str], dict[str, str]], context: Path, *, tag:
     import subprocess
     import tempfile
 
+    from envctl import children
+
     command, env = cli
     output = BuildOutput(image_id="")
     with tempfile.TemporaryDirectory(prefix="envctl-iid-") as tmp:
@@ -81,17 +83,23 @@ def build_with_cli(cli: tuple[list[str], dict[str, str]], context: Path, *, tag:
         cmd += [f"--label={k}={v}" for k, v in sorted(labels.items())]
         cmd += ["--platform", platform] if platform else []
         cmd += ["--no-cache"] if no_cache else []
-        with subprocess.Popen(cmd + [str(context)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                              text=True, env={**os.environ, **env}) as proc:
-            try:
-                for raw in proc.stdout:
-                    line = raw.rstrip("\n")
-                    output.log.append(line)
-                    on_line(line)
-            except BaseException:  # Ctrl-C or a failing callback: leave no build running
-                proc.kill()
-                raise
+        proc: subprocess.Popen | None = None
+        try:
+            with children.interrupts_deferred():
+                proc = subprocess.Popen(cmd + [str(context)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        text=True, env={**os.environ, **env})
+            for raw in proc.stdout:
+                line = raw.rstrip("\n")
+                output.log.append(line)
+                on_line(line)
             code = proc.wait()
+        except BaseException:  # Ctrl-C or a failing callback: leave no build running
+            if proc is not None:
+                children.kill(proc)
+            raise
+        finally:
+            if proc is not None:
+                proc.stdout.close()
         if code != 0:
             errors = [ln for ln in output.log if ln.startswith("ERROR") or "error:" in ln.lower()]
             raise BuildError(first_line(errors[-1] if errors else f"docker build exited {code}"),

@@ -18,6 +18,7 @@ import time
 import uuid
 from collections.abc import Callable, Sequence
 
+from envctl import children
 from envctl.errors import UsageError
 from envctl.executors.base import Submission, Task, TaskResult, host_command, refuse_unsandboxed
 
@@ -62,29 +63,13 @@ class HostExecutor:
         try:
             # A session of its own: a timeout or an interrupt kills the task's children too (torch's
             # compile workers), not only the interpreter.
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                    text=True, errors="replace", env={**os.environ, **task.environment},
-                                    start_new_session=True)
+            proc = children.run(argv, timeout=task.timeout_s, group=True, stdin=subprocess.DEVNULL, text=True,
+                                errors="replace", env={**os.environ, **task.environment})
         except OSError as exc:
             return TaskResult(task, None, "", "", where=self.where(),
                               error=f"cannot run {argv[0]}: {exc.strerror or exc}")
-        timed_out = False
-        try:
-            stdout, stderr = proc.communicate(timeout=task.timeout_s)
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            _kill_group(proc)
-            stdout, stderr = proc.communicate()
-        except BaseException:
-            _kill_group(proc)
-            proc.wait()
-            raise
-        return TaskResult(task, proc.returncode, stdout, stderr, timed_out=timed_out,
+        except subprocess.TimeoutExpired as exc:  # what it printed until then says how far it came
+            return TaskResult(task, -signal.SIGKILL, exc.stdout or "", exc.stderr or "", timed_out=True,
+                              seconds=time.monotonic() - start, where=self.where())
+        return TaskResult(task, proc.returncode, proc.stdout, proc.stderr,
                           seconds=time.monotonic() - start, where=self.where())
-
-
-def _kill_group(proc: subprocess.Popen) -> None:
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass  # it ended on its own meanwhile

@@ -12,13 +12,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 from dataclasses import replace
 from pathlib import Path
 from urllib.parse import unquote, urlparse
 
+from envctl import children
 from envctl.errors import LockError
 from envctl.lock.pins import (PipPackage, dependencies, file_sizes, isolated_pip_env, normalize, platform_tags,
                                sha256_of_local, source_args)
@@ -68,7 +68,7 @@ def resolve(requirements: list[str], *, python: str, platform: str, glibc: str, 
             cmd += ["--platform", tag]
         cmd += source_args(extra_index_urls, find_links, constraints, Path(tmp))
         cmd += list(requirements)
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=isolated_pip_env())
+        proc = children.run(cmd, text=True, env=isolated_pip_env())  # Ctrl-C, SIGTERM: pip stops with envctl
         if proc.returncode != 0:
             raise LockError(_explain_failure(proc.stderr, requirements, python, platform),
                             hint="check the pip requirements in the spec")

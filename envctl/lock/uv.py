@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Callable
 from urllib.parse import unquote, urlparse
 
-from envctl.errors import LockError, interrupts_deferred
+from envctl.children import interrupts_deferred
+from envctl.errors import LockError
 from envctl.lock.pins import ARCH, PipPackage, dependencies, normalize, source_args
 from envctl.lock.wheels import Pin, local_size, memo_path, norm_location, parse_compiled, pick, supported_tags
 

@@ -45,29 +45,30 @@ def get(url: str, *, headers: dict[str, str] | None = None, timeout: float = TIM
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
         return _get_file(url, parsed, headers or {}, allow=allow, what=what)
-    from envctl.net import _reason
+    from envctl.net import _reason, redact
 
     headers = {"User-Agent": USER_AGENT, **(headers or {})}
     limit = deadline()
+    shown = redact(url)  # the URL messages name: its password is sent, never shown
     try:
         resp = _fetch(url, headers, timeout, time.monotonic() + limit)
     except _DeadlinePassed:
-        raise PackageIndexError(f"{what} {url} did not answer in full within {limit:.0f}s",
+        raise PackageIndexError(f"{what} {shown} did not answer in full within {limit:.0f}s",
                                 hint="the host is too slow or stalls: name another mirror, or raise "
                                      "ENVCTL_HTTP_DEADLINE") from None
     except (socket.timeout, TimeoutError):
-        raise PackageIndexError(f"{what} {url} is unreachable: timed out after {timeout:.0f}s",
+        raise PackageIndexError(f"{what} {shown} is unreachable: timed out after {timeout:.0f}s",
                                 hint="check the network or name a reachable mirror") from None
     except urllib.error.URLError as exc:  # through a proxy (urllib)
-        raise PackageIndexError(f"{what} {url} is unreachable: {_reason(exc.reason)}",
+        raise PackageIndexError(f"{what} {shown} is unreachable: {_reason(exc.reason)}",
                                 hint="check the network or name a reachable mirror") from None
     except (http.client.HTTPException, OSError, ValueError) as exc:
         if isinstance(exc, (http.client.IncompleteRead, http.client.RemoteDisconnected, ConnectionResetError)):
-            raise PackageIndexError(f"{what} {url} failed mid-transfer: {exc!r}", hint="try again") from None
-        raise PackageIndexError(f"{what} {url} is unreachable: {_reason(exc)}",
+            raise PackageIndexError(f"{what} {shown} failed mid-transfer: {exc!r}", hint="try again") from None
+        raise PackageIndexError(f"{what} {shown} is unreachable: {_reason(exc)}",
                                 hint="check the network or name a reachable mirror") from None
     if resp.status >= 300 and resp.status not in allow:
-        raise PackageIndexError(f"{what} {url} answered HTTP {resp.status}",
+        raise PackageIndexError(f"{what} {shown} answered HTTP {resp.status}",
                                 hint="check the URL, or try again later")
     return resp
 
@@ -94,11 +95,15 @@ class _DeadlinePassed(Exception):
 def _fetch(url: str, headers: dict[str, str], timeout: float, until: float) -> Response:
     """One GET over a kept-alive connection (redirects followed), or through urllib where a
     proxy is configured for the URL; ``until`` is the monotonic time it must be done by."""
+    from envctl.net import credentials_as_header
+
     for _ in range(MAX_REDIRECTS + 1):
-        parsed = urlparse(url)
+        # user:password@ goes as a header, to this URL's host alone: a redirect elsewhere loses it
+        bare, auth = credentials_as_header(url)
+        parsed = urlparse(bare)
         if _proxied(parsed):
-            return _fetch_urllib(url, headers, timeout, until)
-        status, got, body = _pooled_request(parsed, headers, timeout, until)
+            return _fetch_urllib(url, bare, {**headers, **auth}, timeout, until)
+        status, got, body = _pooled_request(parsed, {**headers, **auth}, timeout, until)
         if status in (301, 302, 303, 307, 308) and got.get("location"):
             url = urljoin(url, got["location"])
             continue
@@ -308,8 +313,9 @@ def _proxied(parsed) -> bool:
     return parsed.scheme in proxies and not urllib.request.proxy_bypass(parsed.hostname or "")
 
 
-def _fetch_urllib(url: str, headers: dict[str, str], timeout: float, until: float) -> Response:
-    request = urllib.request.Request(url, headers=headers)
+def _fetch_urllib(url: str, bare: str, headers: dict[str, str], timeout: float, until: float) -> Response:
+    """``bare``: ``url`` without its credentials (in ``headers`` now); the response names ``url``."""
+    request = urllib.request.Request(bare, headers=headers)
     try:
         with urllib.request.urlopen(request, timeout=timeout, context=_ssl()) as resp:
             chunks = []  # read as it comes, so the deadline is checked between reads

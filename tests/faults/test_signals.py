@@ -6,12 +6,7 @@ last step, so an interrupted setup is never called "up to date".
 
 from __future__ import annotations
 
-import os
-import random
 import signal
-from pathlib import Path
-
-import pytest
 
 from tests.faults.conftest import alive, child_with, envctl, start_envctl, wait_for
 
@@ -70,53 +65,3 @@ def test_sigterm_during_smoke_stops_the_probe_and_the_children_it_started(tmp_pa
     assert "Traceback" not in err and "terminated" in err
     wait_for(lambda: not alive(worker) and not alive(probe), timeout=10)
 
-
-def _own_children() -> list[int]:
-    """This process's children (/proc's children list of each of its threads): a scan of every
-    process takes a second on a busy host."""
-    return [int(pid) for task in Path("/proc/self/task").iterdir()
-            for pid in (task / "children").read_text().split()]
-
-
-def test_an_interrupt_while_a_child_starts_never_leaves_it_running():
-    """SIGTERM at a random millisecond of a setup step, 60 times: an interrupt raised inside
-    subprocess.Popen() after its fork once left a child that no one held (about one start in
-    eight), so a pip went on installing after envctl had exited."""
-    from envctl.errors import Terminated
-    from envctl.prefixstate import run_step
-
-    def terminate(_signum, _frame):
-        raise Terminated()
-
-    kept = (signal.signal(signal.SIGTERM, terminate),
-            signal.signal(signal.SIGALRM, lambda *_: os.kill(os.getpid(), signal.SIGTERM)))
-    left = []
-    try:
-        for _ in range(60):  # each costs the 0.25 s Popen.communicate waits after an interrupt
-            signal.setitimer(signal.ITIMER_REAL, random.uniform(0.0005, 0.006))
-            with pytest.raises(Terminated):
-                run_step(["sleep", "30"], kind="query", shown="sleep", hint="")
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            running = _own_children()
-            left += running
-            for pid in running:  # this test's own leftovers, ended so the next round starts clean
-                os.kill(pid, signal.SIGKILL)
-                os.waitpid(pid, 0)
-    finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGTERM, kept[0])
-        signal.signal(signal.SIGALRM, kept[1])
-    assert left == []
-
-
-def test_interrupts_deferred_raises_the_interrupt_once_the_block_is_done():
-    from envctl.errors import interrupts_deferred
-
-    reached = []
-    with pytest.raises(KeyboardInterrupt):
-        with interrupts_deferred():
-            os.kill(os.getpid(), signal.SIGINT)
-            os.kill(os.getpid(), signal.SIGINT)  # two Ctrl-C while a child starts: one interrupt
-            reached.append("the block ran to its end")
-    assert reached == ["the block ran to its end"]
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

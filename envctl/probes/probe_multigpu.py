@@ -26,7 +26,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
@@ -42,7 +41,10 @@ CHILD_ENV = {"NCCL_NVLS_ENABLE": "0", "TORCH_SYMM_MEM_DISABLE_MULTICAST": "1"}
 NCCL_LOG_ENV = {"NCCL_DEBUG": "INFO", "NCCL_DEBUG_SUBSYS": "INIT,ENV"}  # INIT has the "via" lines
 LEVEL_SIZES_MIB = {"quick": [256], "standard": [256, 1024], "full": [256, 1024]}
 LEVEL_ITERS = {"quick": (2, 5), "standard": (5, 20), "full": (5, 50)}  # (warm-up, timed)
-DEADLINE_S = 240  # torch imports, NCCL set-up on 8 GPUs and every timed all-reduce, with room
+# torch imports, NCCL set-up on 8 GPUs and every timed all-reduce, with room; inside the whole
+# probe's own limit at each level (envctl/probe.py TIMEOUTS: quick 300 s), so a hung rank costs
+# one failed line, never the probe's report
+DEADLINE_S = {"quick": 90, "standard": 240, "full": 240}
 SHM_FLOOR = 256 * 2 ** 20  # a /dev/shm smaller than this (Docker's is 64 MiB) is named when NCCL fails
 CONFIG_KEYS = ("backend", "world_size", "sizes_mib", "warmup", "iters", "deadline_s",
                "reference_busbw_gbs")
@@ -97,7 +99,7 @@ def plan(cfg, level, env):
     warmup, iters = LEVEL_ITERS[level]
     return {"backend": backend, "world_size": world, "sizes_mib": list(mg.get("sizes_mib") or LEVEL_SIZES_MIB[level]),
             "warmup": mg.get("warmup", warmup), "iters": mg.get("iters", iters),
-            "deadline_s": mg.get("deadline_s", DEADLINE_S),
+            "deadline_s": mg.get("deadline_s", DEADLINE_S[level]),
             "reference_busbw_gbs": mg.get("reference_busbw_gbs")}, None
 
 
@@ -129,11 +131,10 @@ def shm_hint(error, backend, shm):
 
 
 def _stop(proc):
-    """Kill a rank and anything it started (its own session), then reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
+    """Kill a rank, then reap it. The ranks stay in the probe's process group (they start no
+    children of their own), so whoever kills the probe's group kills them too."""
+    if proc.poll() is None:
+        proc.kill()
     proc.wait()
 
 
@@ -154,31 +155,28 @@ def run_ranks(settings, workdir, *, ranks=None):
         json.dump(job, fh)
     env = dict(os.environ, **child_env(settings["backend"]))
     procs = {}
-    for rank in (range(world) if ranks is None else ranks):
-        with open(os.path.join(workdir, f"rank{rank}.out"), "wb") as out, \
-                open(os.path.join(workdir, f"rank{rank}.err"), "wb") as err:
-            procs[rank] = subprocess.Popen(
-                [sys.executable, "-B", RANK_SCRIPT, job_path], stdin=subprocess.DEVNULL, stdout=out,
-                stderr=err, start_new_session=True,
-                env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)))
-    deadline = time.monotonic() + settings["deadline_s"]
     hung, died = [], []
-    while True:
-        codes = {rank: p.poll() for rank, p in procs.items()}
-        running = [rank for rank, code in codes.items() if code is None]
-        died = [rank for rank, code in codes.items() if code not in (None, 0)]
-        if not running:
-            break
-        if died:  # the others would wait for it until their own timeout
-            for rank in running:
-                _stop(procs[rank])
-            break
-        if time.monotonic() >= deadline:
-            hung = running
-            for rank in running:
-                _stop(procs[rank])
-            break
-        time.sleep(0.05)
+    try:  # whatever ends this (a rank that will not start, Ctrl-C), no rank outlives it
+        for rank in (range(world) if ranks is None else ranks):
+            with open(os.path.join(workdir, f"rank{rank}.out"), "wb") as out, \
+                    open(os.path.join(workdir, f"rank{rank}.err"), "wb") as err:
+                procs[rank] = subprocess.Popen(
+                    [sys.executable, "-B", RANK_SCRIPT, job_path], stdin=subprocess.DEVNULL, stdout=out,
+                    stderr=err, env=dict(env, RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world)))
+        deadline = time.monotonic() + settings["deadline_s"]
+        while True:
+            codes = {rank: p.poll() for rank, p in procs.items()}
+            running = [rank for rank, code in codes.items() if code is None]
+            died = [rank for rank, code in codes.items() if code not in (None, 0)]
+            if not running or died:  # with one dead, the others would wait for it until their own timeout
+                break
+            if time.monotonic() >= deadline:
+                hung = running
+                break
+            time.sleep(0.05)
+    finally:
+        for proc in procs.values():
+            _stop(proc)
     outputs, logs = {}, {}
     for rank in procs:
         with open(os.path.join(workdir, f"rank{rank}.err"), errors="replace") as fh:

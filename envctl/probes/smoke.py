@@ -54,7 +54,7 @@ from probe_checks import env_checks  # noqa: E402
 from probe_envinfo import collect_env_basic, collect_env_torch  # noqa: E402
 from probe_machine import Monitor, public  # noqa: E402
 from probe_models import MODELS  # noqa: E402
-from probe_multigpu import config_notes as multi_gpu_notes, multi_gpu_checks  # noqa: E402
+from probe_multigpu import CHECK_NAMES as MULTI_GPU_CHECKS, config_notes as multi_gpu_notes, multi_gpu_checks  # noqa: E402
 from probe_release import compile_checks, release_checks  # noqa: E402
 from probe_report import check, emit, error_line  # noqa: E402
 from probe_runner import run_benchmarks  # noqa: E402
@@ -284,7 +284,12 @@ def probe(cfg, level, notes, checks_only=False):
     checks.extend(release_checks(env, device))
     phases["release_s"] = round(time.perf_counter() - mark, 3)
     mark = time.perf_counter()
-    multi, result["multi_gpu"] = multi_gpu_checks(cfg, level, env)
+    try:
+        multi, result["multi_gpu"] = multi_gpu_checks(cfg, level, env)
+    except Exception as exc:  # a GPU in a bad state, no room for the ranks' folder: four lines, not a crash
+        why = f"the multi-GPU checks crashed: {error_line(exc)}"
+        multi, result["multi_gpu"] = [check(name, "fail", why) for name in MULTI_GPU_CHECKS], {"ran": False,
+                                                                                                 "reason": why}
     checks.extend(multi)
     phases["multi_gpu_s"] = round(time.perf_counter() - mark, 3)
 

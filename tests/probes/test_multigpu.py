@@ -293,3 +293,20 @@ def test_no_transport_is_a_warning_unless_the_ranks_stopped_first():
     assert mg.nccl_check({"backend": "nccl"}, "2.21.5", found)["status"] == "warn"
     stopped = mg.nccl_check({"backend": "nccl"}, "2.21.5", found, "rank 0 of 2 still running ...")
     assert stopped["status"] == "skip" and "(see multi-gpu all-reduce)" in stopped["message"]
+
+
+def test_a_crash_in_the_multi_gpu_checks_is_four_failed_lines_not_a_lost_report(monkeypatch):
+    """A GPU in a bad state can raise from torch.cuda calls in the probe itself (the peer matrix):
+    the probe still prints its document, the four checks failed with the reason."""
+    import smoke
+
+    def boom(*_a, **_k):
+        raise RuntimeError("CUDA error: unspecified launch failure")
+
+    monkeypatch.setattr(smoke, "multi_gpu_checks", boom)
+    doc, code = smoke.probe({"gpus": "none"}, "quick", [], checks_only=True)
+    assert code != 0
+    failed = {c["name"]: c["message"] for c in doc["checks"] if c["status"] == "fail"}
+    assert set(failed) >= set(smoke.MULTI_GPU_CHECKS)
+    assert all("unspecified launch failure" in failed[n] for n in smoke.MULTI_GPU_CHECKS)
+    assert doc["multi_gpu"]["ran"] is False

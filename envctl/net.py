@@ -19,13 +19,19 @@ if TYPE_CHECKING:
     import ssl
 
 # scheme://user:password@ -- the password, up to the last '@' before the path (an unquoted '@' in it too).
-_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://[^/\s:@\"']+):[^/\s\"']*@")
+_CREDENTIALS = re.compile(r"(\b[A-Za-z][A-Za-z0-9+.-]*://)([^/\s:@\"']+)(:[^/\s\"']*)?@")
+
+
+def _hidden(m: re.Match) -> str:
+    # user:password@ keeps the user; a lone token@ (a common index login) is all secret
+    return f"{m[1]}{m[2]}:***@" if m[3] is not None else f"{m[1]}***@"
 
 
 def redact(text: str) -> str:
-    """``text`` with the password of every URL in it replaced by ``***`` (user:***@host): an
-    index URL may carry credentials, and errors, progress lines and JSON end up in CI logs."""
-    return _CREDENTIALS.sub(r"\1:***@", text) if "@" in text else text
+    """``text`` with the password of every URL in it replaced by ``***`` (user:***@host, or
+    ***@host for a token alone): an index URL may carry credentials, and errors, progress lines
+    and JSON end up in CI logs."""
+    return _CREDENTIALS.sub(_hidden, text) if "@" in text else text
 
 
 def credentials_as_header(url: str) -> tuple[str, dict[str, str]]:

@@ -62,3 +62,11 @@ def test_a_malformed_url_is_named_never_a_traceback(capfd):
     assert found["https://[::1/simple"].startswith("not a valid URL")
     assert found["http://localhost:abc/simple"].startswith("not a valid URL")
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_a_token_alone_before_the_host_is_hidden_too():
+    """Index URLs often log in with a token as the user name and no password: it is the secret."""
+    assert net.redact("package index https://s3cr3tT0ken@pkgs.example/simple is unreachable") == \
+        "package index https://***@pkgs.example/simple is unreachable"
+    assert net.redact("http://bob:pw@h:1/x and http://bob@h/y") == "http://bob:***@h:1/x and http://***@h/y"
+    assert net.redact("no url, a@b.c") == "no url, a@b.c"

@@ -103,12 +103,14 @@ class PackageCache:
         return _bytes(self.root.rglob("*"))
 
     def entries(self) -> list[CacheEntry]:
-        """Every cached file with its size and last use (its folder's mtime, touched by ``get``)."""
+        """Every cached file with what evicting it frees and its last use (its folder's mtime,
+        touched by ``get``). A file still linked elsewhere (a build context an interrupted build
+        left) frees nothing when evicted, so it counts 0."""
         out = []
         for folder in sorted((self.root / "sha256").glob("*")):
             try:
                 if folder.is_dir() and not folder.is_symlink():
-                    out.append(CacheEntry(folder.name, _bytes(folder.iterdir()), folder.stat().st_mtime))
+                    out.append(CacheEntry(folder.name, _bytes(folder.iterdir(), sole=True), folder.stat().st_mtime))
             except OSError:
                 continue  # removed while it was walked
         return out
@@ -162,13 +164,17 @@ def plan_eviction(entries: Iterable[CacheEntry], *, needed: Set[str], budget: in
     return out
 
 
-def _bytes(paths: Iterable[Path]) -> int:
+def _bytes(paths: Iterable[Path], *, sole: bool = False) -> int:
+    """The size of the regular files among ``paths``, each file once however many links it has
+    (``sole``: only the files with no link elsewhere, what removing ``paths`` frees)."""
     total, seen = 0, set()
     for path in paths:
         try:
             st = path.lstat()
         except OSError:
             continue  # removed while it was walked
+        if sole and st.st_nlink > 1:
+            continue
         if stat.S_ISREG(st.st_mode) and (st.st_dev, st.st_ino) not in seen:  # a symlink is not followed
             seen.add((st.st_dev, st.st_ino))
             total += st.st_size

@@ -69,7 +69,7 @@ def check_reachable(url: str, *, what: str, timeout: float = 10.0) -> None:
 
     parsed = urlparse(url)
     if parsed.scheme in ("", "file"):
-        path = Path(parsed.path if parsed.scheme == "file" else url)
+        path = Path(unquote(parsed.path) if parsed.scheme == "file" else url)  # a file:// URI is %-encoded
         if not path.exists():
             raise LockError(f"{what} {url} does not exist", hint="fix the path in the spec")
         return

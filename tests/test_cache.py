@@ -171,3 +171,7 @@ def test_a_file_linked_into_a_build_context_is_on_the_disk_once(tmp_path):
     (tmp_path / "cache" / "contexts").mkdir()
     (tmp_path / "cache" / "contexts" / src.name).hardlink_to(path)
     assert cache.disk_bytes() == before
+    # evicting it now would free nothing: the eviction plan counts it 0 until the link is gone
+    [linked] = [e.bytes for e in cache.entries()]
+    (tmp_path / "cache" / "contexts" / src.name).unlink()
+    assert [e.bytes for e in cache.entries()] == [linked + 5000]  # the wheel's 5000 bytes free again

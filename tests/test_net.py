@@ -70,3 +70,10 @@ def test_a_token_alone_before_the_host_is_hidden_too():
         "package index https://***@pkgs.example/simple is unreachable"
     assert net.redact("http://bob:pw@h:1/x and http://bob@h/y") == "http://bob:***@h:1/x and http://***@h/y"
     assert net.redact("no url, a@b.c") == "no url, a@b.c"
+
+
+def test_a_local_channel_whose_folder_has_a_space_is_found(tmp_path):
+    """doctor and the lock check a channel as the file:// URI it is given by (percent-encoded)."""
+    folder = tmp_path / "my chan"
+    folder.mkdir()
+    net.check_reachable(folder.as_uri(), what="conda channel")  # %20 in the URI: no error

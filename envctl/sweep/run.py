@@ -188,8 +188,9 @@ def _make(project: Project, combo: Combo, spec, engine, cache, *, gpus: str, lev
     known |= {"lock_hash": lock.lock_hash, "versions": lock_versions([*lock.conda, *lock.pip])}
     t0 = time.monotonic()
     try:
-        if make_room is not None:
-            make_room(_incoming(engine, spec, lock, path, cache))
+        incoming = _incoming(engine, spec, lock, path, cache) if make_room is not None else None
+        if incoming is not None:  # none when the image is there: making room could give it back
+            make_room(incoming)
         built = _build(project, spec, lock, engine, cache, progress=progress)
     except BuildError as exc:
         return _failed(combo, "build", f"build failed at {exc.step or 'an unknown step'}: {exc.message}",
@@ -229,16 +230,17 @@ def _lock(project: Project, spec, *, progress: Callable[[str], None]) -> None:
     lock_into(project, spec, progress=progress)
 
 
-def _incoming(engine, spec, lock, path, cache) -> int:
+def _incoming(engine, spec, lock, path, cache) -> int | None:
     """Bytes a build of ``spec`` will add, estimated from the lock (envctl.imagesize): its
-    environment's layers and the downloads the package cache does not hold yet; 0 when an
-    identical image is there, or when a size cannot be had (offline)."""
+    environment's layers and the downloads the package cache does not hold yet; None when an
+    identical image is there (a later target of the same image: nothing is built), 0 when a
+    size cannot be had (offline)."""
     from envctl import yamldoc
     from envctl.build import find_built
     from envctl.imagesize import estimate
 
     if find_built(engine, spec, lock) is not None:
-        return 0
+        return None
     guess = estimate(spec, yamldoc.load(path.read_text(encoding="utf-8")), cache_root=cache.root)
     if guess is None:
         return 0

@@ -28,30 +28,16 @@ def interrupts_deferred() -> Iterator[None]:
         yield
         return
     caught: list[int] = []
-    kept: dict[int, Any] = {}
+    with _blocked(INTERRUPTS):
+        kept = {kind: signal.signal(kind, lambda signum, _frame: caught.append(signum)) for kind in INTERRUPTS}
     try:
-        with _blocked(INTERRUPTS):
-            for kind in INTERRUPTS:
-                kept[kind] = signal.signal(kind, lambda signum, _frame: caught.append(signum))
         yield
     finally:
         with _blocked(INTERRUPTS):
-            _restore(list(kept.items()))
+            for kind, handler in kept.items():
+                signal.signal(kind, handler)
         for signum in caught[:1]:
             signal.raise_signal(signum)  # the kept handler raises it here, once the child is held
-
-
-def _restore(handlers: list[tuple[int, Any]]) -> None:
-    """Put each handler back, the last swapped first, each whatever the one before raised: the
-    kernel's mask holds a signal back from this thread only, so with other threads alive (rich's
-    spinner, an HTTP pool) Python may still run a handler between two swaps; SIGINT's goes back
-    last, so a Ctrl-C raised then leaves nothing swapped."""
-    if handlers:
-        kind, handler = handlers[-1]
-        try:
-            signal.signal(kind, handler)
-        finally:
-            _restore(handlers[:-1])
 
 
 @contextmanager
@@ -87,12 +73,7 @@ def run(cmd: list[str], *, timeout: float | None = None, group: bool = False,
         assert proc is not None
         kill(proc, group=group)
         # a killed group has closed its ends of the pipes; a lone child's own children may not have
-        if group:
-            out, err = proc.communicate()
-        else:
-            out = err = None
-            for pipe in (proc.stdout, proc.stderr):
-                pipe.close()
+        out, err = proc.communicate() if group else (None, None)
         raise subprocess.TimeoutExpired(cmd, timeout or 0, output=out, stderr=err) from None
     except BaseException:
         if proc is not None:

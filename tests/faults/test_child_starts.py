@@ -127,25 +127,3 @@ def test_interrupts_deferred_raises_the_interrupt_once_the_block_is_done():
     assert reached == ["the block ran to its end"]
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
 
-
-
-def test_every_handler_goes_back_even_when_a_signal_is_handled_between_two_swaps(monkeypatch):
-    """With other threads alive the kernel's mask does not hold a signal back from them, and
-    Python runs its handler in the main thread between two swaps: the restores must each happen
-    whatever the one before raised, SIGINT's last."""
-    import signal
-
-    from envctl import children
-
-    calls = []
-
-    def swap(kind, handler):
-        calls.append(kind)
-        if len(calls) == 1:
-            raise KeyboardInterrupt  # a Ctrl-C handled right after the first restore
-        return None
-
-    monkeypatch.setattr(children.signal, "signal", swap)
-    with pytest.raises(KeyboardInterrupt):
-        children._restore([(signal.SIGINT, "int handler"), (signal.SIGTERM, "term handler")])
-    assert calls == [signal.SIGTERM, signal.SIGINT]

@@ -179,7 +179,3 @@ class FleetError(EnvctlError):
 class Terminated(KeyboardInterrupt):
     """SIGTERM, raised where the program is so it unwinds like Ctrl-C: every ``finally`` and
     ``except BaseException`` that stops children, removes containers and temp files runs."""
-
-
-# Where it lived first: the children's module holds it now (envctl.children).
-from envctl.children import interrupts_deferred  # noqa: E402,F401
